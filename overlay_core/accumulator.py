@@ -1,0 +1,248 @@
+"""Global score accumulator: per-edge scores that grow or shrink with use and expert verdicts.
+
+An *edge* here is a bigram link ``prev -> word`` in the shared tokenization
+(:mod:`overlay_core.text`). For every edge the accumulator keeps
+
+* ``score`` — the global score ``G[edge]`` (float32, unitless; 0 for an unseen edge),
+  the sum of every verdict delta applied to it (see :mod:`overlay_core.verification`),
+* ``uses`` — how many times the reasoner chose it (int64),
+* the ids of the verdicts whose deltas make up ``score`` (the audit trail a trace
+  shows next to each chosen word), and
+* whether an expert *added* the edge (then the reasoner proposes it as a candidate).
+
+Candidate scores are combined by :class:`ScoreWeights` (a linear model whose terms
+are all visible in the trace)::
+
+    score = w_adj * log p_adj + w_ctx * ctx + w_llm * llm + w_glob * G[edge] + w_use * log(1 + uses)
+
+Persisted as a labelled ``.safetensors`` file (``overlay.kind = "accumulator"``)
+through :mod:`overlay_core.storage`; writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import storage
+from .errors import InputError
+
+FORMAT_VERSION = 1
+KIND = "accumulator"
+#: log-probability used for a candidate the adjacency table has no edge for (e.g. expert-added edges).
+LOG_P_FLOOR = math.log(1e-6)
+
+
+@dataclass(frozen=True)
+class ScoreWeights:
+    """Weights of the linear score (see module docstring). All floats, any sign; 0 disables a term.
+
+    Attributes:
+        w_adj: weight of ``log p_adj`` (natural log of the adjacency probability).
+        w_ctx: weight of the context-support feature (1 for the top passage, 1/(1+rank) below).
+        w_llm: weight of the LLM score (nats; sum, per-token mean or calibrated, per the settings).
+        w_glob: weight of the accumulated global score ``G[edge]`` (verdict deltas).
+        w_use: weight of ``log(1 + uses)``; 0 by default so repeated runs give identical answers.
+    """
+
+    w_adj: float = 0.5
+    w_ctx: float = 3.0
+    w_llm: float = 1.0
+    w_glob: float = 1.0
+    w_use: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"score weight {f.name} must be a finite number, got {v!r}")
+
+    def combine(self, *, log_p_adj: float, ctx: float, llm: float, glob: float, uses: int) -> float:
+        """The final candidate score (float, higher is better)."""
+        return (self.w_adj * log_p_adj + self.w_ctx * ctx + self.w_llm * llm
+                + self.w_glob * glob + self.w_use * math.log1p(uses))
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+_DESCRIPTIONS = {
+    "edge_utf8": "uint8[N_bytes]: UTF-8 bytes of every edge key 'prev<TAB>word', concatenated",
+    "edge_offsets": "int64[E+1]: start of edge i's key in edge_utf8 is edge_offsets[i], end edge_offsets[i+1]",
+    "score": "float32[E]: global score G[edge] = sum of applied verdict deltas (unitless)",
+    "uses": "int64[E]: number of answers in which the reasoner chose the edge",
+    "expert_added": "uint8[E]: 1 when an expert verdict added this edge as a candidate",
+    "delta_edge": "int64[D]: edge index of each applied delta (append order)",
+    "delta_value": "float32[D]: the delta added to score[delta_edge] (unitless)",
+    "delta_source_utf8": "uint8[M]: UTF-8 bytes of each delta's source id (verdict id), concatenated",
+    "delta_source_offsets": "int64[D+1]: offsets of each delta's source id in delta_source_utf8",
+}
+
+
+def _pack(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    enc = [s.encode("utf-8") for s in strings]
+    offs = np.zeros(len(enc) + 1, dtype=np.int64)
+    if enc:
+        offs[1:] = np.cumsum([len(b) for b in enc])
+    return np.frombuffer(b"".join(enc), dtype=np.uint8).copy(), offs
+
+
+def _unpack(buf: np.ndarray, offs: np.ndarray) -> list[str]:
+    raw = bytes(np.asarray(buf, dtype=np.uint8))
+    return [raw[offs[i]:offs[i + 1]].decode("utf-8") for i in range(len(offs) - 1)]
+
+
+class Accumulator:
+    """Global edge scores with their verdict provenance (see module docstring).
+
+    Thread-safe: one lock guards every read-modify-write, so a server process can share it.
+
+    Args:
+        path: the ``.safetensors`` file; loaded when it exists (``StateFileError`` when it is
+            malformed or of another format version), created by :meth:`save` otherwise.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.RLock()
+        self._score: dict[tuple[str, str], float] = {}
+        self._uses: dict[tuple[str, str], int] = {}
+        self._expert: set[tuple[str, str]] = set()
+        self._deltas: list[tuple[tuple[str, str], float, str]] = []
+        self._applied: set[tuple[str, tuple[str, str]]] = set()
+        if self.path is not None and self.path.exists():
+            self._load(self.path)
+
+    # -- reading -----------------------------------------------------------------------------
+    def global_score(self, prev: str, word: str) -> float:
+        """``G[prev -> word]`` (0.0 for an edge no verdict touched)."""
+        return self._score.get((prev, word), 0.0)
+
+    def uses(self, prev: str, word: str) -> int:
+        return self._uses.get((prev, word), 0)
+
+    def verdicts_for(self, prev: str, word: str) -> tuple[str, ...]:
+        """Ids of the verdicts (delta sources) that changed ``G[prev -> word]``, in applied order."""
+        return tuple(dict.fromkeys(src for e, _, src in self._deltas if e == (prev, word)))
+
+    def expert_edges(self, prev: str) -> list[str]:
+        """Words an expert added as successors of ``prev`` (sorted)."""
+        return sorted(w for p, w in self._expert if p == prev)
+
+    def deltas(self) -> list[dict]:
+        """Every applied delta, in order: ``{"prev", "word", "delta", "source"}``."""
+        return [{"prev": e[0], "word": e[1], "delta": d, "source": s} for e, d, s in self._deltas]
+
+    @property
+    def n_edges(self) -> int:
+        return len(set(self._score) | set(self._uses) | self._expert)
+
+    # -- writing -----------------------------------------------------------------------------
+    def apply_delta(self, prev: str, word: str, delta: float, source_id: str) -> bool:
+        """Add ``delta`` to ``G[prev -> word]`` on behalf of ``source_id`` (a verdict id).
+
+        Idempotent: the same ``(source_id, edge)`` is applied at most once.
+
+        Returns:
+            True when applied, False when this source had already changed this edge.
+
+        Raises:
+            InputError: empty source id or a non-finite delta.
+        """
+        if not source_id:
+            raise InputError("apply_delta needs a non-empty source_id (the verdict id)")
+        if not isinstance(delta, (int, float)) or not math.isfinite(delta):
+            raise InputError(f"delta for edge {prev!r} -> {word!r} must be finite, got {delta!r}")
+        edge = (prev, word)
+        with self._lock:
+            if (source_id, edge) in self._applied:
+                return False
+            self._applied.add((source_id, edge))
+            self._score[edge] = self._score.get(edge, 0.0) + float(delta)
+            self._deltas.append((edge, float(delta), source_id))
+            return True
+
+    def add_edge(self, prev: str, word: str, source_id: str) -> bool:
+        """Mark ``prev -> word`` as an expert-added candidate edge (idempotent per source)."""
+        if not source_id:
+            raise InputError("add_edge needs a non-empty source_id (the verdict id)")
+        with self._lock:
+            key = (f"add:{source_id}", (prev, word))
+            if key in self._applied:
+                return False
+            self._applied.add(key)
+            self._expert.add((prev, word))
+            self._deltas.append(((prev, word), 0.0, source_id))
+            return True
+
+    def remove_edge(self, prev: str, word: str, source_id: str) -> bool:
+        """Withdraw an expert-added edge (used when its verdict is reverted)."""
+        with self._lock:
+            key = (f"remove:{source_id}", (prev, word))
+            if key in self._applied:
+                return False
+            self._applied.add(key)
+            self._expert.discard((prev, word))
+            self._deltas.append(((prev, word), 0.0, source_id))
+            return True
+
+    def record_use(self, prev: str, word: str) -> None:
+        """Count one use of ``prev -> word`` (reinforcement; weighted by ``ScoreWeights.w_use``)."""
+        with self._lock:
+            self._uses[(prev, word)] = self._uses.get((prev, word), 0) + 1
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path | None = None) -> Path:
+        """Atomically write the accumulator to ``path`` (default: the path it was opened with)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise InputError("Accumulator.save needs a path (none was given when it was created)")
+        with self._lock:
+            edges = sorted(set(self._score) | set(self._uses) | self._expert | {e for e, _, _ in self._deltas})
+            index = {e: i for i, e in enumerate(edges)}
+            edge_utf8, edge_offsets = _pack([f"{p}\t{w}" for p, w in edges])
+            src_utf8, src_offsets = _pack([s for _, _, s in self._deltas])
+            tensors = {
+                "edge_utf8": edge_utf8,
+                "edge_offsets": edge_offsets,
+                "score": np.array([self._score.get(e, 0.0) for e in edges], dtype=np.float32),
+                "uses": np.array([self._uses.get(e, 0) for e in edges], dtype=np.int64),
+                "expert_added": np.array([e in self._expert for e in edges], dtype=np.uint8),
+                "delta_edge": np.array([index[e] for e, _, _ in self._deltas], dtype=np.int64),
+                "delta_value": np.array([d for _, d, _ in self._deltas], dtype=np.float32),
+                "delta_source_utf8": src_utf8,
+                "delta_source_offsets": src_offsets,
+            }
+            applied = sorted([s, list(e)] for s, e in self._applied)
+            storage.save(target, tensors, kind=KIND, version=FORMAT_VERSION, descriptions=_DESCRIPTIONS,
+                         metadata={"overlay.edge_key": "prev<TAB>word in overlay_core.text tokens, NFC",
+                                   "overlay.applied": json.dumps(applied, ensure_ascii=False)})
+        self.path = target
+        return target
+
+    def _load(self, path: Path) -> None:
+        t, meta = storage.load(path, kind=KIND, version=FORMAT_VERSION)
+        edges = [tuple(k.split("\t", 1)) for k in _unpack(t["edge_utf8"], t["edge_offsets"])]
+        for i, e in enumerate(edges):
+            if t["score"][i] != 0.0:
+                self._score[e] = float(t["score"][i])
+            if t["uses"][i]:
+                self._uses[e] = int(t["uses"][i])
+            if t["expert_added"][i]:
+                self._expert.add(e)
+        sources = _unpack(t["delta_source_utf8"], t["delta_source_offsets"])
+        self._deltas = [(edges[int(ei)], float(v), s) for ei, v, s in zip(t["delta_edge"], t["delta_value"], sources)]
+        self._applied = {(s, tuple(e)) for s, e in json.loads(meta.get("overlay.applied", "[]"))}
+
+
+@dataclass(frozen=True)
+class ScoreAccumulator:
+    """What the Score Accumulator node hands to the reasoner: the persistent edge scores and the weights."""
+
+    accumulator: Accumulator
+    weights: ScoreWeights

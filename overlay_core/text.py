@@ -1,0 +1,103 @@
+"""The one tokenization convention shared by the adjacency table, the LLM selector and the trace.
+
+Convention (all of Overlay uses exactly this):
+
+* **Normalization** — text is cleaned with :func:`normalize`: Unicode NFC (so the NFC
+  and NFD spellings of a word are one entry), lone surrogates replaced by U+FFFD,
+  NUL and other C0/C1 control characters replaced by a space, and the invisible
+  format characters ZERO WIDTH SPACE (U+200B), ZERO WIDTH NON-JOINER (U+200C),
+  WORD JOINER (U+2060) and BOM (U+FEFF) removed. ZERO WIDTH JOINER (U+200D) is
+  kept because it glues emoji sequences (👩‍💻).
+* **Words** — :func:`words` splits normalized text into *word tokens*: a run of
+  letters/digits/underscore (any script: Latin, Cyrillic, CJK …) with optional inner
+  ``-``, ``'``, ``’`` or ``.``-between-letters joins (``e-mail``, ``don't``, ``e.g``),
+  or a single non-space, non-word character (punctuation, symbols, emoji, with any
+  following ZWJ/variation-selector continuation). Case is preserved: the table stores
+  surface forms; lookups fall back to a case-folded key (see ``AdjacencyTable``).
+* **Spacing** — words are joined by one space, except that closing punctuation
+  (:data:`NO_SPACE_BEFORE`) attaches to the previous word and nothing follows opening
+  brackets (:data:`NO_SPACE_AFTER`) with a space. :func:`continuation` gives the exact
+  string appended to the answer text when a word is chosen; the LLM selector scores
+  exactly that string, so the leading space belongs to the candidate, never to the
+  context.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+#: Characters removed by :func:`normalize` (invisible format characters, not ZWJ).
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u2060\ufeff"), None)
+#: C0/C1 control characters except tab/newline/carriage return become spaces.
+_CONTROL = {c: " " for c in list(range(0, 9)) + [11, 12] + list(range(14, 32)) + list(range(127, 160))}
+
+NO_SPACE_BEFORE = frozenset(".,;:!?)]}%'\u2019\"»…")
+NO_SPACE_AFTER = frozenset("([{\"«")
+SENTENCE_END = frozenset(".!?")
+
+_WORD_RE = re.compile(
+    r"\w+(?:[-'\u2019]\w+)*"  # words, with inner hyphens/apostrophes
+    r"|[^\w\s][\u200d\ufe0f\U0001f3fb-\U0001f3ff]*(?:(?<=\u200d)[^\w\s][\u200d\ufe0f]*)*"  # one symbol (+emoji joins)
+)
+
+
+def normalize(text: str) -> str:
+    """Return ``text`` cleaned by the shared convention (NFC, no lone surrogates, controls, invisibles).
+
+    Args:
+        text: any ``str``, possibly containing lone surrogates or NUL.
+
+    Returns:
+        A ``str`` safe to encode as UTF-8.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"normalize() expects str, got {type(text).__name__}")
+    # Lone surrogates cannot be encoded as UTF-8: round-trip through UTF-16 with replacement.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    text = text.translate(_INVISIBLE).translate(_CONTROL)
+    return unicodedata.normalize("NFC", text)
+
+
+def words(text: str) -> list[str]:
+    """Split ``text`` into word tokens by the shared convention (see module docstring)."""
+    return _WORD_RE.findall(normalize(text))
+
+
+def fold(word: str) -> str:
+    """Case-folded key of a word token, used for case-insensitive fallback lookups."""
+    return word.casefold()
+
+
+def is_punct(word: str) -> bool:
+    """True when ``word`` is a single punctuation/symbol token (no letter or digit)."""
+    return not any(ch.isalnum() or ch == "_" for ch in word)
+
+
+def continuation(previous: Sequence[str], word: str) -> str:
+    """The exact text appended to an answer when ``word`` follows the words ``previous``.
+
+    ``""`` separator at the start, before closing punctuation and after opening brackets;
+    one leading space otherwise. The LLM selector scores this string.
+    """
+    if not previous:
+        return word
+    if word[:1] in NO_SPACE_BEFORE and is_punct(word):
+        return word
+    if previous[-1] in NO_SPACE_AFTER:
+        return word
+    return " " + word
+
+
+def join(tokens: Iterable[str]) -> str:
+    """Detokenize: join word tokens into text using :func:`continuation` spacing."""
+    out: list[str] = []
+    parts: list[str] = []
+    for tok in tokens:
+        parts.append(continuation(out, tok))
+        out.append(tok)
+    return "".join(parts)

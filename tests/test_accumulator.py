@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from overlay_core.accumulator import Accumulator, ScoreWeights
+from overlay_core.errors import InputError, StateFileError
+
+
+def test_deltas_are_idempotent_traceable_and_persisted(tmp_path):
+    path = tmp_path / "acc.safetensors"
+    acc = Accumulator(path)
+    assert acc.apply_delta("hash", "table", -10.0, "v1") is True
+    assert acc.apply_delta("hash", "table", -10.0, "v1") is False  # same verdict twice: no change
+    assert acc.apply_delta("hash", "table", 2.5, "v2") is True
+    acc.add_edge("hash", "map", "v3")
+    acc.record_use("hash", "table")
+    acc.save()
+    again = Accumulator(path)
+    assert again.global_score("hash", "table") == pytest.approx(-7.5)
+    assert again.verdicts_for("hash", "table") == ("v1", "v2")
+    assert again.expert_edges("hash") == ["map"]
+    assert again.uses("hash", "table") == 1
+    assert again.apply_delta("hash", "table", -10.0, "v1") is False  # idempotency survives a reload
+    assert again.global_score("unseen", "edge") == 0.0
+
+
+def test_reverting_restores_exactly(tmp_path):
+    acc = Accumulator()
+    acc.apply_delta("a", "b", -10.0, "v1")
+    acc.apply_delta("a", "b", 10.0, "revert-v1")
+    assert acc.global_score("a", "b") == 0.0
+
+
+def test_weights_combine_and_validate():
+    w = ScoreWeights(w_adj=1, w_ctx=2, w_llm=3, w_glob=4, w_use=0)
+    assert w.combine(log_p_adj=-1.0, ctx=1.0, llm=-2.0, glob=-0.5, uses=9) == pytest.approx(-1 + 2 - 6 - 2)
+    with pytest.raises(InputError, match="w_llm"):
+        ScoreWeights(w_llm=float("nan"))
+
+
+def test_truncated_accumulator_file_is_refused_and_not_overwritten(tmp_path):
+    path = tmp_path / "acc.safetensors"
+    acc = Accumulator(path)
+    acc.apply_delta("a", "b", 1.0, "v1")
+    acc.save()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StateFileError, match="acc.safetensors"):
+        Accumulator(path)
+    assert path.read_bytes() == data[: len(data) // 2]
+
+
+def test_file_is_labelled(tmp_path):
+    import json
+
+    from safetensors import safe_open
+
+    path = tmp_path / "acc.safetensors"
+    acc = Accumulator(path)
+    acc.apply_delta("x", "y", 1.0, "v")
+    acc.save()
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata()
+        assert meta["overlay.kind"] == "accumulator"
+        assert set(json.loads(meta["overlay.tensors"])) == set(f.keys())
+        assert np.array_equal(f.get_tensor("score"), np.array([1.0], dtype=np.float32))
