@@ -94,7 +94,8 @@ def save(path: str | Path, tensors: Mapping[str, np.ndarray], *, kind: str, vers
             "overlay.tensors": json.dumps(dict(descriptions), sort_keys=True)}
     for k, v in (metadata or {}).items():
         if not isinstance(v, str):
-            raise ValueError(f"metadata value for {k!r} must be str (JSON-encode structured values), got {type(v).__name__}")
+            raise ValueError(  # noqa: TRY004 -- documented API: ValueError for bad arguments
+                f"metadata value for {k!r} must be str (JSON-encode structured values), got {type(v).__name__}")
         meta[k] = v
     arrays = {k: _c_order_le(v) for k, v in tensors.items()}
     write_atomic(path, st_save(arrays, metadata=meta))
@@ -116,7 +117,7 @@ def read_header(path: str | Path) -> tuple[dict, int]:
     path = Path(path)
     try:
         size = path.stat().st_size
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 -- closed by the `with fh:` below; open errors handled here
     except OSError as exc:
         raise StateFileError(f"cannot open state file {path}: {exc.strerror or exc}") from exc
     with fh:

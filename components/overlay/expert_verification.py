@@ -1,0 +1,50 @@
+"""Expert Verification node: puts an answer and its trace in the review queue."""
+
+from lfx.custom.custom_component.component import Component
+from lfx.io import DataInput, Output, StrInput
+from lfx.schema.data import Data
+from lfx.schema.message import Message
+
+from overlay_core.knowledge import state_paths
+from overlay_core.verification import ReviewStore
+
+
+class OverlayExpertVerification(Component):
+    display_name = "Expert Verification"
+    description = "Enqueues an answer with its full trace for an expert to approve, reject or correct."
+    icon = "user-check"
+    name = "OverlayExpertVerification"
+
+    inputs = [
+        DataInput(name="trace", display_name="Trace", required=True, info="The Trace output of the Overlay Reasoner."),
+        StrInput(name="source_flow", display_name="Flow Name", value="overlay-answer", advanced=True,
+                 info="Recorded with the item, to tell where the answer came from."),
+        StrInput(name="db_url", display_name="Database URL", value="", advanced=True,
+                 info="SQLAlchemy URL (e.g. postgresql+psycopg://…); empty = reviews.sqlite3 in the state folder."),
+        StrInput(name="home", display_name="State Folder", value="", advanced=True,
+                 info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
+    ]
+    outputs = [
+        Output(display_name="Review Item", name="item", method="enqueue"),
+        Output(display_name="Receipt", name="receipt", method="receipt"),
+    ]
+
+    def _enqueue(self) -> dict:
+        if getattr(self, "_item", None) is None:
+            r = self.trace.data
+            store = ReviewStore(self.db_url or state_paths(self.home or None).reviews)
+            item_id = store.enqueue(flow=self.source_flow, question=r.get("question", ""), answer=r.get("answer", ""),
+                                    trace=r, model_fingerprint=r.get("model", ""), index_fingerprint=r.get("index", ""))
+            self._item = {"item_id": item_id, "question": r.get("question", ""), "answer": r.get("answer", ""),
+                          "steps": len(r.get("trace", []))}
+            self.status = f"queued for review: {item_id}"
+        return self._item
+
+    def enqueue(self) -> Data:
+        return Data(data=self._enqueue())
+
+    def receipt(self) -> Message:
+        it = self._enqueue()
+        return Message(text=f"Queued for review as {it['item_id']}: {it['answer']}\n\n"
+                            f"Reviewers: `overlay review show {it['item_id']}`, then "
+                            f"`overlay review verdict {it['item_id']} --reviewer NAME --kind reject --step N`.")

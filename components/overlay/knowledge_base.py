@@ -1,0 +1,63 @@
+"""Knowledge Base node: the ChromaDB passage store, fed by FOLDOC or LangFlow documents."""
+
+from lfx.custom.custom_component.component import Component
+from lfx.io import BoolInput, HandleInput, IntInput, MessageTextInput, Output, StrInput
+from lfx.schema.dataframe import DataFrame
+
+from overlay_core.ingest import passages_from_records
+from overlay_core.knowledge import state_paths
+from overlay_core.retrieval import KnowledgeBase, get_knowledge_base
+
+
+class OverlayKnowledgeBase(Component):
+    display_name = "Knowledge Base"
+    description = ("Passages in ChromaDB (offline MiniLM embeddings). Optionally ingests documents from "
+                   "File, Directory or Split Text; previews what a query retrieves.")
+    icon = "database"
+    name = "OverlayKnowledgeBase"
+
+    inputs = [
+        HandleInput(name="documents", display_name="Documents", input_types=["Data", "JSON", "Message", "DataFrame", "Table"],
+                    is_list=True, required=False,
+                    info="Optional documents to upsert (from File, Directory or Split Text). Unchanged ones are not rewritten."),
+        MessageTextInput(name="query", display_name="Preview Query", value="What is a hash table?",
+                         info="A question whose retrieved passages are shown in the Passages output."),
+        IntInput(name="top_k", display_name="Top-k", value=3, info="How many passages the preview retrieves."),
+        StrInput(name="home", display_name="State Folder", value="", advanced=True,
+                 info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
+        StrInput(name="collection", display_name="Collection", value="overlay", advanced=True,
+                 info="ChromaDB collection name."),
+        StrInput(name="server_url", display_name="Chroma Server URL", value="", advanced=True,
+                 info="e.g. http://127.0.0.1:8000 to use a Chroma server; empty = embedded store in the state folder."),
+        BoolInput(name="ingest", display_name="Ingest Documents", value=True, advanced=True,
+                  info="Upsert the connected documents before answering."),
+    ]
+    outputs = [
+        Output(display_name="Knowledge Base", name="knowledge_base", method="build_knowledge_base"),
+        Output(display_name="Passages", name="passages", method="preview"),
+    ]
+
+    def _kb(self) -> KnowledgeBase:
+        kb = get_knowledge_base(state_paths(self.home or None).chroma, collection=self.collection or "overlay",
+                                server_url=self.server_url or None)
+        if self.ingest and self.documents:
+            docs = self.documents if isinstance(self.documents, list) else [self.documents]
+            records = []
+            for d in docs:
+                records.extend(d.to_dict(orient="records") if hasattr(d, "to_dict") and hasattr(d, "columns") else [d])
+            passages, skipped = passages_from_records(records, source="document")
+            report = kb.upsert(passages)
+            self.log(f"ingested {report.total} passages: {report.added} added, {report.updated} updated, "
+                     f"{report.unchanged} unchanged, {report.skipped_empty + skipped} empty skipped")
+        return kb
+
+    def build_knowledge_base(self) -> KnowledgeBase:
+        kb = self._kb()
+        self.status = f"{kb.count()} passages in the store"
+        return kb
+
+    def preview(self) -> DataFrame:
+        hits = self._kb().query(self.query, k=self.top_k)
+        self.status = f"retrieved {len(hits)} passages"
+        return DataFrame([{"rank": i + 1, "source": h.source, "distance": round(h.distance, 4), "passage": h.text,
+                           "id": h.id} for i, h in enumerate(hits)])

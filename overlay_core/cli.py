@@ -1,0 +1,158 @@
+"""``overlay`` — the command line for everything a flow does.
+
+Commands: ``build`` (ingest + adjacency table), ``ask`` (answer with trace; ``--json``),
+``neighbors`` (look up the adjacency table), ``review …`` (reviewer queue and verdicts),
+``inspect`` (SafeTensors/GGUF inspector). User mistakes (:class:`OverlayError`) are printed
+as one clear message with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from .errors import OverlayError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Overlay: a transparent reasoning pipeline (adjacency tables + retrieval + LLM selector).")
+err = Console(stderr=True)
+
+HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder (default ./.overlay).")
+
+
+def _fail(exc: OverlayError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def build(
+    home: Optional[Path] = HomeOpt,
+    corpus: Optional[Path] = typer.Option(None, help="A dictd .index file (default: the bundled FOLDOC)."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N dictionary entries."),
+    order: int = typer.Option(3, min=2, max=3, help="n-gram order of the adjacency table."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build again even if the same corpus is built."),
+    server_url: Optional[str] = typer.Option(None, envvar="OVERLAY_CHROMA_URL", help="Chroma server URL (default: embedded)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the build report as JSON."),
+) -> None:
+    """Build the knowledge: passages into ChromaDB and the adjacency table (cached by corpus fingerprint)."""
+    from .knowledge import build_knowledge
+
+    try:
+        report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
+                                 progress=not json_out, server_url=server_url)
+    except OverlayError as exc:
+        _fail(exc)
+    if json_out:
+        print(json.dumps(report))
+        return
+    state = "already built (cached)" if report.get("cached") else "built"
+    err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
+              f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']})")
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question, e.g. 'What is a hash table?'"),
+    home: Optional[Path] = HomeOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: answer, trace, passages, settings."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the trace as Markdown tables."),
+    model: Optional[Path] = typer.Option(None, envvar="OVERLAY_MODEL", help="GGUF model path (default: SmolLM2-135M)."),
+    top_k: int = typer.Option(3, help="Passages retrieved."),
+    n_candidates: int = typer.Option(8, help="Corpus-wide successors proposed per step."),
+    span_words: int = typer.Option(4, help="Longest multi-word passage span (1 = words only)."),
+    context_order: int = typer.Option(2, help="2 = bigram context, 3 = trigram context."),
+    llm_score: str = typer.Option("mean", help="LLM score used: mean, sum or calibrated."),
+    block_ngram: int = typer.Option(3, help="Block repeated n-grams of this size (0 = off)."),
+    min_words: int = typer.Option(6, help="No sentence end before this many words."),
+    max_words: int = typer.Option(30, help="Stop after this many words."),
+    w_adj: float = typer.Option(0.5, help="Weight of log p_adj."),
+    w_ctx: float = typer.Option(3.0, help="Weight of passage support."),
+    w_llm: float = typer.Option(1.0, help="Weight of the LLM score."),
+    w_glob: float = typer.Option(1.0, help="Weight of the global (verdict) score."),
+    enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id."),
+    server_url: Optional[str] = typer.Option(None, envvar="OVERLAY_CHROMA_URL", help="Chroma server URL."),
+) -> None:
+    """Answer a question word by word and print the answer with its trace."""
+    from .accumulator import ScoreWeights
+    from .knowledge import make_reasoner, state_paths
+    from .reasoner import ReasonerSettings
+    from .trace import to_markdown, to_text
+
+    try:
+        settings = ReasonerSettings(top_k=top_k, n_candidates=n_candidates, span_words=span_words,
+                                    context_order=context_order, llm_score=llm_score, block_ngram=block_ngram,
+                                    min_words=min_words, max_words=max_words)
+        weights = ScoreWeights(w_adj=w_adj, w_ctx=w_ctx, w_llm=w_llm, w_glob=w_glob)
+        reasoner = make_reasoner(home, model_path=model, weights=weights, settings=settings, server_url=server_url)
+        result = reasoner.answer(question)
+        if enqueue:
+            from .verification import ReviewStore
+
+            result["answer_id"] = ReviewStore(state_paths(home).reviews).enqueue(
+                flow="cli", question=question, answer=result["answer"], trace=result,
+                model_fingerprint=result.get("model", ""), index_fingerprint=result.get("index", ""))
+    except OverlayError as exc:
+        _fail(exc)
+    if json_out:
+        print(json.dumps(result, ensure_ascii=False))
+    elif markdown:
+        print(to_markdown(result))
+    else:
+        print(result["answer"])
+        print()
+        print(to_text(result))
+        if result.get("answer_id"):
+            print(f"\nreview item: {result['answer_id']}")
+
+
+@app.command()
+def neighbors(
+    word: str = typer.Argument(..., help="Context: one word, or two words for a trigram context."),
+    home: Optional[Path] = HomeOpt,
+    top_n: int = typer.Option(10, help="How many next words."),
+) -> None:
+    """Show the top next words of a context in the adjacency table, with weights and example passages."""
+    from .knowledge import load_table, state_paths
+    from .text import words
+
+    try:
+        table = load_table(state_paths(home).adjacency)
+        edges = table.next_words(words(word), top_n)
+    except OverlayError as exc:
+        _fail(exc)
+    for e in edges:
+        eg = table.passage_source(e.passages[0]) if e.passages else ""
+        print(f"{' '.join(e.context)} -> {e.word}\tp={e.prob:.3f}\tcount={e.count}\tpassages={e.n_passages}\te.g. {eg}")
+
+
+def _mount_optional() -> None:
+    try:
+        from .verification_cli import review_app
+    except ImportError:  # pragma: no cover - present once verification lands
+        review_app = None
+    if review_app is not None:
+        app.add_typer(review_app, name="review", help="Reviewer queue: list, show, verdict, revert, apply, export.")
+    try:
+        from .inspector.cli import inspect_command
+    except ImportError:  # pragma: no cover
+        inspect_command = None
+    if inspect_command is not None:
+        app.command("inspect", help="Inspect a .safetensors or .gguf file: roles, heads, statistics, pictures.")(inspect_command)
+
+
+_mount_optional()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except OverlayError as exc:  # raised outside a command's own handler
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,196 @@
+"""Where Overlay keeps its state, how the knowledge is built, and the one-call ``ask``.
+
+State folder (``$OVERLAY_HOME``, default ``./.overlay``)::
+
+    chroma/                    ChromaDB persistent store (passages + embeddings)
+    adjacency.safetensors      the adjacency table (labelled tensors)
+    accumulator.safetensors    global edge scores + verdict deltas (labelled tensors)
+    reviews.sqlite3            review queue + append-only verdict log
+    knowledge.json             build report: corpus fingerprint, counts, timings
+
+:func:`build_knowledge` is idempotent: with the same corpus and parameters it finds the
+report and returns it (cached); ``rebuild=True`` builds again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CorpusError, InputError, StateFileError
+
+_CACHE_LOCK = threading.Lock()
+_TABLES: dict[tuple[str, float, int], Any] = {}
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Paths of one Overlay state folder (see module docstring)."""
+
+    home: Path
+
+    @property
+    def chroma(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def adjacency(self) -> Path:
+        return self.home / "adjacency.safetensors"
+
+    @property
+    def accumulator(self) -> Path:
+        return self.home / "accumulator.safetensors"
+
+    @property
+    def reviews(self) -> Path:
+        return self.home / "reviews.sqlite3"
+
+    @property
+    def report(self) -> Path:
+        return self.home / "knowledge.json"
+
+
+def state_paths(home: str | Path | None = None) -> StatePaths:
+    """Resolve the state folder: ``home``, else ``$OVERLAY_HOME``, else ``./.overlay`` (absolute)."""
+    raw = home if home not in (None, "") else os.environ.get("OVERLAY_HOME") or ".overlay"
+    return StatePaths(Path(raw).expanduser().resolve())
+
+
+def _corpus_fingerprint(index_path: Path | None, params: dict) -> str:
+    from .ingest import bundled_foldoc
+
+    path = index_path or bundled_foldoc()
+    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
+    for p in sorted(path.parent.glob(path.name.removesuffix(".index") + ".*")):
+        h.update(p.name.encode())
+        h.update(str(p.stat().st_size).encode())
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()[:16]
+
+
+def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None = None,
+                    passages: list | None = None, limit: int | None = None, headwords: list[str] | None = None,
+                    order: int = 3, rebuild: bool = False, progress: bool = False,
+                    server_url: str | None = None, collection: str = "overlay") -> dict:
+    """Ingest a corpus into ChromaDB and build the adjacency table (cached by corpus fingerprint).
+
+    Args:
+        home: state folder (see :func:`state_paths`).
+        corpus: a dictd ``.index`` file (default: the bundled FOLDOC) — ignored when ``passages`` is given.
+        passages: ready :class:`overlay_core.ingest.Passage` objects (e.g. from LangFlow documents).
+        limit, headwords: keep a subset of the dictionary (tests, demos).
+        order: n-gram order of the adjacency table (2 or 3).
+        rebuild: build even when the report says the same corpus is already built.
+        progress: show progress bars (ingest and build).
+
+    Returns:
+        The build report (also written to ``knowledge.json``): ``fingerprint``, ``n_passages``,
+        ``ingest`` (added/updated/unchanged/skipped counts), ``n_edges``, ``vocab_size``, timings, ``cached``.
+
+    Raises:
+        CorpusError: the corpus is empty or unreadable.
+    """
+    from .adjacency import AdjacencyTable
+    from .ingest import foldoc_passages
+    from .retrieval import get_knowledge_base
+    from .storage import write_atomic
+
+    paths = state_paths(home)
+    if passages is not None:
+        passages = list(passages)
+        if not passages:
+            raise CorpusError("no passages to build from: the documents were empty")
+        h = hashlib.sha256()
+        for p in sorted(passages, key=lambda p: p.id):
+            h.update(p.id.encode())
+        fingerprint = h.hexdigest()[:16] + f"-o{order}"
+    else:
+        params = {"limit": limit, "headwords": sorted(headwords) if headwords else None, "order": order,
+                  "collection": collection}
+        fingerprint = _corpus_fingerprint(Path(corpus) if corpus else None, params)
+    if not rebuild and paths.report.exists() and paths.adjacency.exists():
+        try:
+            report = json.loads(paths.report.read_text())
+        except (OSError, ValueError):
+            report = {}
+        if report.get("fingerprint") == fingerprint:
+            return dict(report, cached=True)
+    t0 = time.perf_counter()
+    if passages is None:
+        passages = foldoc_passages(corpus, limit=limit, headwords=headwords)
+    t_parse = time.perf_counter() - t0
+    kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url)
+    ingest = kb.upsert(passages, progress=progress)
+    t_ingest = time.perf_counter() - t0 - t_parse
+    table = AdjacencyTable.build(passages, order=order, progress=progress)
+    table.save(paths.adjacency)
+    t_total = time.perf_counter() - t0
+    report = {"fingerprint": fingerprint, "n_passages": len(passages),
+              "ingest": {k: getattr(ingest, k) for k in ("added", "updated", "unchanged", "skipped_empty", "total")},
+              "n_edges": table.n_edges, "vocab_size": table.vocab_size, "order": order,
+              "adjacency_fingerprint": table.fingerprint, "collection": collection,
+              "timings_s": {"parse": round(t_parse, 3), "ingest": round(t_ingest, 3), "total": round(t_total, 3)},
+              "cached": False}
+    write_atomic(paths.report, json.dumps(report, indent=2).encode())
+    return report
+
+
+def parse_json_object(text: str, *, what: str) -> dict:
+    """Parse a JSON object typed into a text field (LangFlow and APIs deliver dicts as strings).
+
+    Raises:
+        InputError: not JSON, or JSON whose root is not an object.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InputError(f"{what} is not valid JSON ({exc}); send an object like "
+                         '{"item_id": "...", "reviewer": "alice", "kind": "reject", "step": 2}') from None
+    if not isinstance(value, dict):
+        raise InputError(f"{what} must be a JSON object, got a JSON {type(value).__name__}")
+    return value
+
+
+def load_table(path: str | Path):
+    """The adjacency table at ``path``, cached per process and reloaded when the file changes.
+
+    Raises:
+        StateFileError: the file is missing (build first) or malformed.
+    """
+    from .adjacency import AdjacencyTable
+
+    path = Path(path)
+    if not path.exists():
+        raise StateFileError(f"no adjacency table at {path}; build the knowledge first: `overlay build`"
+                             " (or run the Build Knowledge flow)")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime, st.st_size)
+    with _CACHE_LOCK:
+        table = _TABLES.get(key)
+        if table is None:
+            for k in [k for k in _TABLES if k[0] == key[0]]:
+                del _TABLES[k]
+            table = _TABLES[key] = AdjacencyTable.load(path)
+        return table
+
+
+def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | None = None, weights=None,
+                  settings=None, server_url: str | None = None, collection: str = "overlay",
+                  n_ctx: int = 2048, n_threads: int | None = None):
+    """A :class:`overlay_core.reasoner.Reasoner` over the state folder ``home`` (models/tables cached per process)."""
+    from .accumulator import Accumulator
+    from .reasoner import Reasoner
+    from .retrieval import get_knowledge_base
+    from .selector import get_selector
+
+    paths = state_paths(home)
+    table = load_table(paths.adjacency)
+    kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url)
+    selector = get_selector(model_path, n_ctx=n_ctx, n_threads=n_threads)
+    return Reasoner(kb, table, selector, Accumulator(paths.accumulator), weights=weights, settings=settings)

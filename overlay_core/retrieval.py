@@ -1,0 +1,829 @@
+"""Passage retrieval on ChromaDB: idempotent upserts, safe reopening, one writer at a time.
+
+A :class:`KnowledgeBase` is one ChromaDB collection of passages embedded with Overlay's
+offline all-MiniLM-L6-v2 (:mod:`overlay_core.embeddings`, cosine space, 384-d). Two
+deployments run the same code:
+
+* **embedded** (default): ``chromadb.PersistentClient`` on a folder;
+* **server**: ``chromadb.HttpClient`` on a Chroma server (``chroma run --host 127.0.0.1``)
+  when ``server_url`` is given (the folder is then not used).
+
+Guarantees:
+
+* **Idempotent ingest.** Passage ids are content-derived (:func:`overlay_core.ingest.passage_id`;
+  an empty id is replaced by one). :meth:`KnowledgeBase.upsert` first reads the stored
+  text/metadata of the batch's ids and writes (and embeds) only new or changed passages, with
+  Chroma's ``upsert`` (``add`` would silently keep an old record). An unchanged re-ingest writes
+  nothing. A passage that declares its place in a document — metadata ``chunk`` plus
+  ``headword`` or ``file_path`` (as :mod:`overlay_core.ingest` produces) — *replaces* the
+  passage stored for the same (source, document, chunk) slot, and stored chunks at or beyond
+  the new ``n_chunks`` are deleted: re-ingesting changed text changes what is retrieved
+  instead of adding a second version. New versions are written before old ones are deleted,
+  so an interrupted ingest duplicates, never loses.
+* **Metadata sanitizing** (:func:`sanitize_metadata`): ``None`` dropped, lists/dicts/tuples
+  stored as JSON strings, numpy scalars unwrapped, other objects as ``str``; non-finite
+  floats are refused with :class:`~overlay_core.errors.InputError` naming passage and field
+  (before anything is written).
+* **Reopen safety.** A collection records its embedding function (Chroma stores the name and
+  config of :class:`~overlay_core.embeddings.MiniLMEmbeddingFunction`). Opening a collection
+  made with another function, model file or vector dimension raises
+  :class:`~overlay_core.errors.RetrievalError` naming both; queries are always embedded here,
+  with the same model, never by Chroma's default function.
+* **One writer.** One Chroma client per persist folder per process (shared by all
+  collections in it), a thread lock around its use, and a cross-process ``filelock`` on
+  ``<folder>/overlay-write.lock`` around every write *and* every read (one Chroma call,
+  milliseconds; embedding runs outside the lock). Chroma's embedded client keeps its HNSW
+  index in memory and does not see another process's writes (it fails or answers from the
+  old index), so every write also stamps ``<folder>/overlay-generation``; a process that
+  finds a stamp other than the one it last saw reopens its client before it reads or
+  writes. So the LangFlow server and an ``lfx run`` process can share one folder.
+  (Chroma itself supports one process per embedded folder; a Chroma server is the way to
+  many concurrent writers.)
+* **Damaged stores** (e.g. a truncated ``chroma.sqlite3``) raise ``RetrievalError`` saying
+  how to rebuild: delete the folder (:func:`remove_store`) and run ``overlay build --rebuild``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from .embeddings import (DIMENSION, EMBEDDING_FUNCTION_NAME, MODEL_NAME, MODEL_SHA256, get_embedding_function,
+                         get_encoder)
+from .errors import InputError, RetrievalError
+from .ingest import Passage, passage_id
+from .storage import write_atomic
+
+#: Metadata key (added by :meth:`KnowledgeBase.upsert`) holding ``"<source>:<document>"`` of chunked passages.
+DOC_KEY = "overlay_doc"
+#: Files Overlay adds inside an embedded store folder.
+LOCK_FILE = "overlay-write.lock"
+GENERATION_FILE = "overlay-generation"
+#: Passages embedded and written per step (one lock hold, one progress-bar update).
+WRITE_BATCH = 256
+#: Seconds to wait for another process's write before giving up.
+LOCK_TIMEOUT_S = 600.0
+#: How a damaged store is rebuilt (shown in errors).
+REBUILD_HINT = ("delete the folder ({path}) — `overlay_core.retrieval.remove_store(path)` — and rebuild it "
+                "from the source documents with `overlay build --rebuild`")
+_COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def default_store_path() -> Path:
+    """Default embedded store folder: ``$OVERLAY_HOME/chroma``, else ``./.overlay/chroma``."""
+    return Path(os.environ.get("OVERLAY_HOME") or ".overlay") / "chroma"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class RetrievedPassage:
+    """One retrieved passage.
+
+    Attributes:
+        id: the stored passage id.
+        text: the passage text.
+        distance: cosine distance ``1 - cos(query, passage)`` (0 identical .. 2 opposite; float).
+        metadata: the stored metadata (JSON strings for list/dict values), without Overlay's
+            internal ``overlay_doc`` key.
+    """
+
+    id: str
+    text: str
+    distance: float
+    metadata: dict
+
+    @property
+    def source(self) -> str:
+        """``source:headword`` label, e.g. ``FOLDOC:hash table`` (like :attr:`Passage.source`)."""
+        head = self.metadata.get("headword")
+        src = self.metadata.get("source", "document")
+        return f"{src}:{head}" if head else str(src)
+
+    def as_row(self) -> dict[str, Any]:
+        """A flat dict for a table view: ``passage``, ``source``, ``distance``, ``id``."""
+        return {"passage": self.text, "source": self.source, "distance": self.distance, "id": self.id}
+
+
+@dataclass
+class IngestReport:
+    """What :meth:`KnowledgeBase.upsert` did.
+
+    ``added + updated + unchanged + skipped_empty == total`` (input passages; a repeated id
+    within one call counts as unchanged).
+
+    Attributes:
+        added: passages written that were not stored before.
+        updated: passages written that replace a stored version (same id with other text or
+            metadata, or same document chunk slot with another id).
+        unchanged: passages already stored exactly so (nothing written).
+        skipped_empty: empty or whitespace-only passages (not stored).
+        total: number of passages given.
+        removed: stored passages deleted because a new version of their document replaced
+            them (old chunk versions, chunks beyond the new ``n_chunks``).
+    """
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped_empty: int = 0
+    total: int = 0
+    removed: int = 0
+
+    @property
+    def written(self) -> int:
+        """Passages embedded and written (``added + updated``)."""
+        return self.added + self.updated
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "passage") -> dict[str, Any]:
+    """Return ``metadata`` as Chroma can store it (flat ``str -> str | int | float | bool``).
+
+    * ``None`` values are dropped;
+    * ``list``/``tuple``/``set``/``dict`` become JSON strings (sets sorted);
+    * numpy scalars become Python scalars; integers outside int64 become strings;
+    * any other object becomes ``str(value)``; keys become ``str``.
+
+    Raises:
+        InputError: a float (also inside a list/dict) is NaN or infinite, or a key is empty
+            or starts with ``#`` (reserved by Chroma); the message names ``where`` and the field.
+    """
+    out: dict[str, Any] = {}
+    for key, value in (metadata or {}).items():
+        k = str(key)
+        if not k or k.startswith("#"):
+            raise InputError(f"{where}: metadata key {k!r} is not allowed (empty, or '#...' reserved by Chroma); "
+                             "rename the field")
+        if value is None:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool) or isinstance(value, str):
+            out[k] = value
+        elif isinstance(value, int):
+            out[k] = value if _INT64[0] <= value <= _INT64[1] else str(value)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InputError(f"{where}: metadata field {k!r} is {value!r}; NaN/infinite numbers cannot be "
+                                 "stored — drop the field or give a finite number")
+            out[k] = value
+        elif isinstance(value, (list, tuple, set, frozenset, dict)):
+            if isinstance(value, (set, frozenset)):
+                value = sorted(value, key=str)
+            try:
+                out[k] = json.dumps(value, ensure_ascii=False, allow_nan=False, default=str)
+            except ValueError as exc:
+                raise InputError(f"{where}: metadata field {k!r} contains NaN/infinite numbers ({exc}); "
+                                 "drop them or give finite numbers") from exc
+        else:
+            out[k] = str(value)
+    return out
+
+
+def _doc_slot(meta: Mapping[str, Any]) -> tuple[str | None, int | None, int | None]:
+    """``(document key, chunk, n_chunks)`` of a passage; document key None if it declares no place."""
+    chunk = meta.get("chunk")
+    doc = meta.get("file_path") or meta.get("headword")
+    if doc is None or isinstance(chunk, bool) or not isinstance(chunk, int):
+        return None, None, None
+    n = meta.get("n_chunks")
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > chunk else None
+    return f"{meta.get('source', 'document')}:{doc}", chunk, n
+
+
+@dataclass
+class _Item:
+    id: str
+    text: str
+    meta: dict[str, Any]
+    doc: str | None
+    chunk: int | None
+    n_chunks: int | None
+
+
+# --------------------------------------------------------------------------- stores (clients)
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return any(s in msg for s in ("malformed", "not a database", "file is encrypted", "disk image",
+                                  "database corrupt", "no such table", "unable to open database"))
+
+
+def _reraise_fatal(exc: BaseException) -> None:
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
+
+
+def _evict_failed_system(identifier: str) -> None:
+    """Drop a Chroma ``System`` that failed to start from chromadb's per-path cache.
+
+    chromadb 1.5.9 caches the System of a persist path *before* starting it and keeps it
+    when starting fails (e.g. a damaged ``chroma.sqlite3``), so every later client for that
+    path would get the broken one ("'RustBindingsAPI' object has no attribute 'bindings'").
+    Only evicted when no client holds it.
+    """
+    try:
+        from chromadb.api.shared_system_client import SharedSystemClient as ssc
+
+        with ssc._refcount_lock:
+            if ssc._identifier_to_refcount.get(identifier, 0) > 0:
+                return
+            system = ssc._identifier_to_system.pop(identifier, None)
+        if system is not None:
+            try:
+                system.stop()
+            except BaseException as exc:
+                _reraise_fatal(exc)
+    except (ImportError, AttributeError):  # a chromadb without this cache: nothing to do
+        pass
+
+
+class _Write:
+    """Marker yielded by :meth:`_Store.writing`."""
+
+    changed = False
+
+
+class _Store:
+    """One Chroma client (embedded folder or server) shared by all KnowledgeBases of the process."""
+
+    def __init__(self, path: Path | None, server_url: str | None) -> None:
+        self.path = path
+        self.server_url = server_url
+        self.where = f"Chroma server {server_url}" if server_url else f"passage store {path}"
+        self.lock = threading.RLock()
+        self.epoch = 0  # bumped whenever the client is reopened
+        self.generation: str | None = None
+        self._file_lock = None
+        self.client = None
+        if path is not None:
+            from filelock import FileLock
+
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RetrievalError(f"cannot create the passage store folder {path}: {exc}") from exc
+            if not os.access(path, os.W_OK):
+                raise RetrievalError(f"the passage store folder {path} is not writable; choose another folder")
+            self._file_lock = FileLock(str(path / LOCK_FILE), timeout=LOCK_TIMEOUT_S)
+        with self.lock:
+            if self._file_lock is not None:
+                with self._locked_file():  # never open while another process writes
+                    self._open()
+            else:
+                self._open()
+
+    # -- opening -------------------------------------------------------------------------
+    def _open(self) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False)
+        if self.server_url is None:
+            self.generation = self._read_generation()
+            existed = (self.path / "chroma.sqlite3").exists()
+            try:
+                self.client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+                self.client.heartbeat()
+            except BaseException as exc:  # pyo3 panics are BaseException
+                _reraise_fatal(exc)
+                _evict_failed_system(str(self.path))
+                hint = REBUILD_HINT.format(path=self.path)
+                if existed and _is_corruption(exc):
+                    raise RetrievalError(f"the passage store {self.path} is damaged ({exc}); {hint}") from exc
+                raise RetrievalError(f"cannot open the passage store {self.path}: {exc}; if the store is damaged, "
+                                     f"{hint}") from exc
+        else:
+            parts = urlsplit(self.server_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InputError(f"Chroma server URL {self.server_url!r} is not http(s)://host[:port]")
+            port = parts.port or (443 if parts.scheme == "https" else 8000)
+            try:
+                self.client = chromadb.HttpClient(host=parts.hostname, port=port, ssl=parts.scheme == "https",
+                                                  settings=settings)
+                self.client.heartbeat()
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise RetrievalError(
+                    f"cannot reach the Chroma server at {self.server_url}: {exc}; start one with "
+                    f"`chroma run --path DIR --host 127.0.0.1 --port {port}` or leave the server URL empty "
+                    "to use the embedded store") from exc
+        self.epoch += 1
+
+    def _close_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            try:
+                client.close()
+            except BaseException as exc:
+                _reraise_fatal(exc)
+
+    def close(self) -> None:
+        with self.lock:
+            self._close_client()
+
+    # -- cross-process coordination (embedded only) ---------------------------------------
+    @contextmanager
+    def _locked_file(self) -> Iterator[None]:
+        from filelock import Timeout
+
+        try:
+            with self._file_lock:
+                yield
+        except Timeout as exc:
+            raise RetrievalError(f"another process has held the write lock {self._file_lock.lock_file} for more "
+                                 f"than {LOCK_TIMEOUT_S:.0f} s; is an ingest still running?") from exc
+
+    def _read_generation(self) -> str:
+        try:
+            return (self.path / GENERATION_FILE).read_text().strip()
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            raise RetrievalError(f"cannot read {self.path / GENERATION_FILE}: {exc}") from exc
+
+    def _bump_generation(self) -> None:
+        gen = f"{os.getpid()}-{uuid.uuid4().hex}"
+        write_atomic(self.path / GENERATION_FILE, gen.encode())
+        self.generation = gen
+
+    def _refresh(self) -> None:
+        """Reopen the client if another process wrote since we opened it (caller holds both locks)."""
+        if self.server_url is None and (self.client is None or self._read_generation() != self.generation):
+            self._close_client()
+            self._open()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold the client for a read; embedded: under the cross-process lock, reopened if stale.
+
+        Reads take the same exclusive lock as writes: Chroma's embedded client reads the
+        SQLite log and HNSW files of a collection another process may be writing, and a read
+        overlapping a write fails ("Error creating hnsw segment reader: Nothing found on
+        disk"). Reads hold it for one Chroma call (milliseconds; embedding happens outside).
+        """
+        with self.lock:
+            if self._file_lock is None:
+                yield
+                return
+            with self._locked_file():
+                self._refresh()
+                yield
+
+    @contextmanager
+    def writing(self) -> Iterator[_Write]:
+        """Hold the client (and, embedded, the cross-process lock) for a write.
+
+        The caller sets ``.changed = True`` on the yielded object when it wrote; the
+        generation is then stamped (also after an error: a failed write may be partial).
+        """
+        w = _Write()
+        with self.lock:
+            if self._file_lock is None:
+                yield w
+                return
+            with self._locked_file():
+                self._refresh()
+                ok = False
+                try:
+                    yield w
+                    ok = True
+                finally:
+                    if w.changed or not ok:
+                        self._bump_generation()
+
+
+_STORES: dict[tuple[str, str], _Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def _store_key(path: str | Path | None, server_url: str | None) -> tuple[tuple[str, str], Path | None]:
+    if server_url:
+        return ("server", server_url.rstrip("/")), None
+    p = Path(path).expanduser() if path is not None else default_store_path()
+    p = p.resolve()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"passage store path {p} is a file, not a folder; give a folder for ChromaDB")
+    return ("path", str(p)), p
+
+
+def _get_store(path: str | Path | None, server_url: str | None) -> _Store:
+    key, p = _store_key(path, server_url)
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None or store.client is None:
+            store = _STORES[key] = _Store(p, key[1] if server_url else None)
+        return store
+
+
+def close_store(path: str | Path | None = None, *, server_url: str | None = None) -> None:
+    """Close this process's client for a store folder (or server) and forget its KnowledgeBases."""
+    key, _ = _store_key(path, server_url)
+    with _STORES_LOCK:
+        store = _STORES.pop(key, None)
+        for k in [k for k in _KBS if k[:2] == key]:
+            del _KBS[k]
+    if store is not None:
+        store.close()
+
+
+def remove_store(path: str | Path) -> None:
+    """Delete an embedded store folder (e.g. a damaged one) after closing this process's client.
+
+    Other processes that have it open reopen an empty store on their next use. Rebuild it by
+    ingesting the source documents again (``overlay build --rebuild``).
+
+    Raises:
+        InputError: ``path`` does not look like a Chroma store (no ``chroma.sqlite3``; refused
+            so that a wrong path cannot delete unrelated files).
+    """
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        return
+    if not (p / "chroma.sqlite3").exists() and not (p / GENERATION_FILE).exists():
+        raise InputError(f"{p} does not look like a passage store (no chroma.sqlite3); not deleting it")
+    close_store(p)
+    shutil.rmtree(p)
+
+
+# --------------------------------------------------------------------------- knowledge base
+
+
+class KnowledgeBase:
+    """A ChromaDB collection of passages with offline MiniLM embeddings (cosine distance).
+
+    Example::
+
+        from overlay_core.ingest import foldoc_passages
+        kb = get_knowledge_base("state/chroma")
+        report = kb.upsert(foldoc_passages(limit=200), progress=True)  # IngestReport(added=..., ...)
+        hits = kb.query("What is a hash table?", k=3)                  # nearest first
+        hits[0].source, hits[0].distance                               # ('FOLDOC:hash table', 0.3...)
+
+    Args:
+        path: embedded store folder (created if missing); default :func:`default_store_path`.
+            Ignored when ``server_url`` is given.
+        collection: collection name (3-512 characters ``[A-Za-z0-9._-]``, starting and ending
+            with a letter or digit — Chroma's rule).
+        server_url: ``http://host:port`` of a Chroma server; use it instead of the folder.
+
+    Raises:
+        InputError: bad collection name or server URL, or ``path`` is a file.
+        RetrievalError: the store cannot be opened (damaged: with the rebuild recipe), the
+            server is unreachable, or the collection was built with another embedding
+            function or dimension.
+        ModelError: the embedding model files are missing or not the pinned ones.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, collection: str = "overlay",
+                 server_url: str | None = None) -> None:
+        if not isinstance(collection, str) or not _COLLECTION_RE.match(collection) or ".." in collection:
+            raise InputError(f"collection name {collection!r} is invalid: use 3-512 characters from "
+                             "[A-Za-z0-9._-], starting and ending with a letter or digit, no '..'")
+        self.collection_name = collection
+        self._store = _get_store(path, server_url or None)
+        self.path = self._store.path
+        self.server_url = self._store.server_url
+        self._ef = get_embedding_function()
+        self._encoder = get_encoder()
+        self._col = None
+        self._col_epoch = -1
+        with self._store.reading():
+            found = self._collection() is not None
+        if not found:
+            with self._store.writing() as w:
+                self._collection(create=True, write=w)
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """Embedding function, model file digest and collection, e.g. ``overlay_minilm_l6_v2_int8@8199be6f699a395f/overlay``."""
+        return f"{EMBEDDING_FUNCTION_NAME}@{MODEL_SHA256[:16]}/{self.collection_name}"
+
+    def __repr__(self) -> str:
+        where = self.server_url or str(self.path)
+        return f"KnowledgeBase({where!r}, collection={self.collection_name!r})"
+
+    # -- collection handling ---------------------------------------------------------------
+    def _collection(self, *, create: bool = False, write: _Write | None = None):
+        """The Chroma collection, or None if it does not exist and ``create`` is False.
+
+        The caller holds the store lock (``reading``/``writing``; ``writing`` to create). The
+        collection object is re-fetched after the client was reopened.
+        """
+        store = self._store
+        if self._col is not None and self._col_epoch == store.epoch:
+            return self._col
+        from chromadb.errors import NotFoundError
+
+        client = store.client
+        try:
+            try:
+                raw = client.get_collection(self.collection_name, embedding_function=None)
+            except NotFoundError:
+                if not create:
+                    return None
+                raw = client.create_collection(
+                    self.collection_name, embedding_function=self._ef,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata={"overlay.embedding_function": EMBEDDING_FUNCTION_NAME,
+                              "overlay.embedding_model": MODEL_NAME, "overlay.dimension": DIMENSION})
+                if write is not None:
+                    write.changed = True
+            self._check_compatible(raw)
+            col = client.get_collection(self.collection_name, embedding_function=self._ef)
+        except (RetrievalError, InputError):
+            raise
+        except BaseException as exc:
+            _reraise_fatal(exc)
+            raise self._wrap(exc, "open collection") from exc
+        self._col, self._col_epoch = col, store.epoch
+        return col
+
+    def _check_compatible(self, raw) -> None:
+        ef_conf = (raw.configuration_json or {}).get("embedding_function") or {}
+        name = ef_conf.get("name")
+        conf = ef_conf.get("config") or {}
+        dim = None
+        got = raw.get(limit=1, include=["embeddings"])
+        emb = got.get("embeddings")
+        if emb is not None and len(emb):
+            dim = len(emb[0])
+        ours = f"{EMBEDDING_FUNCTION_NAME} ({MODEL_NAME} int8 ONNX, sha256 {MODEL_SHA256[:12]}…, {DIMENSION}-d)"
+        where = f"collection {self.collection_name!r} in {self._store.where}"
+        todo = ("use another collection name, or rebuild this one from the source documents "
+                "(`overlay build --rebuild`)")
+        if name != EMBEDDING_FUNCTION_NAME:
+            theirs = repr(name) if name else "no recorded embedding function"
+            if conf:
+                theirs += f" (config {json.dumps(conf, sort_keys=True)})"
+            if dim is not None:
+                theirs += f", {dim}-d vectors"
+            raise RetrievalError(f"{where} was built with embedding function {theirs}, but Overlay embeds with "
+                                 f"{ours}; its vectors are not comparable, so it cannot be queried or extended: "
+                                 f"{todo}")
+        if conf.get("model_sha256", MODEL_SHA256) != MODEL_SHA256 or conf.get("dimension", DIMENSION) != DIMENSION:
+            raise RetrievalError(f"{where} was built with model sha256 {conf.get('model_sha256')} "
+                                 f"({conf.get('dimension')}-d), but Overlay embeds with {ours}: {todo}")
+        if dim is not None and dim != DIMENSION:
+            raise RetrievalError(f"{where} holds {dim}-d vectors, but {ours} produces {DIMENSION}-d vectors: {todo}")
+
+    def _wrap(self, exc: BaseException, what: str) -> RetrievalError:
+        if self._store.path is not None and _is_corruption(exc):
+            return RetrievalError(f"{what} failed: the {self._store.where} is damaged ({exc}); "
+                                  f"{REBUILD_HINT.format(path=self._store.path)}")
+        return RetrievalError(f"{what} failed on collection {self.collection_name!r} in {self._store.where}: {exc}")
+
+    # -- ingest -----------------------------------------------------------------------------
+    def _prepare(self, passages: Sequence[Passage], report: IngestReport) -> list[_Item]:
+        items: dict[str, _Item] = {}
+        for i, p in enumerate(passages):
+            text = getattr(p, "text", None)
+            if not isinstance(text, str):
+                raise InputError(f"passage #{i} has text of type {type(text).__name__}; expected str")
+            if not text.strip():
+                report.skipped_empty += 1
+                continue
+            pid = str(getattr(p, "id", "") or "").strip()
+            where = f"passage #{i} ({pid or 'no id'})"
+            meta = sanitize_metadata(getattr(p, "metadata", None), where=where)
+            meta.pop(DOC_KEY, None)
+            meta.setdefault("source", "document")
+            if not pid:
+                pid = passage_id(text, {"source": meta["source"], "headword": meta.get("headword", "")})
+            doc, chunk, n_chunks = _doc_slot(meta)
+            if doc is not None:
+                meta[DOC_KEY] = doc
+            if pid in items:
+                report.unchanged += 1  # repeated id in one call: the last occurrence wins
+            items[pid] = _Item(pid, text, meta, doc, chunk, n_chunks)
+        return list(items.values())
+
+    def _plan(self, col, batch: list[_Item]) -> tuple[list[_Item], set[str], list[str], set[tuple[str, int]]]:
+        """``(to_write, existing ids, stale ids, replaced slots)`` for a batch against the stored state."""
+        got = col.get(ids=[x.id for x in batch], include=["documents", "metadatas"])
+        stored = {i: (d, m or {}) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        to_write = [x for x in batch if stored.get(x.id) != (x.text, x.meta)]
+        stale: list[str] = []
+        replaced: set[tuple[str, int]] = set()
+        docs = sorted({x.doc for x in to_write if x.doc is not None})
+        if docs:
+            batch_ids = {x.id for x in batch}
+            slots = {(x.doc, x.chunk) for x in to_write if x.doc is not None}
+            n_chunks: dict[str, int] = {}
+            for x in batch:
+                if x.doc is not None and x.n_chunks is not None:
+                    n_chunks[x.doc] = x.n_chunks
+            where = {DOC_KEY: docs[0]} if len(docs) == 1 else {DOC_KEY: {"$in": docs}}
+            old = col.get(where=where, include=["metadatas"])
+            for oid, m in zip(old["ids"], old["metadatas"]):
+                if oid in batch_ids or not m:
+                    continue
+                doc, chunk = m.get(DOC_KEY), m.get("chunk")
+                if not isinstance(chunk, int):
+                    continue
+                if (doc, chunk) in slots:
+                    stale.append(oid)
+                    replaced.add((doc, chunk))
+                elif doc in n_chunks and chunk >= n_chunks[doc]:
+                    stale.append(oid)
+        return to_write, set(stored), stale, replaced
+
+    def upsert(self, passages: Sequence[Passage], *, progress: bool = False) -> IngestReport:
+        """Store ``passages`` (idempotent; see the module docstring for the exact rules).
+
+        Args:
+            passages: :class:`overlay_core.ingest.Passage` objects (anything with ``id``, ``text``,
+                ``metadata``). Empty ``id`` -> content-derived id.
+            progress: show a tqdm progress bar (stderr) over the passages.
+
+        Returns:
+            An :class:`IngestReport`.
+
+        Raises:
+            InputError: a passage's text is not a ``str`` or its metadata has NaN/inf (nothing
+                is written then).
+            RetrievalError: the store cannot be written (or the write lock was held > 10 min).
+        """
+        report = IngestReport(total=len(passages))
+        items = self._prepare(passages, report)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(passages), unit="passage", desc=f"ingest {self.collection_name}",
+                       initial=report.skipped_empty)
+        try:
+            for start in range(0, len(items), WRITE_BATCH):
+                batch = items[start : start + WRITE_BATCH]
+                self._upsert_batch(batch, report)
+                if bar is not None:
+                    bar.update(len(batch))
+            if bar is not None and bar.n < report.total:  # repeated ids
+                bar.update(report.total - bar.n)
+        finally:
+            if bar is not None:
+                bar.close()
+        return report
+
+    def _upsert_batch(self, batch: list[_Item], report: IngestReport) -> None:
+        # Plan and embed outside the cross-process lock (embedding is the slow part), then
+        # plan again under the lock: another process may have written in between.
+        with self._store.reading():
+            try:
+                col = self._collection()
+                to_write = batch if col is None else self._plan(col, batch)[0]
+            except (RetrievalError, InputError):
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "reading stored passages") from exc
+        if not to_write:
+            report.unchanged += len(batch)
+            return
+        vectors = dict(zip([x.id for x in to_write], self._encoder.encode([x.text for x in to_write])))
+        with self._store.writing() as w:
+            try:
+                col = self._collection(create=True, write=w)
+                to_write, existing, stale, replaced = self._plan(col, batch)
+                report.unchanged += len(batch) - len(to_write)
+                if not to_write:
+                    return
+                missing = [x for x in to_write if x.id not in vectors]
+                if missing:
+                    vectors.update(zip([x.id for x in missing], self._encoder.encode([x.text for x in missing])))
+                w.changed = True
+                col.upsert(ids=[x.id for x in to_write],
+                           embeddings=np.stack([vectors[x.id] for x in to_write]),
+                           documents=[x.text for x in to_write],
+                           metadatas=[x.meta for x in to_write])
+                if stale:
+                    col.delete(ids=stale)
+            except (RetrievalError, InputError):
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "upsert") from exc
+        for x in to_write:
+            if x.id in existing or (x.doc, x.chunk) in replaced:
+                report.updated += 1
+            else:
+                report.added += 1
+        report.removed += len(stale)
+
+    # -- reading ------------------------------------------------------------------------------
+    def query(self, text: str, k: int = 5) -> list[RetrievedPassage]:
+        """The ``k`` passages nearest to ``text`` (cosine distance, nearest first).
+
+        Args:
+            text: the question (embedded with the same MiniLM model as the passages).
+            k: how many passages (>= 1); fewer if the collection holds fewer.
+
+        Raises:
+            InputError: empty ``text`` or ``k < 1``.
+            RetrievalError: the store cannot be read.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"query text must be a non-empty string, got {text!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"k must be an integer >= 1, got {k!r}")
+        vec = self._encoder.encode([text])
+        with self._store.reading():
+            try:
+                col = self._collection()
+                n = 0 if col is None else col.count()
+                if n == 0:
+                    return []
+                res = col.query(query_embeddings=vec, n_results=min(int(k), n),
+                                include=["documents", "metadatas", "distances"])
+            except (RetrievalError, InputError):
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "query") from exc
+        out = []
+        for pid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0],
+                                        res["distances"][0]):
+            meta = {k_: v for k_, v in (meta or {}).items() if k_ != DOC_KEY}
+            out.append(RetrievedPassage(pid, doc or "", float(dist), meta))
+        return out
+
+    def count(self) -> int:
+        """Number of stored passages."""
+        with self._store.reading():
+            try:
+                col = self._collection()
+                return 0 if col is None else int(col.count())
+            except (RetrievalError, InputError):
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "count") from exc
+
+    def get(self, ids: Sequence[str]) -> list[Passage]:
+        """The stored passages with these ids (missing ids are left out), as :class:`Passage`."""
+        with self._store.reading():
+            try:
+                col = self._collection()
+                if col is None:
+                    return []
+                got = col.get(ids=list(ids), include=["documents", "metadatas"])
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "get") from exc
+        return [Passage(i, d or "", {k: v for k, v in (m or {}).items() if k != DOC_KEY})
+                for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
+
+    def clear(self) -> None:
+        """Delete every passage of this collection (the collection is recreated empty)."""
+        with self._store.writing() as w:
+            w.changed = True
+            try:
+                self._store.client.delete_collection(self.collection_name)
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                from chromadb.errors import NotFoundError
+
+                if not isinstance(exc, NotFoundError):
+                    raise self._wrap(exc, "clear") from exc
+            self._col = None
+            self._collection(create=True, write=w)
+
+
+_KBS: dict[tuple, KnowledgeBase] = {}
+
+
+def get_knowledge_base(path: str | Path | None = None, *, collection: str = "overlay",
+                       server_url: str | None = None) -> KnowledgeBase:
+    """The per-process :class:`KnowledgeBase` for ``(path, collection, server_url)`` (thread-safe).
+
+    Same arguments and errors as :class:`KnowledgeBase`. With ``server_url`` the path is ignored.
+    """
+    key = _store_key(path, server_url or None)[0] + (collection,)
+    with _STORES_LOCK:
+        kb = _KBS.get(key)
+        store = _STORES.get(key[:2])
+        if kb is not None and store is kb._store and store.client is not None:
+            return kb
+    kb = KnowledgeBase(path, collection=collection, server_url=server_url or None)
+    with _STORES_LOCK:
+        return _KBS.setdefault(key, kb)

@@ -1,0 +1,145 @@
+"""Generate the saved flows in ``flows/`` from the component classes (never edit the JSON by hand).
+
+Usage: ``python scripts/gen_flows.py`` (writes), ``python scripts/gen_flows.py --check`` (exit 1 on drift).
+
+Nodes are built with lfx's own template builder (``build_custom_component_template``) and wired with
+``lfx.graph.flow_builder`` (which type-checks every edge), exactly what the LangFlow UI does; ids are stable
+so regenerating gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENTS = ROOT / "components" / "overlay"
+FLOWS = ROOT / "flows"
+_NS = uuid.UUID("6f0a4c2e-6b0e-4c55-9a59-0c1d5e1f7a10")
+
+
+def _flow_id(name: str) -> str:
+    # LangFlow rejects UUID5 flow ids; keep the deterministic bytes but mark them version 4.
+    return str(uuid.UUID(bytes=uuid.uuid5(_NS, name).bytes, version=4))
+
+
+def component_classes() -> dict[str, type]:
+    """name -> Component class, for every file in components/overlay (one class per file)."""
+    from lfx.custom.custom_component.component import Component
+
+    out = {}
+    for path in sorted(COMPONENTS.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location(f"overlay_components.{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        classes = [v for v in vars(mod).values()
+                   if isinstance(v, type) and issubclass(v, Component) and v is not Component and v.__module__ == mod.__name__]
+        if len(classes) != 1:
+            raise SystemExit(f"{path}: expected exactly one Component class, found {[c.__name__ for c in classes]}")
+        out[classes[0].name] = (classes[0], path)
+    return out
+
+
+def registry() -> dict[str, dict]:
+    from lfx.custom.utils import build_custom_component_template
+    from lfx.graph.flow_builder.builder import load_local_registry
+
+    reg = dict(load_local_registry())
+    for name, (cls, path) in component_classes().items():
+        template, _ = build_custom_component_template(cls(_code=path.read_text()))
+        template = json.loads(json.dumps(template, default=str))
+        md = template.setdefault("metadata", {})
+        md.pop("module", None)  # environment-specific
+        md.pop("dependencies", None)
+        reg[name] = template
+    return reg
+
+
+def _build(reg, name: str, description: str, nodes: dict[str, str], config: dict, edges: list[tuple]) -> dict:
+    from lfx.graph.flow_builder import add_component, add_connection, configure_component, empty_flow, layout_flow
+
+    flow = empty_flow(name=name, description=description)
+    for node_id, ctype in nodes.items():
+        add_component(flow, ctype, reg, component_id=node_id)
+    for node_id, params in config.items():
+        configure_component(flow, node_id, params)
+    for src, out, tgt, inp in edges:
+        add_connection(flow, src, out, tgt, inp)
+    layout_flow(flow)
+    flow["id"] = _flow_id(name)
+    flow["endpoint_name"] = name.lower().replace(" ", "-")
+    flow["is_component"] = False
+    return flow
+
+
+def flows() -> dict[str, dict]:
+    reg = registry()
+    ci, co = "ChatInput-00001", "ChatOutput-00001"
+    kb, adj, sel, acc, rsn = ("OverlayKnowledgeBase-00001", "OverlayAdjacencyTable-00001", "OverlayLLMSelector-00001",
+                              "OverlayScoreAccumulator-00001", "OverlayReasoner-00001")
+    answer_nodes = {ci: "ChatInput", kb: "OverlayKnowledgeBase", adj: "OverlayAdjacencyTable",
+                    sel: "OverlayLLMSelector", acc: "OverlayScoreAccumulator", rsn: "OverlayReasoner"}
+    answer_edges = [(ci, "message", rsn, "question"), (kb, "knowledge_base", rsn, "knowledge_base"),
+                    (adj, "adjacency_table", rsn, "adjacency_table"), (sel, "llm_selector", rsn, "llm_selector"),
+                    (acc, "score_accumulator", rsn, "score_accumulator")]
+    out = {}
+    out["overlay_answer"] = _build(
+        reg, "Overlay Answer", "Ask a question: Overlay answers word by word from FOLDOC and shows the trace.",
+        {**answer_nodes, co: "ChatOutput"}, {}, answer_edges + [(rsn, "answer", co, "input_value")])
+    ev = "OverlayExpertVerification-00001"
+    out["overlay_answer_for_review"] = _build(
+        reg, "Overlay Answer For Review", "Answer a question and put the answer with its trace in the review queue.",
+        {**answer_nodes, ev: "OverlayExpertVerification", co: "ChatOutput"}, {},
+        answer_edges + [(rsn, "trace", ev, "trace"), (ev, "receipt", co, "input_value")])
+    av = "OverlayApplyVerdict-00001"
+    out["overlay_review"] = _build(
+        reg, "Overlay Review", "Give an expert verdict on a review item (type its id, or a JSON object with "
+        "item_id, reviewer, kind, step, word, comment) and apply it to the accumulator.",
+        {ci: "ChatInput", av: "OverlayApplyVerdict", co: "ChatOutput"}, {},
+        [(ci, "message", av, "item_id"), (av, "summary", co, "input_value")])
+    bk = "OverlayBuildKnowledge-00001"
+    out["overlay_build_knowledge"] = _build(
+        reg, "Overlay Build Knowledge", "Ingest the bundled FOLDOC dictionary (or your documents) into ChromaDB and "
+        "build the adjacency table.", {bk: "OverlayBuildKnowledge", co: "ChatOutput"}, {},
+        [(bk, "summary", co, "input_value")])
+    if "OverlaySafetensorsInspector" in reg:
+        ins = "OverlaySafetensorsInspector-00001"
+        out["overlay_inspect"] = _build(
+            reg, "Overlay Inspect", "Inspect a .safetensors or .gguf model file: where each attention head lives.",
+            {ci: "ChatInput", ins: "OverlaySafetensorsInspector", co: "ChatOutput"}, {},
+            [(ci, "message", ins, "path"), (ins, "report", co, "input_value")])
+    return out
+
+
+def render(flow: dict) -> str:
+    return json.dumps(flow, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if any flow file differs from the generated one")
+    args = ap.parse_args()
+    generated = {f"{k}.json": render(v) for k, v in flows().items()}
+    if args.check:
+        drift = [n for n, text in generated.items()
+                 if not (FLOWS / n).exists() or (FLOWS / n).read_text() != text]
+        extra = [p.name for p in FLOWS.glob("*.json") if p.name not in generated]
+        if drift or extra:
+            print(f"flows out of date: {drift + extra}; run `python scripts/gen_flows.py`", file=sys.stderr)
+            return 1
+        return 0
+    FLOWS.mkdir(exist_ok=True)
+    for n, text in generated.items():
+        (FLOWS / n).write_text(text)
+        print(f"wrote flows/{n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The `overlay` command as a user runs it: real subprocesses, clear errors, nothing half-written."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OVERLAY = str(Path(sys.executable).parent / "overlay")
+
+
+def run(*args, home, check=False, timeout=600):
+    env = dict(os.environ, OVERLAY_HOME=str(home))
+    p = subprocess.run([OVERLAY, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def assert_clear_error(p, *fragments):
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    for f in fragments:
+        assert f in p.stderr, p.stderr
+
+
+def test_ask_json_has_answer_and_trace_with_candidates(env_home):
+    p = run("ask", "--json", "What is a hash table?", home=env_home, check=True)
+    out = json.loads(p.stdout)
+    assert isinstance(out["answer"], str) and out["answer"].startswith("A hash table is")
+    assert out["trace"] and all(isinstance(s["chosen"], str) for s in out["trace"])
+    for s in out["trace"]:
+        assert {c["word"] for c in s["candidates"]} >= {s["chosen"]}
+        c = s["candidates"][0]
+        assert {"word", "p_adj", "ctx", "llm", "glob", "score", "source", "verdicts"} <= set(c)
+
+
+def test_ask_text_prints_answer_then_trace(env_home):
+    p = run("ask", "What is a compiler?", "--max-words", "8", home=env_home, check=True)
+    first, rest = p.stdout.split("\n", 1)
+    assert first.startswith("A compiler is")
+    assert "step  0 [is] ->" in rest and "passage [1] FOLDOC:compiler" in rest
+
+
+def test_neighbors_lists_weighted_next_words(env_home):
+    p = run("neighbors", "hash", home=env_home, check=True)
+    lines = p.stdout.strip().splitlines()
+    assert lines and all(line.startswith("hash -> ") for line in lines)
+    assert any("hash -> table" in line and "FOLDOC:" in line for line in lines)
+
+
+@pytest.mark.parametrize("question,fragment", [("", "question is empty"),
+                                               ("What is a zqxjvw flurbnik?", "none of the words")])
+def test_bad_questions(env_home, question, fragment):
+    assert_clear_error(run("ask", question, home=env_home), fragment)
+
+
+def test_missing_and_unreadable_model_paths(env_home, tmp_path):
+    assert_clear_error(run("ask", "What is TCP?", "--model", str(tmp_path / "nope.gguf"), home=env_home), "nope.gguf")
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("<html>not a model</html>")
+    assert_clear_error(run("ask", "What is TCP?", "--model", str(bad), home=env_home), "bad.gguf")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "html"])
+def test_damaged_adjacency_file_is_a_clear_error_and_left_alone(env_home, damage):
+    path = env_home / "adjacency.safetensors"
+    data = path.read_bytes()
+    broken = data[: len(data) // 2] if damage == "truncate" else b"<!doctype html><html>404</html>"
+    path.write_bytes(broken)
+    assert_clear_error(run("ask", "What is TCP?", home=env_home), "adjacency.safetensors")
+    assert path.read_bytes() == broken  # nothing rewritten behind the user's back
+
+
+def test_missing_knowledge_says_to_build(tmp_path):
+    assert_clear_error(run("ask", "What is TCP?", home=tmp_path / "empty"), "overlay build")
+
+
+def test_empty_corpus_is_a_clear_error(tmp_path):
+    idx = tmp_path / "empty.index"
+    idx.write_text("")
+    (tmp_path / "empty.dict").write_text("")
+    assert_clear_error(run("build", "--corpus", str(idx), home=tmp_path / "h"), "empty.index")
+    assert not (tmp_path / "h" / "adjacency.safetensors").exists()
+
+
+def test_review_verdict_for_unknown_item(env_home):
+    p = run("review", "verdict", "it_doesnotexist", "--reviewer", "alice", "--kind", "reject", home=env_home)
+    assert_clear_error(p, "it_doesnotexist")

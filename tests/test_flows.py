@@ -1,0 +1,74 @@
+"""Saved flows: generated from the components (no drift), valid, and runnable through lfx's own engine."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = ROOT / "flows"
+BIN = Path(sys.executable).parent
+
+
+def test_flow_files_are_up_to_date():
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_flows.py"), "--check"], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["overlay_answer", "overlay_answer_for_review", "overlay_review",
+                                  "overlay_build_knowledge"])
+def test_flow_is_well_formed(name):
+    flow = json.loads((FLOWS / f"{name}.json").read_text())
+    nodes = {n["id"]: n for n in flow["data"]["nodes"]}
+    assert flow["id"] and flow["name"] and nodes
+    for n in nodes.values():
+        assert n["type"] == "genericNode" and n["data"]["node"]["template"]["code"]["value"]
+    for e in flow["data"]["edges"]:
+        assert e["source"] in nodes and e["target"] in nodes
+    p = subprocess.run([str(BIN / "lfx"), "validate", str(FLOWS / f"{name}.json")], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+
+def _run(flow: str, question: str, home: Path, tweaks=None) -> dict:
+    import asyncio
+
+    from lfx.load import arun_flow_from_json
+
+    os.environ["OVERLAY_HOME"] = str(home)
+    res = asyncio.run(arun_flow_from_json(str(FLOWS / flow), question, tweaks=tweaks or {}))
+    return res[0].outputs[0].results["message"].text
+
+
+def test_answer_flow_runs_and_tweaks_change_node_inputs(env_home):
+    text = _run("overlay_answer.json", "What is a hash table?", env_home)
+    assert text.startswith("A hash table is")
+    assert "**Step 0**" in text and "**Passages**" in text
+    short = _run("overlay_answer.json", "What is a hash table?", env_home,
+                 tweaks={"OverlayReasoner-00001": {"max_words": 3, "block_ngram": 2}})
+    assert "max_words=3" in short and "block_ngram=2" in short
+    assert short.split("\n")[0] != text.split("\n")[0]
+
+
+def test_lfx_run_cli_prints_answer_and_trace(env_home):
+    env = dict(os.environ, OVERLAY_HOME=str(env_home))
+    p = subprocess.run([str(BIN / "lfx"), "run", "--format", "text", str(FLOWS / "overlay_answer.json"),
+                        "What is a compiler?"], capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.startswith("A compiler is") and "**Step 0**" in p.stdout
+
+
+def test_review_flow_applies_a_json_verdict(env_home):
+    from overlay_core.knowledge import make_reasoner, state_paths
+    from overlay_core.verification import ReviewStore
+
+    res = make_reasoner(env_home).answer("What is TCP?", max_words=5)
+    item = ReviewStore(state_paths(env_home).reviews).enqueue(
+        flow="t", question=res["question"], answer=res["answer"], trace=res, model_fingerprint="m", index_fingerprint="i")
+    text = _run("overlay_review.json", json.dumps({"item_id": item, "reviewer": "carol", "kind": "reject", "step": 0}),
+                env_home)
+    assert "recorded" in text and "-10" in text

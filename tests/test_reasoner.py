@@ -1,0 +1,112 @@
+"""The reasoning loop on real parts: FOLDOC subset, ChromaDB, the SmolLM2 GGUF, the accumulator."""
+
+import pytest
+
+from overlay_core.accumulator import Accumulator
+from overlay_core.errors import InputError
+from overlay_core.knowledge import make_reasoner, state_paths
+from overlay_core.reasoner import Reasoner, ReasonerSettings, _Cand, question_subject
+from overlay_core.text import SENTENCE_END, words
+from overlay_core.verification import ReviewStore
+
+
+@pytest.fixture(scope="module")
+def reasoner(foldoc_home):
+    return make_reasoner(foldoc_home)
+
+
+def test_question_subject():
+    assert question_subject("What is a hash table?") == "hash table"
+    assert question_subject("what's TCP") == "TCP"
+    assert question_subject("Define recursion.") == "recursion"
+    assert question_subject("How do I sort?") is None
+
+
+def test_answer_is_a_grounded_sentence_built_only_from_adjacency_candidates(reasoner):
+    res = reasoner.answer("What is a hash table?")
+    assert res["answer"].startswith("A hash table is ")
+    assert res["passages"][0]["source"] == "FOLDOC:hash table"
+    assert res["stop_reason"] == "sentence end" and res["answer"].endswith(".")
+    generated = res["answer_words"][len(res["prefix"]):]
+    assert len(generated) >= reasoner.settings.min_words
+    table = reasoner.table
+    prev = res["prefix"][-1]
+    for st in res["trace"]:
+        chosen = [c for c in st["candidates"] if c["word"] == st["chosen"]]
+        assert len(chosen) == 1 and chosen[0]["blocked"] is None
+        assert chosen[0]["score"] == max(c["score"] for c in st["candidates"] if c["score"] is not None)
+        for w in st["chosen_words"]:  # every answer word is a link of the adjacency table
+            # (the one rewrite: a definition's opening article is lower-cased after "is": "A scheme" -> "a scheme")
+            assert any(table.edge([p], w) is not None for p in (prev, prev.capitalize())), (prev, w)
+            prev = w
+    assert [w for st in res["trace"] for w in st["chosen_words"]] == generated
+
+
+def test_same_question_same_answer_and_scores(reasoner):
+    a = reasoner.answer("What is a compiler?")
+    b = reasoner.answer("What is a compiler?")
+    assert a["answer"] == b["answer"]
+    assert [[c["score"] for c in s["candidates"]] for s in a["trace"]] == \
+           [[c["score"] for c in s["candidates"]] for s in b["trace"]]
+
+
+def test_guardrails_block_repeats_and_early_sentence_end():
+    s = ReasonerSettings(block_ngram=3, min_words=6)
+    answer = ["by", "the", "University", "of", "the"]
+    cands = [_Cand(("University",)), _Cand(("University", "of")), _Cand(("City",)), _Cand((".",)),
+             _Cand(("end", ".", "Next"))]
+    Reasoner._guard(cands, answer, generated=2, s=s)
+    blocked = {c.words: c.blocked for c in cands}
+    assert blocked[("University",)] is None  # "of the University" is a new trigram
+    assert blocked[("University", "of")] == "repeats the 3-gram 'the university of'"
+    assert blocked[("City",)] is None
+    assert "min_words" in blocked[(".",)]
+    assert blocked[("end", ".", "Next")] == "crosses a sentence end"
+    s0 = ReasonerSettings(block_ngram=0, min_words=0)
+    cands = [_Cand(("University",)), _Cand((".",))]
+    Reasoner._guard(cands, answer, generated=2, s=s0)
+    assert [c.blocked for c in cands] == [None, None]
+
+
+def test_max_words_and_trigram_context(reasoner):
+    res = reasoner.answer("What is TCP?", max_words=5, context_order=3)
+    generated = res["answer_words"][len(res["prefix"]):]
+    assert len(generated) <= 5 + 3  # the last step may be a span
+    assert res["stop_reason"] in ("max_words", "sentence end")
+    assert all(len(st["context"]) == 2 for st in res["trace"])
+    assert res["answer"].startswith("TCP is ")
+
+
+@pytest.mark.parametrize("question,match", [("", "empty"), ("   ", "empty"),
+                                            ("What is a zqxjvw flurbnik?", "none of the words")])
+def test_bad_questions_are_clear_errors(reasoner, question, match):
+    with pytest.raises(InputError, match=match):
+        reasoner.answer(question)
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(InputError, match="llm_score"):
+        ReasonerSettings(llm_score="best")
+    with pytest.raises(InputError, match="context_order"):
+        ReasonerSettings(context_order=5)
+
+
+def test_reject_verdict_changes_the_next_answer_and_the_trace_names_it(home_copy):
+    paths = state_paths(home_copy)
+    first = make_reasoner(home_copy).answer("What is a compiler?")
+    store = ReviewStore(paths.reviews)
+    item = store.enqueue(flow="test", question=first["question"], answer=first["answer"], trace=first,
+                         model_fingerprint=first["model"], index_fingerprint=first["index"])
+    step = 1  # reject the word chosen at the second step
+    rejected = first["trace"][step]
+    vid = store.verdict(item, reviewer="alice", kind="reject", step=step, comment="not this word")
+    acc = Accumulator(paths.accumulator)
+    assert store.apply(acc, save=True)
+    second = make_reasoner(home_copy).answer("What is a compiler?")
+    assert second["answer"] != first["answer"]
+    # Same start up to the rejected step, then another choice there.
+    assert [s["chosen"] for s in second["trace"][:step]] == [s["chosen"] for s in first["trace"][:step]]
+    new_step = second["trace"][step]
+    assert new_step["chosen_words"][0] != rejected["chosen_words"][0]
+    penalized = [c for c in new_step["candidates"] if c["words"][0] == rejected["chosen_words"][0]]
+    assert penalized and all(vid in c["verdicts"] and c["glob"] < 0 for c in penalized)
