@@ -199,20 +199,12 @@ def apply_cmd(
                                                "(default: $OVERLAY_HOME/accumulator.safetensors or ./.overlay/...)."),
 ) -> None:
     """Apply every verdict the accumulator has not applied yet and save it (idempotent)."""
-    from filelock import FileLock, Timeout
-
-    from .accumulator import Accumulator
-    from .errors import StateFileError
+    from .verification import apply_to_file
 
     path = Path(accumulator) if accumulator is not None else default_accumulator()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # one load-apply-save at a time per accumulator file (two reviewers applying at once)
-        with FileLock(str(path) + ".lock", timeout=120), _store(db) as store:
-            acc = Accumulator(path)
-            done = store.apply(acc, save=True)
-    except Timeout:
-        _fail(StateFileError(f"{path}.lock is held by another process for over 120 s; is another apply stuck?"))
+        with _store(db) as store:
+            done = apply_to_file(store, path)
     except OverlayError as exc:
         _fail(exc)
     if not done:

@@ -20,7 +20,7 @@ def test_flow_files_are_up_to_date():
 
 
 @pytest.mark.parametrize("name", ["overlay_answer", "overlay_answer_for_review", "overlay_review",
-                                  "overlay_build_knowledge"])
+                                  "overlay_build_knowledge", "overlay_inspect"])
 def test_flow_is_well_formed(name):
     flow = json.loads((FLOWS / f"{name}.json").read_text())
     nodes = {n["id"]: n for n in flow["data"]["nodes"]}
@@ -71,4 +71,18 @@ def test_review_flow_applies_a_json_verdict(env_home):
         flow="t", question=res["question"], answer=res["answer"], trace=res, model_fingerprint="m", index_fingerprint="i")
     text = _run("overlay_review.json", json.dumps({"item_id": item, "reviewer": "carol", "kind": "reject", "step": 0}),
                 env_home)
-    assert "recorded" in text and "-10" in text
+    assert "recorded" in text and "-100" in text
+
+
+def test_inspect_flow_reports_the_gguf_model(tmp_path, monkeypatch):
+    import asyncio
+
+    from lfx.load import arun_flow_from_json
+
+    from overlay_core.selector import default_model_path
+
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path))
+    res = asyncio.run(arun_flow_from_json(str(FLOWS / "overlay_inspect.json"), str(default_model_path())))
+    text = res[0].outputs[0].results["message"].text
+    assert "What the file does not say" in text and "n_heads" in text
+    assert (tmp_path / "inspect" / default_model_path().name / "tensor_map.png").stat().st_size > 10_000

@@ -5,9 +5,8 @@ from lfx.io import BoolInput, DropdownInput, IntInput, MessageTextInput, Output,
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
-from overlay_core.accumulator import Accumulator
 from overlay_core.knowledge import parse_json_object, state_paths
-from overlay_core.verification import ReviewStore
+from overlay_core.verification import ReviewStore, apply_to_file
 
 
 class OverlayApplyVerdict(Component):
@@ -59,9 +58,8 @@ class OverlayApplyVerdict(Component):
                                        step=step if isinstance(step, int) and step >= 0 else None,
                                        word=r.get("word") or None, new_edge=bool(r.get("new_edge")),
                                        comment=r.get("comment") or "")
-            acc = Accumulator(paths.accumulator)
-            deltas = store.apply(acc)
-            acc.save(paths.accumulator)
+            applied = apply_to_file(store, paths.accumulator)
+            deltas = [d for d in applied if d["verdict_id"] == verdict_id]
             self._done = {"verdict_id": verdict_id, "deltas": deltas}
             self.status = f"verdict {verdict_id}: {len(deltas)} weight changes"
         return self._done

@@ -1,0 +1,59 @@
+"""``overlay inspect PATH``: the inspector's command (the lead mounts :func:`inspect_command`).
+
+Usage::
+
+    overlay inspect model.safetensors                 # writes ./<name>.inspect/report.{md,html,json} + PNGs
+    overlay inspect model.gguf --out reports/smol     # choose the folder
+    overlay inspect model.gguf --json                 # one JSON object on stdout (keys: overlay_core.inspector.report)
+    overlay inspect model.gguf --probe --json         # + per-head classification scores
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import OverlayError
+
+
+def _parse_head(head: str | None) -> tuple[int, int] | None:
+    if head is None:
+        return None
+    try:
+        layer, h = (int(x) for x in head.split(","))
+    except ValueError:
+        raise OverlayError(f"--head must be LAYER,HEAD (e.g. 3,5), got {head!r}") from None
+    return layer, h
+
+
+def inspect_command(
+    path: Path = typer.Argument(..., help="A .safetensors file, model.safetensors.index.json, .gguf file or a folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
+    probe: bool = typer.Option(False, "--probe", help="Run the model on probe sequences and classify every head "
+                               "(previous-token, first-token/sink, duplicate-token, induction)."),
+    out: Path = typer.Option(None, "--out", help="Folder for report.md/.html/.json and pictures "
+                             "(default ./<file name>.inspect; with --json only written when given)."),
+    config: Path = typer.Option(None, "--config", help="A transformers config.json (default: next to the model)."),
+    head: str = typer.Option(None, "--head", help="LAYER,HEAD whose rows/columns and bytes are reported (default 0,0)."),
+) -> None:
+    """Show where each attention head lives in a model file, what the file does not say, and what each head does."""
+    from .report import inspect_model, report_json, write_report
+
+    try:
+        insp = inspect_model(path, config=config, probe=probe, head=_parse_head(head))
+        if out is None and not json_out:
+            out = Path.cwd() / f"{Path(path).name}.inspect"
+        written = write_report(insp, out) if out is not None else {}
+        if json_out:
+            sys.stdout.write(json.dumps(report_json(insp), default=str) + "\n")
+        else:
+            mi = insp.model
+            g = {k: f"{f.value} ({f.provenance})" for k, f in mi.geometry.items()}
+            typer.echo(f"{mi.path}: {mi.format}, family {mi.family.value}; " + ", ".join(f"{k}={v}" for k, v in g.items()))
+            typer.echo(f"report: {written['report.md']} and {written['report.html']}")
+    except OverlayError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
