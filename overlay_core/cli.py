@@ -94,7 +94,7 @@ def ask(
         if enqueue:
             from .verification import ReviewStore
 
-            result["answer_id"] = ReviewStore(state_paths(home).reviews).enqueue(
+            result["answer_id"] = ReviewStore(state_paths(home).review_db).enqueue(
                 flow="cli", question=question, answer=result["answer"], trace=result,
                 model_fingerprint=result.get("model", ""), index_fingerprint=result.get("index", ""))
     except OverlayError as exc:

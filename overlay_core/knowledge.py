@@ -55,6 +55,11 @@ class StatePaths:
     def report(self) -> Path:
         return self.home / "knowledge.json"
 
+    @property
+    def review_db(self) -> str:
+        """Where verdicts live: ``$OVERLAY_DB_URL`` (e.g. PostgreSQL) when set, else ``reviews.sqlite3`` here."""
+        return os.environ.get("OVERLAY_DB_URL") or str(self.reviews)
+
 
 def state_paths(home: str | Path | None = None) -> StatePaths:
     """Resolve the state folder: ``home``, else ``$OVERLAY_HOME``, else ``./.overlay`` (absolute)."""

@@ -20,7 +20,6 @@ Example session::
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -29,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .knowledge import state_paths
 from .errors import InputError, OverlayError
 
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -41,15 +41,15 @@ DbOpt = typer.Option(None, "--db", help="Review database: SQLite file path or SQ
 
 def state_dir() -> Path:
     """``$OVERLAY_HOME`` or ``<cwd>/.overlay`` (absolute)."""
-    return Path(os.environ.get("OVERLAY_HOME") or Path.cwd() / ".overlay").expanduser().resolve()
+    return state_paths().home
 
 
 def default_db() -> str:
-    return os.environ.get("OVERLAY_DB_URL") or str(state_dir() / "reviews.sqlite3")
+    return state_paths().review_db
 
 
 def default_accumulator() -> Path:
-    return state_dir() / "accumulator.safetensors"
+    return state_paths().accumulator
 
 
 @contextmanager

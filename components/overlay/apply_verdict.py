@@ -31,7 +31,7 @@ class OverlayApplyVerdict(Component):
                   info="Allow a correction word that was not a candidate: it becomes an expert-added edge."),
         StrInput(name="comment", display_name="Comment", value="", info="Why (kept in the audit log)."),
         StrInput(name="db_url", display_name="Database URL", value="", advanced=True,
-                 info="SQLAlchemy URL; empty = reviews.sqlite3 in the state folder."),
+                 info="SQLAlchemy URL; empty = $OVERLAY_DB_URL, else reviews.sqlite3 in the state folder."),
         StrInput(name="home", display_name="State Folder", value="", advanced=True,
                  info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
     ]
@@ -51,7 +51,7 @@ class OverlayApplyVerdict(Component):
     def _apply(self) -> dict:
         if getattr(self, "_done", None) is None:
             paths = state_paths(self.home or None)
-            store = ReviewStore(self.db_url or paths.reviews)
+            store = ReviewStore(self.db_url or paths.review_db)
             r = self._request()
             step = r.get("step")
             verdict_id = store.verdict(str(r["item_id"]), reviewer=r["reviewer"], kind=r["kind"],

@@ -20,7 +20,7 @@ class OverlayExpertVerification(Component):
         StrInput(name="source_flow", display_name="Flow Name", value="overlay-answer", advanced=True,
                  info="Recorded with the item, to tell where the answer came from."),
         StrInput(name="db_url", display_name="Database URL", value="", advanced=True,
-                 info="SQLAlchemy URL (e.g. postgresql+psycopg://…); empty = reviews.sqlite3 in the state folder."),
+                 info="SQLAlchemy URL (e.g. postgresql+psycopg://…); empty = $OVERLAY_DB_URL, else reviews.sqlite3 in the state folder."),
         StrInput(name="home", display_name="State Folder", value="", advanced=True,
                  info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
     ]
@@ -32,7 +32,7 @@ class OverlayExpertVerification(Component):
     def _enqueue(self) -> dict:
         if getattr(self, "_item", None) is None:
             r = self.trace.data
-            store = ReviewStore(self.db_url or state_paths(self.home or None).reviews)
+            store = ReviewStore(self.db_url or state_paths(self.home or None).review_db)
             item_id = store.enqueue(flow=self.source_flow, question=r.get("question", ""), answer=r.get("answer", ""),
                                     trace=r, model_fingerprint=r.get("model", ""), index_fingerprint=r.get("index", ""))
             self._item = {"item_id": item_id, "question": r.get("question", ""), "answer": r.get("answer", ""),
