@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .errors import OverlayError
+from .errors import InputError, OverlayError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Overlay: a transparent reasoning pipeline (adjacency tables + retrieval + LLM selector).")
@@ -122,8 +122,13 @@ def neighbors(
     from .text import words
 
     try:
+        context = words(word)
+        if not context:
+            raise InputError("give a context word, e.g. `overlay neighbors hash`")
         table = load_table(state_paths(home).adjacency)
-        edges = table.next_words(words(word), top_n)
+        edges = table.next_words(context, top_n)
+        if not edges:
+            raise InputError(f"{word!r} is not in the adjacency table's vocabulary: it has no next words")
     except OverlayError as exc:
         _fail(exc)
     for e in edges:

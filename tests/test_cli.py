@@ -89,3 +89,8 @@ def test_empty_corpus_is_a_clear_error(tmp_path):
 def test_review_verdict_for_unknown_item(env_home):
     p = run("review", "verdict", "it_doesnotexist", "--reviewer", "alice", "--kind", "reject", home=env_home)
     assert_clear_error(p, "it_doesnotexist")
+
+
+def test_neighbors_of_unknown_or_empty_context_are_clear_errors(env_home):
+    assert_clear_error(run("neighbors", "zzzqqqxx", home=env_home), "not in the adjacency table")
+    assert_clear_error(run("neighbors", "", home=env_home), "give a context word")
