@@ -161,7 +161,7 @@ class MiniLMEncoder:
         try:
             self._session = ort.InferenceSession(str(self.model_path), sess_options=so,
                                                  providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own non-Exception-subclass-specific types
+        except Exception as exc:  # onnxruntime.capi exceptions (Fail, InvalidProtobuf, ...) derive from Exception
             raise ModelError(f"ONNX Runtime cannot load the embedding model {self.model_path}: {exc}") from exc
         names = {i.name for i in self._session.get_inputs()}
         if not {"input_ids", "attention_mask"} <= names:

@@ -130,6 +130,10 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     if passages is None:
         passages = foldoc_passages(corpus, limit=limit, headwords=headwords)
     t_parse = time.perf_counter() - t0
+    if rebuild and server_url is None and paths.chroma.exists():
+        from .retrieval import remove_store
+
+        remove_store(paths.chroma)  # also recovers a damaged store (the documented fix)
     kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url)
     ingest = kb.upsert(passages, progress=progress)
     t_ingest = time.perf_counter() - t0 - t_parse
@@ -137,7 +141,8 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     table.save(paths.adjacency)
     t_total = time.perf_counter() - t0
     report = {"fingerprint": fingerprint, "n_passages": len(passages),
-              "ingest": {k: getattr(ingest, k) for k in ("added", "updated", "unchanged", "skipped_empty", "total")},
+              "ingest": {k: getattr(ingest, k) for k in ("added", "updated", "unchanged", "removed", "skipped_empty",
+                                                          "total")},
               "n_edges": table.n_edges, "vocab_size": table.vocab_size, "order": order,
               "adjacency_fingerprint": table.fingerprint, "collection": collection,
               "timings_s": {"parse": round(t_parse, 3), "ingest": round(t_ingest, 3), "total": round(t_total, 3)},

@@ -14,12 +14,16 @@ Guarantees:
   an empty id is replaced by one). :meth:`KnowledgeBase.upsert` first reads the stored
   text/metadata of the batch's ids and writes (and embeds) only new or changed passages, with
   Chroma's ``upsert`` (``add`` would silently keep an old record). An unchanged re-ingest writes
-  nothing. A passage that declares its place in a document — metadata ``chunk`` plus
-  ``headword`` or ``file_path`` (as :mod:`overlay_core.ingest` produces) — *replaces* the
-  passage stored for the same (source, document, chunk) slot, and stored chunks at or beyond
-  the new ``n_chunks`` are deleted: re-ingesting changed text changes what is retrieved
-  instead of adding a second version. New versions are written before old ones are deleted,
-  so an interrupted ingest duplicates, never loses.
+  nothing.
+* **Documents are replaced as a whole.** A passage that is a chunk of a document — metadata
+  ``chunk`` (int) plus ``headword`` or ``file_path``, as :mod:`overlay_core.ingest` produces —
+  belongs to the document ``"<source>:<file_path or headword>"``. Each ``upsert`` call is taken
+  to hold the *complete* current version of every document it touches: stored passages of
+  those documents that are not in the call (an old version's chunks) are deleted, after all
+  new ones are written (an interrupted ingest duplicates, never loses). So re-ingesting
+  changed text changes what is retrieved instead of adding a second version. Give all chunks
+  of a document in one call (``foldoc_passages``/``passages_from_records`` output as a whole);
+  passages without ``chunk`` are never deleted by this rule.
 * **Metadata sanitizing** (:func:`sanitize_metadata`): ``None`` dropped, lists/dicts/tuples
   stored as JSON strings, numpy scalars unwrapped, other objects as ``str``; non-finite
   floats are refused with :class:`~overlay_core.errors.InputError` naming passage and field
@@ -63,7 +67,7 @@ import numpy as np
 
 from .embeddings import (DIMENSION, EMBEDDING_FUNCTION_NAME, MODEL_NAME, MODEL_SHA256, get_embedding_function,
                          get_encoder)
-from .errors import InputError, RetrievalError
+from .errors import InputError, OverlayError, RetrievalError
 from .ingest import Passage, passage_id
 from .storage import write_atomic
 
@@ -128,14 +132,14 @@ class IngestReport:
     within one call counts as unchanged).
 
     Attributes:
-        added: passages written that were not stored before.
-        updated: passages written that replace a stored version (same id with other text or
-            metadata, or same document chunk slot with another id).
+        added: passages written whose id was not stored before (a changed text has a new
+            content-derived id, so it counts here; its old version counts in ``removed``).
+        updated: passages written whose id was stored with other text or metadata.
         unchanged: passages already stored exactly so (nothing written).
         skipped_empty: empty or whitespace-only passages (not stored).
         total: number of passages given.
-        removed: stored passages deleted because a new version of their document replaced
-            them (old chunk versions, chunks beyond the new ``n_chunks``).
+        removed: stored passages deleted because the call held a new version of their
+            document without them (old chunks).
     """
 
     added: int = 0
@@ -198,15 +202,13 @@ def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "passa
     return out
 
 
-def _doc_slot(meta: Mapping[str, Any]) -> tuple[str | None, int | None, int | None]:
-    """``(document key, chunk, n_chunks)`` of a passage; document key None if it declares no place."""
+def _doc_key(meta: Mapping[str, Any]) -> str | None:
+    """``"<source>:<file_path or headword>"`` of a document chunk; None if the passage is not one."""
     chunk = meta.get("chunk")
     doc = meta.get("file_path") or meta.get("headword")
     if doc is None or isinstance(chunk, bool) or not isinstance(chunk, int):
-        return None, None, None
-    n = meta.get("n_chunks")
-    n = n if isinstance(n, int) and not isinstance(n, bool) and n > chunk else None
-    return f"{meta.get('source', 'document')}:{doc}", chunk, n
+        return None
+    return f"{meta.get('source', 'document')}:{doc}"
 
 
 @dataclass
@@ -215,8 +217,6 @@ class _Item:
     text: str
     meta: dict[str, Any]
     doc: str | None
-    chunk: int | None
-    n_chunks: int | None
 
 
 # --------------------------------------------------------------------------- stores (clients)
@@ -347,6 +347,7 @@ class _Store:
         from filelock import Timeout
 
         try:
+            self.path.mkdir(parents=True, exist_ok=True)  # remove_store() in another process
             with self._file_lock:
                 yield
         except Timeout as exc:
@@ -364,6 +365,10 @@ class _Store:
     def _bump_generation(self) -> None:
         gen = f"{os.getpid()}-{uuid.uuid4().hex}"
         write_atomic(self.path / GENERATION_FILE, gen.encode())
+        try:  # mkstemp makes it 0600; other users sharing the store must read it
+            os.chmod(self.path / GENERATION_FILE, 0o644)
+        except OSError:
+            pass
         self.generation = gen
 
     def _refresh(self) -> None:
@@ -426,13 +431,19 @@ def _store_key(path: str | Path | None, server_url: str | None) -> tuple[tuple[s
     return ("path", str(p)), p
 
 
-def _get_store(path: str | Path | None, server_url: str | None) -> _Store:
-    key, p = _store_key(path, server_url)
+def _get_store(key: tuple[str, str], path: Path | None) -> _Store:
+    """The process's store for ``key`` (opened on first use, or again after :func:`close_store`)."""
     with _STORES_LOCK:
         store = _STORES.get(key)
-        if store is None or store.client is None:
-            store = _STORES[key] = _Store(p, key[1] if server_url else None)
+    if store is not None:
         return store
+    # Opened outside the global lock: opening may wait for another process's write.
+    new = _Store(path, key[1] if key[0] == "server" else None)
+    with _STORES_LOCK:
+        store = _STORES.setdefault(key, new)
+    if store is not new:  # another thread opened it first
+        new.close()
+    return store
 
 
 def close_store(path: str | Path | None = None, *, server_url: str | None = None) -> None:
@@ -500,13 +511,12 @@ class KnowledgeBase:
             raise InputError(f"collection name {collection!r} is invalid: use 3-512 characters from "
                              "[A-Za-z0-9._-], starting and ending with a letter or digit, no '..'")
         self.collection_name = collection
-        self._store = _get_store(path, server_url or None)
-        self.path = self._store.path
-        self.server_url = self._store.server_url
+        self._key, self.path = _store_key(path, server_url or None)
+        self.server_url = self._key[1] if self._key[0] == "server" else None
         self._ef = get_embedding_function()
         self._encoder = get_encoder()
         self._col = None
-        self._col_epoch = -1
+        self._col_owner: tuple[_Store, int] | None = None
         with self._store.reading():
             found = self._collection() is not None
         if not found:
@@ -514,6 +524,12 @@ class KnowledgeBase:
                 self._collection(create=True, write=w)
 
     # -- properties ----------------------------------------------------------------------
+    @property
+    def _store(self) -> _Store:
+        # Looked up on every use, so that after close_store()/remove_store() this object
+        # uses the process's new client instead of keeping a second one for the same folder.
+        return _get_store(self._key, self.path)
+
     @property
     def fingerprint(self) -> str:
         """Embedding function, model file digest and collection, e.g. ``overlay_minilm_l6_v2_int8@8199be6f699a395f/overlay``."""
@@ -531,7 +547,8 @@ class KnowledgeBase:
         collection object is re-fetched after the client was reopened.
         """
         store = self._store
-        if self._col is not None and self._col_epoch == store.epoch:
+        if self._col is not None and self._col_owner is not None and self._col_owner[0] is store \
+                and self._col_owner[1] == store.epoch:
             return self._col
         from chromadb.errors import NotFoundError
 
@@ -542,7 +559,8 @@ class KnowledgeBase:
             except NotFoundError:
                 if not create:
                     return None
-                raw = client.create_collection(
+                # get_or_create: another process may create it at the same moment (server mode).
+                raw = client.get_or_create_collection(
                     self.collection_name, embedding_function=self._ef,
                     configuration={"hnsw": {"space": "cosine"}},
                     metadata={"overlay.embedding_function": EMBEDDING_FUNCTION_NAME,
@@ -551,12 +569,12 @@ class KnowledgeBase:
                     write.changed = True
             self._check_compatible(raw)
             col = client.get_collection(self.collection_name, embedding_function=self._ef)
-        except (RetrievalError, InputError):
+        except OverlayError:
             raise
         except BaseException as exc:
             _reraise_fatal(exc)
             raise self._wrap(exc, "open collection") from exc
-        self._col, self._col_epoch = col, store.epoch
+        self._col, self._col_owner = col, (store, store.epoch)
         return col
 
     def _check_compatible(self, raw) -> None:
@@ -610,43 +628,19 @@ class KnowledgeBase:
             meta.setdefault("source", "document")
             if not pid:
                 pid = passage_id(text, {"source": meta["source"], "headword": meta.get("headword", "")})
-            doc, chunk, n_chunks = _doc_slot(meta)
+            doc = _doc_key(meta)
             if doc is not None:
                 meta[DOC_KEY] = doc
             if pid in items:
                 report.unchanged += 1  # repeated id in one call: the last occurrence wins
-            items[pid] = _Item(pid, text, meta, doc, chunk, n_chunks)
+            items[pid] = _Item(pid, text, meta, doc)
         return list(items.values())
 
-    def _plan(self, col, batch: list[_Item]) -> tuple[list[_Item], set[str], list[str], set[tuple[str, int]]]:
-        """``(to_write, existing ids, stale ids, replaced slots)`` for a batch against the stored state."""
+    def _plan(self, col, batch: list[_Item]) -> tuple[list[_Item], set[str]]:
+        """``(passages to write, ids already stored)`` for a batch against the stored state."""
         got = col.get(ids=[x.id for x in batch], include=["documents", "metadatas"])
         stored = {i: (d, m or {}) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
-        to_write = [x for x in batch if stored.get(x.id) != (x.text, x.meta)]
-        stale: list[str] = []
-        replaced: set[tuple[str, int]] = set()
-        docs = sorted({x.doc for x in to_write if x.doc is not None})
-        if docs:
-            batch_ids = {x.id for x in batch}
-            slots = {(x.doc, x.chunk) for x in to_write if x.doc is not None}
-            n_chunks: dict[str, int] = {}
-            for x in batch:
-                if x.doc is not None and x.n_chunks is not None:
-                    n_chunks[x.doc] = x.n_chunks
-            where = {DOC_KEY: docs[0]} if len(docs) == 1 else {DOC_KEY: {"$in": docs}}
-            old = col.get(where=where, include=["metadatas"])
-            for oid, m in zip(old["ids"], old["metadatas"]):
-                if oid in batch_ids or not m:
-                    continue
-                doc, chunk = m.get(DOC_KEY), m.get("chunk")
-                if not isinstance(chunk, int):
-                    continue
-                if (doc, chunk) in slots:
-                    stale.append(oid)
-                    replaced.add((doc, chunk))
-                elif doc in n_chunks and chunk >= n_chunks[doc]:
-                    stale.append(oid)
-        return to_write, set(stored), stale, replaced
+        return [x for x in batch if stored.get(x.id) != (x.text, x.meta)], set(stored)
 
     def upsert(self, passages: Sequence[Passage], *, progress: bool = False) -> IngestReport:
         """Store ``passages`` (idempotent; see the module docstring for the exact rules).
@@ -678,6 +672,11 @@ class KnowledgeBase:
                 self._upsert_batch(batch, report)
                 if bar is not None:
                     bar.update(len(batch))
+            ids_by_doc: dict[str, set[str]] = {}
+            for x in items:
+                if x.doc is not None:
+                    ids_by_doc.setdefault(x.doc, set()).add(x.id)
+            self._remove_old_chunks(ids_by_doc, report)
             if bar is not None and bar.n < report.total:  # repeated ids
                 bar.update(report.total - bar.n)
         finally:
@@ -692,7 +691,7 @@ class KnowledgeBase:
             try:
                 col = self._collection()
                 to_write = batch if col is None else self._plan(col, batch)[0]
-            except (RetrievalError, InputError):
+            except OverlayError:
                 raise
             except BaseException as exc:
                 _reraise_fatal(exc)
@@ -704,7 +703,7 @@ class KnowledgeBase:
         with self._store.writing() as w:
             try:
                 col = self._collection(create=True, write=w)
-                to_write, existing, stale, replaced = self._plan(col, batch)
+                to_write, existing = self._plan(col, batch)
                 report.unchanged += len(batch) - len(to_write)
                 if not to_write:
                     return
@@ -716,27 +715,55 @@ class KnowledgeBase:
                            embeddings=np.stack([vectors[x.id] for x in to_write]),
                            documents=[x.text for x in to_write],
                            metadatas=[x.meta for x in to_write])
-                if stale:
-                    col.delete(ids=stale)
-            except (RetrievalError, InputError):
+            except OverlayError:
                 raise
             except BaseException as exc:
                 _reraise_fatal(exc)
                 raise self._wrap(exc, "upsert") from exc
         for x in to_write:
-            if x.id in existing or (x.doc, x.chunk) in replaced:
+            if x.id in existing:
                 report.updated += 1
             else:
                 report.added += 1
-        report.removed += len(stale)
+
+    def _remove_old_chunks(self, ids_by_doc: dict[str, set[str]], report: IngestReport) -> None:
+        """Delete stored chunks of the call's documents that the call does not contain."""
+        docs = sorted(ids_by_doc)
+        for start in range(0, len(docs), WRITE_BATCH):
+            group = docs[start : start + WRITE_BATCH]
+            where = {DOC_KEY: group[0]} if len(group) == 1 else {DOC_KEY: {"$in": group}}
+
+            def stale_ids(col) -> list[str]:
+                got = col.get(where=where, include=["metadatas"])
+                return [i for i, m in zip(got["ids"], got["metadatas"])
+                        if i not in ids_by_doc.get((m or {}).get(DOC_KEY), ())]
+
+            try:
+                with self._store.reading():
+                    col = self._collection()
+                    if col is None or not stale_ids(col):
+                        continue
+                with self._store.writing() as w:
+                    col = self._collection(create=True, write=w)
+                    stale = stale_ids(col)
+                    if stale:
+                        w.changed = True
+                        col.delete(ids=stale)
+                        report.removed += len(stale)
+            except OverlayError:
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "removing old chunks") from exc
 
     # -- reading ------------------------------------------------------------------------------
-    def query(self, text: str, k: int = 5) -> list[RetrievedPassage]:
+    def query(self, text: str, k: int = 5, *, where: Mapping[str, Any] | None = None) -> list[RetrievedPassage]:
         """The ``k`` passages nearest to ``text`` (cosine distance, nearest first).
 
         Args:
             text: the question (embedded with the same MiniLM model as the passages).
             k: how many passages (>= 1); fewer if the collection holds fewer.
+            where: optional Chroma metadata filter, e.g. ``{"source": "FOLDOC"}``.
 
         Raises:
             InputError: empty ``text`` or ``k < 1``.
@@ -750,12 +777,12 @@ class KnowledgeBase:
         with self._store.reading():
             try:
                 col = self._collection()
-                n = 0 if col is None else col.count()
-                if n == 0:
+                if col is None:
                     return []
-                res = col.query(query_embeddings=vec, n_results=min(int(k), n),
+                # n_results may exceed the collection size (chromadb 1.x returns what there is).
+                res = col.query(query_embeddings=vec, n_results=int(k), where=dict(where) if where else None,
                                 include=["documents", "metadatas", "distances"])
-            except (RetrievalError, InputError):
+            except OverlayError:
                 raise
             except BaseException as exc:
                 _reraise_fatal(exc)
@@ -773,7 +800,7 @@ class KnowledgeBase:
             try:
                 col = self._collection()
                 return 0 if col is None else int(col.count())
-            except (RetrievalError, InputError):
+            except OverlayError:
                 raise
             except BaseException as exc:
                 _reraise_fatal(exc)
@@ -787,6 +814,8 @@ class KnowledgeBase:
                 if col is None:
                     return []
                 got = col.get(ids=list(ids), include=["documents", "metadatas"])
+            except OverlayError:
+                raise
             except BaseException as exc:
                 _reraise_fatal(exc)
                 raise self._wrap(exc, "get") from exc
@@ -821,8 +850,7 @@ def get_knowledge_base(path: str | Path | None = None, *, collection: str = "ove
     key = _store_key(path, server_url or None)[0] + (collection,)
     with _STORES_LOCK:
         kb = _KBS.get(key)
-        store = _STORES.get(key[:2])
-        if kb is not None and store is kb._store and store.client is not None:
+        if kb is not None:
             return kb
     kb = KnowledgeBase(path, collection=collection, server_url=server_url or None)
     with _STORES_LOCK:

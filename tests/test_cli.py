@@ -94,3 +94,13 @@ def test_review_verdict_for_unknown_item(env_home):
 def test_neighbors_of_unknown_or_empty_context_are_clear_errors(env_home):
     assert_clear_error(run("neighbors", "zzzqqqxx", home=env_home), "not in the adjacency table")
     assert_clear_error(run("neighbors", "", home=env_home), "give a context word")
+
+
+def test_damaged_chroma_store_is_a_clear_error_and_rebuild_recovers(env_home):
+    db = env_home / "chroma" / "chroma.sqlite3"
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    assert_clear_error(run("ask", "What is TCP?", home=env_home), "overlay build --rebuild")
+    p = run("build", "--rebuild", "--limit", "20", "--json", home=env_home, check=True)
+    report = json.loads(p.stdout.strip().splitlines()[-1])
+    assert report["ingest"]["added"] == report["n_passages"] > 0 and report["cached"] is False
