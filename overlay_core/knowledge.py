@@ -192,7 +192,7 @@ def load_table(path: str | Path):
 
 def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | None = None, weights=None,
                   settings=None, server_url: str | None = None, collection: str = "overlay",
-                  n_ctx: int = 2048, n_threads: int | None = None):
+                  n_ctx: int = 2048, n_threads: int | None = None, n_batch: int = 512):
     """A :class:`overlay_core.reasoner.Reasoner` over the state folder ``home`` (models/tables cached per process)."""
     from .accumulator import Accumulator
     from .reasoner import Reasoner
@@ -202,5 +202,5 @@ def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | No
     paths = state_paths(home)
     table = load_table(paths.adjacency)
     kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url)
-    selector = get_selector(model_path, n_ctx=n_ctx, n_threads=n_threads)
+    selector = get_selector(model_path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)  # same key as the node
     return Reasoner(kb, table, selector, Accumulator(paths.accumulator), weights=weights, settings=settings)

@@ -59,7 +59,7 @@ class ReasonerSettings:
             "sum" (total log-prob) or "calibrated" (log-prob minus log-prob after a neutral prompt).
         block_ngram: block candidates that would repeat an n-gram of this size (0 = off).
         min_words: sentence-ending punctuation is blocked before this many answer words.
-        max_words: hard stop after this many answer words.
+        max_words: hard stop after this many answer words (not counting the subject start; spans are cut to fit).
         start: "subject" starts the answer with the question's subject ("A hash table is"); "none" does not.
         max_passage_chars: passage text shown to the LLM is cut to this many characters.
     """
@@ -169,14 +169,16 @@ class Reasoner:
                          for i, p in enumerate(passages)],
             "dropped_passages": dropped, "prefix": list(prefix), "trace": [],
         }
-        ptoks = [(i, T.words(p.text)) for i, p in enumerate(passages)]
+        ptoks = [(i, self._body_tokens(p.text)) for i, p in enumerate(passages)]
         answer_words = list(prefix)
         generated = 0
         stop = "max_words"
         t_select = t_accumulate = t_propose = 0.0
         for step in range(s.max_words):
             ts = time.perf_counter()
-            cands = self._propose(answer_words, ptoks, passages, s, first=(generated == 0))
+            # Spans never run past max_words (the subject start does not count).
+            cands = self._propose(answer_words, ptoks, passages, replace(s, span_words=min(s.span_words, s.max_words - generated)),
+                                  first=(generated == 0))
             self._guard(cands, answer_words, generated, s)
             tp = time.perf_counter()
             live = [c for c in cands if c.blocked is None]
@@ -239,13 +241,12 @@ class Reasoner:
 
         return sorted(hits, key=lambda h: (key not in names(h), h.distance))
 
-    @staticmethod
-    def _subject_prefix(subject: str, passages) -> list[str]:
+    def _subject_prefix(self, subject: str, passages) -> list[str]:
         """``[article] + subject words + "is"``, the subject spelled as the passages spell it.
 
         FOLDOC's headwords are lower-cased ("tcp", "unix"), so the spelling is taken from the first
         occurrence of the term inside a passage body ("TCP", "Unix"); an article is added only for a
-        lower-case common noun ("A hash table is", but "TCP is").
+        lower-case noun that the corpus uses with that article ("A hash table is", but "TCP is").
         """
         words = T.words(subject)
         if not words:
@@ -269,7 +270,10 @@ class Reasoner:
                 words = fallback
         prefix = list(words)
         if words[0].islower() and words[0].casefold() not in _ARTICLES:
-            prefix.insert(0, "An" if words[0][:1] in "aeiou" else "A")
+            # Only where the corpus itself says "a <term>"/"an <term>": not before names or mass nouns.
+            article = next((a for a in ("a", "an") if self.table.edge([a], words[0]) is not None), None)
+            if article:
+                prefix.insert(0, article.capitalize())
         return prefix + ["is"]
 
     def _prompt(self, question: str, passages, s: ReasonerSettings):
@@ -319,9 +323,9 @@ class Reasoner:
                             cand(span).add("span", support, pid)
                 if found:
                     break
-            if first and answer_words:
+            if first:
                 for rank, toks in ptoks:
-                    span = self._definition_start(toks, s.span_words, lower=answer_words[-1] == "is")
+                    span = self._definition_start(toks, s.span_words, lower=bool(answer_words) and answer_words[-1] == "is")
                     if span:
                         cand(span).add("passage-start", 1.0 / (1 + rank), passages[rank].id)
         if answer_words:
@@ -338,13 +342,17 @@ class Reasoner:
                 break
         return tuple(out)
 
+    @staticmethod
+    def _body_tokens(text: str) -> list[str]:
+        """Word tokens of a passage without its ``headword:`` label (the label's colon is not an edge)."""
+        toks = T.words(text)
+        head = toks[:12]
+        return toks[head.index(":") + 1:] if ":" in head else toks
+
     @classmethod
     def _definition_start(cls, toks: list[str], n: int, lower: bool) -> tuple[str, ...]:
-        """The first words of a passage's definition: after ``headword:`` and any leading parenthesis."""
-        try:
-            i = toks.index(":") + 1
-        except ValueError:
-            i = 0
+        """The first words of a passage's definition (tokens without the label), after any leading parenthesis."""
+        i = 0
         if i < len(toks) and toks[i] == "(":
             depth = 0
             while i < len(toks):

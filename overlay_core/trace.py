@@ -42,7 +42,7 @@ def to_markdown(result: dict, *, max_candidates: int = 8) -> str:
     if s:
         lines.append("**Settings:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in s.items()))
     if w:
-        lines.append("**Weights:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in w.items()))
+        lines += ["", "**Weights:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in w.items())]
     lines += ["", "**Passages**", "", "| # | source | distance | id | text |", "|---|---|---|---|---|"]
     for p in result.get("passages", []):
         text = p.get("text", "")

@@ -72,6 +72,10 @@ def _build(reg, name: str, description: str, nodes: dict[str, str], config: dict
     for src, out, tgt, inp in edges:
         add_connection(flow, src, out, tgt, inp)
     layout_flow(flow)
+    # lfx's layout spaces rows ~350 px apart; the service nodes are up to ~420 px tall, so give
+    # every row 1.6x the room (otherwise Knowledge Base hides under Adjacency Table in the UI).
+    for node in flow["data"]["nodes"]:
+        node["position"]["y"] = round(node["position"]["y"] * 1.6)
     flow["id"] = _flow_id(name)
     flow["endpoint_name"] = name.lower().replace(" ", "-")
     flow["is_component"] = False

@@ -31,7 +31,8 @@ class OverlayReasoner(Component):
         IntInput(name="top_k", display_name="Passages (top-k)", value=3, info="Passages retrieved for the question."),
         IntInput(name="n_candidates", display_name="Candidates per Step", value=8,
                  info="Corpus-wide top-N successors proposed at each step."),
-        IntInput(name="max_words", display_name="Max Answer Words", value=30, info="Hard stop after this many words."),
+        IntInput(name="max_words", display_name="Max Answer Words", value=30,
+                 info="Hard stop after this many words (after the subject start, e.g. 'A hash table is')."),
         IntInput(name="min_words", display_name="Min Words Before '.'", value=6,
                  info="Stopping rule: sentence-ending punctuation is blocked before this many words."),
         IntInput(name="block_ngram", display_name="Block Repeated n-grams", value=3,
@@ -63,7 +64,8 @@ class OverlayReasoner(Component):
             reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
                                 weights=acc.weights, settings=settings)
             self._result = reasoner.answer(self.question)
-            self.status = f"answer: {len(self._result['answer_words'])} words, {len(self._result['trace'])} steps"
+            n_words, n_steps = len(self._result["answer_words"]), len(self._result["trace"])
+            self.status = f"answer: {n_words} word{'s' * (n_words != 1)}, {n_steps} step{'s' * (n_steps != 1)}"
         return self._result
 
     def build_answer(self) -> Message:

@@ -39,7 +39,8 @@ class OverlayScoreAccumulator(Component):
         acc = Accumulator(state_paths(self.home or None).accumulator)
         weights = ScoreWeights(w_adj=self.w_adj, w_ctx=self.w_ctx, w_llm=self.w_llm, w_glob=self.w_glob,
                                w_use=self.w_use)
-        self.status = f"{acc.n_edges} edges with a global score; weights {weights.as_dict()}"
+        shown = ", ".join(f"{k}={v:g}" for k, v in weights.as_dict().items())
+        self.status = f"{acc.n_edges} edges with a global score; {shown}"
         return ScoreAccumulator(acc, weights)
 
     def edges(self) -> DataFrame:

@@ -1,0 +1,315 @@
+"""The LangFlow UI as people use it: a real LangFlow server (scripts/ui.sh) and a real headless Chromium.
+
+Checks (issue 7): the Overlay sidebar category lists every Overlay node; every saved flow opens with all
+its nodes and edges drawn; a question typed in the Playground of the answer flow returns an answer and a
+readable trace; an input changed on a node in the UI changes the next trace. Also the two ways to call
+a flow as an API: ``POST /api/v1/run/<flow>`` with tweaks on the UI server, and ``lfx serve`` with an API key.
+
+Evidence: one screenshot per check in ``artifacts/ui/`` (gitignored), plus the server log
+(``artifacts/ui/langflow-server.log``) and the browser console (``artifacts/ui/browser-console.log``).
+The server starts once per session (~50-100 s); the whole module takes ~4-6 min on 2 cores.
+Deselect with ``-m "not browser"``.
+"""
+# ruff: noqa: F811  (the fixtures `browser` and `langflow_server` are imported from ui_support on purpose)
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from ui_support import (  # noqa: F401
+    ARTIFACTS,
+    ROOT,
+    browser,
+    chat_text,
+    expected_components,
+    flow_files,
+    langflow_server,
+    lfx_serve,
+    load_flow,
+    screenshot,
+    settle,
+    wait_for,
+)
+
+pytestmark = pytest.mark.browser
+
+ANSWER_FLOW = "overlay_answer"
+REASONER = "OverlayReasoner-00001"
+QUESTION = "What is a hash table?"
+FLOWS = flow_files()
+WINDOW, DOCS_WINDOW = (1600, 1000), (1400, 1250)
+
+AI_MESSAGES_JS = """return Array.from(document.querySelectorAll('[data-testid^="chat-message-AI-"]'))
+                     .map(e => e.getAttribute('data-testid').slice('chat-message-AI-'.length));"""
+LAST_AI_RENDERING_JS = """
+const all = document.querySelectorAll('[data-testid^="chat-message-AI-"]');
+const el = all[all.length - 1];
+const tables = Array.from(el.querySelectorAll('table'));
+return {tables: tables.length,
+        bold_rows: tables.map(t => Array.from(t.querySelectorAll('tbody tr'))
+                                      .filter(r => r.querySelector('td:first-child strong, td:first-child b')).length)};
+"""
+
+SCROLL_TO_LAST_AI_JS = """const all = document.querySelectorAll('[data-testid^="chat-message-AI-"]');
+                          all[all.length - 1].scrollIntoView({block: 'start'});"""
+
+
+def _settings(text: str) -> dict[str, str]:
+    """``**Settings:** a=1, b=2`` line of a trace -> {"a": "1", "b": "2"}."""
+    m = re.search(r"\*\*Settings:\*\* (.*)", text)
+    assert m, f"no Settings line in the trace:\n{text[:1500]}"
+    return dict(kv.split("=", 1) for kv in m.group(1).split(", "))
+
+
+def _answer(text: str) -> str:
+    return text.split("\n\n---\n\n", 1)[0].strip()
+
+
+def _n_steps(text: str) -> int:
+    return len(re.findall(r"^\*\*Step \d+\*\*", text, flags=re.MULTILINE))
+
+
+def open_flow(driver, server, flow_id: str, n_nodes: int, shot: str) -> None:
+    driver.get(f"{server.url}/flow/{flow_id}")
+    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".react-flow__node")) >= n_nodes, 90,
+             f"{n_nodes} nodes drawn on /flow/{flow_id}", driver, shot)
+
+
+def ask_in_playground(driver, question: str, shot: str) -> str:
+    """Open the Playground, send ``question``, wait for the new AI message to be complete; return its text."""
+    if not [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="input-chat-playground"]') if e.is_displayed()]:
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="playground-btn-flow-io"]').click()
+    box = wait_for(lambda: [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="input-chat-playground"]')
+                            if e.is_displayed()], 30, "the Playground input", driver, shot)[0]
+    before = len(driver.execute_script(AI_MESSAGES_JS))
+    box.click()
+    box.send_keys(question)
+    box.send_keys(Keys.ENTER)
+    # The AI message appears empty first and is filled when the flow finishes; the trace ends with **Stopped:**.
+    done = wait_for(lambda: [m for m in driver.execute_script(AI_MESSAGES_JS)[before:] if "**Stopped:**" in m],
+                    240, f"the Playground answer to {question!r}", driver, shot)
+    return done[-1]
+
+
+def close_playground(driver) -> None:
+    for b in driver.find_elements(By.CSS_SELECTOR, '[data-testid="playground-close-button"]'):
+        if b.is_displayed():
+            b.click()
+            return
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 1. Sidebar
+# --------------------------------------------------------------------------------------------------------------
+
+def test_sidebar_overlay_category_lists_every_overlay_node(browser, langflow_server):
+    flow_id = langflow_server.flows[ANSWER_FLOW]
+    open_flow(browser, langflow_server, flow_id, 1, "sidebar")
+    category = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="disclosure-overlay"]'), 60,
+                        "the 'Overlay' sidebar category", browser, "sidebar")[0]
+    assert category.text.strip() == "Overlay"
+    if category.get_attribute("aria-expanded") != "true":
+        category.click()
+    expected = expected_components()
+    # Icons are loaded lazily (a grey placeholder first): give them time, then assert on what is drawn.
+    items = settle(lambda: browser.execute_script("""
+        return Array.from(document.querySelectorAll('[data-tooltip-id^="ext:overlay:"]')).map(e => ({
+            key: e.getAttribute('data-tooltip-id'),
+            name: (e.querySelector('[data-testid="display-name"]') || {}).textContent,
+            icons: Array.from(e.querySelectorAll('svg[data-testid^="icon-"]')).map(s => s.getAttribute('data-testid'))}));
+        """), lambda items: len(items) >= len(expected) and all(
+            any(i["name"] == c.display_name and f"icon-{c.icon}" in i["icons"] for i in items) for c in expected), 30)
+    screenshot(browser, "1-sidebar-overlay-category")
+    assert sorted(i["name"] for i in items) == sorted(c.display_name for c in expected)
+    by_name = {i["name"]: i for i in items}
+    for c in expected:
+        item = by_name[c.display_name]
+        assert item["key"] == f"ext:overlay:{c.name}@extra", item
+        assert f"icon-{c.icon}" in item["icons"], f"{c.display_name}: icon {c.icon!r} not drawn ({item['icons']})"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 2. Every saved flow opens, fully drawn
+# --------------------------------------------------------------------------------------------------------------
+
+NODES_JS = """return Array.from(document.querySelectorAll('.react-flow__node')).map(n => {
+  const r = n.getBoundingClientRect(); const t = n.querySelector('[data-testid="node-name"]');
+  return {id: n.getAttribute('data-id'), title: t ? t.textContent.trim() : null, text: n.innerText,
+          icons: Array.from(n.querySelectorAll('svg[data-testid^="icon-"]')).map(s => s.getAttribute('data-testid')),
+          x: r.x, y: r.y, w: r.width, h: r.height};});"""
+EDGES_JS = """return Array.from(document.querySelectorAll('.react-flow__edge')).map(e => {
+  const p = e.querySelector('path.react-flow__edge-path');
+  return {id: e.getAttribute('data-id'), d: p ? p.getAttribute('d') : null};});"""
+
+
+_DRAWN: dict[str, list[dict]] = {}  # flow stem -> nodes as drawn (bounding boxes), shared with the overlap test
+
+
+@pytest.mark.parametrize("flow_path", FLOWS, ids=[p.stem for p in FLOWS])
+def test_saved_flow_opens_with_every_node_and_edge_drawn(browser, langflow_server, flow_path):
+    flow = load_flow(flow_path)
+    nodes = {n["id"]: n["data"]["node"] for n in flow["data"]["nodes"]}
+    edges = {e["id"] for e in flow["data"]["edges"]}
+    if flow_path.stem == ANSWER_FLOW:  # also the picture in docs/ui.md: a taller window draws the nodes larger
+        browser.set_window_size(*DOCS_WINDOW)
+    try:
+        open_flow(browser, langflow_server, flow["id"], len(nodes), f"2-flow-{flow_path.stem}")
+        _check_drawn(browser, flow_path, nodes, edges)
+    finally:
+        browser.set_window_size(*WINDOW)
+
+
+def _check_drawn(browser, flow_path, nodes, edges):
+    wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, ".react-flow__edge")) >= len(edges), 30,
+             f"{len(edges)} edges drawn", browser, f"2-flow-{flow_path.stem}")
+    icons = {n_id: f"icon-{n['icon']}" for n_id, n in nodes.items()}
+    drawn = {n["id"]: n for n in settle(lambda: browser.execute_script(NODES_JS), lambda ds: all(
+        any(d["id"] == n_id and icon in d["icons"] for d in ds) for n_id, icon in icons.items()), 30)}
+    drawn_edges = browser.execute_script(EDGES_JS)
+    _DRAWN[flow_path.stem] = list(drawn.values())
+    screenshot(browser, f"2-flow-{flow_path.stem}")
+    if flow_path.stem == ANSWER_FLOW:
+        shutil.copyfile(ARTIFACTS / f"2-flow-{flow_path.stem}.png", ARTIFACTS / "answer_flow.png")
+
+    assert set(drawn) == set(nodes), f"drawn nodes {sorted(drawn)} != saved nodes {sorted(nodes)}"
+    assert {e["id"] for e in drawn_edges} == edges, "drawn edges differ from the saved edges"
+    for e in drawn_edges:
+        assert e["d"] and re.search(r"\d", e["d"]), f"edge {e['id'][:60]}… has no path"
+    for node_id, node in nodes.items():
+        d = drawn[node_id]
+        assert d["w"] > 20 and d["h"] > 20, f"{node_id} is drawn as an empty box ({d['w']}x{d['h']})"
+        assert d["title"] == node["display_name"], f"{node_id}: title {d['title']!r}"
+        assert f"icon-{node['icon']}" in d["icons"], f"{node_id}: icon {node['icon']!r} missing ({d['icons']})"
+        shown = [f["display_name"] for k, f in node["template"].items()
+                 if isinstance(f, dict) and f.get("show") and not f.get("advanced") and k != "code" and f.get("display_name")]
+        missing = [name for name in shown if name not in d["text"]]
+        assert not missing, f"{node_id}: fields not drawn: {missing}"
+
+
+@pytest.mark.parametrize("flow_path", FLOWS, ids=[p.stem for p in FLOWS])
+def test_saved_flow_nodes_do_not_overlap(browser, langflow_server, flow_path):
+    """A node drawn over another hides its handles and fields (the saved positions come from gen_flows)."""
+    drawn = _DRAWN.get(flow_path.stem)
+    if drawn is None:  # run alone: open the flow here
+        flow = load_flow(flow_path)
+        open_flow(browser, langflow_server, flow["id"], len(flow["data"]["nodes"]), f"2-overlap-{flow_path.stem}")
+        drawn = browser.execute_script(NODES_JS)
+    overlaps = []
+    for i, a in enumerate(drawn):
+        for b in drawn[i + 1:]:
+            dx = min(a["x"] + a["w"], b["x"] + b["w"]) - max(a["x"], b["x"])
+            dy = min(a["y"] + a["h"], b["y"] + b["h"]) - max(a["y"], b["y"])
+            if dx > 1 and dy > 1:
+                overlaps.append(f"{a['id']} / {b['id']} ({dx:.0f}x{dy:.0f} px on screen)")
+    assert not overlaps, (f"nodes drawn on top of each other (see artifacts/ui/2-flow-{flow_path.stem}.png): "
+                          + "; ".join(overlaps))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3. Playground: question -> answer + trace
+# --------------------------------------------------------------------------------------------------------------
+
+def test_playground_question_returns_an_answer_and_a_trace(browser, langflow_server):
+    flow = load_flow(ROOT / "flows" / f"{ANSWER_FLOW}.json")
+    open_flow(browser, langflow_server, flow["id"], len(flow["data"]["nodes"]), "3-playground")
+    text = ask_in_playground(browser, QUESTION, "3-playground")
+    rendering = browser.execute_script(LAST_AI_RENDERING_JS)
+    browser.execute_script(SCROLL_TO_LAST_AI_JS)  # the screenshot shows the answer, settings and passages
+    screenshot(browser, "3-playground-answer-and-trace")
+    close_playground(browser)
+
+    answer = _answer(text)
+    assert answer.startswith("A hash table is"), answer
+    assert len(answer.split()) >= 6, f"one-word-ish answer: {answer!r}"
+    assert f"**Question:** {QUESTION}" in text and f"**Answer:** {answer}" in text
+    n_steps = _n_steps(text)
+    assert n_steps >= 1 and "**Passages**" in text and "FOLDOC:hash table" in text
+    # Rendered as Markdown: the passages table plus one table per step, the chosen candidate in bold.
+    assert rendering["tables"] == 1 + n_steps, rendering
+    assert rendering["bold_rows"][1:] == [1] * n_steps, rendering
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 4. An input changed on a node in the UI changes the next trace
+# --------------------------------------------------------------------------------------------------------------
+
+def _set_node_input(driver, node_id: str, testid: str, value: str) -> None:
+    field = driver.find_element(By.CSS_SELECTOR, f'[data-id="{node_id}"] [data-testid="{testid}"]')
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(value)
+    field.send_keys(Keys.TAB)
+    wait_for(lambda: field.get_attribute("value") == value, 10, f"{node_id} {testid} = {value}", driver, "4-edit")
+
+
+def test_node_input_changed_in_the_ui_changes_the_next_trace(browser, langflow_server):
+    baseline = langflow_server.run(ANSWER_FLOW.replace("_", "-"), QUESTION, tweaks={REASONER: {"max_words": 30}})
+    assert baseline.status_code == 200, baseline.text[:2000]
+    base_text = chat_text(baseline.json())
+    assert _settings(base_text)["max_words"] == "30"
+
+    flow = load_flow(ROOT / "flows" / f"{ANSWER_FLOW}.json")
+    open_flow(browser, langflow_server, flow["id"], len(flow["data"]["nodes"]), "4-edit")
+    try:
+        _set_node_input(browser, REASONER, "int_int_max_words", "5")
+        screenshot(browser, "4-edit-max-answer-words")
+        text = ask_in_playground(browser, QUESTION, "4-edit")
+        browser.execute_script(SCROLL_TO_LAST_AI_JS)
+        screenshot(browser, "4-edit-next-trace")
+        close_playground(browser)
+    finally:  # the UI autosaves the edit into the server's copy of the flow: put the default back
+        close_playground(browser)
+        _set_node_input(browser, REASONER, "int_int_max_words", "30")
+
+    assert _settings(text)["max_words"] == "5", "the value typed on the node did not reach the run"
+    assert _settings(text)["n_candidates"] == _settings(base_text)["n_candidates"]
+    assert len(_answer(text).split()) < len(_answer(base_text).split()), (_answer(text), _answer(base_text))
+    assert _n_steps(text) < _n_steps(base_text)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# API: the UI server's run endpoint with tweaks, and lfx serve with an API key
+# --------------------------------------------------------------------------------------------------------------
+
+def test_run_api_tweaks_change_node_inputs(langflow_server):
+    flow_id = langflow_server.flows[ANSWER_FLOW]
+    long = langflow_server.run("overlay-answer", QUESTION, tweaks={REASONER: {"max_words": 30, "n_candidates": 8}})
+    short = langflow_server.run(flow_id, QUESTION, tweaks={REASONER: {"max_words": 5, "n_candidates": 3}})
+    by_name = langflow_server.run(flow_id, QUESTION, tweaks={"Overlay Reasoner": {"max_words": 5, "n_candidates": 3}})
+    for r in (long, short, by_name):
+        assert r.status_code == 200, r.text[:2000]
+    long_t, short_t, name_t = (chat_text(r.json()) for r in (long, short, by_name))
+    assert (_settings(long_t)["max_words"], _settings(long_t)["n_candidates"]) == ("30", "8")
+    assert (_settings(short_t)["max_words"], _settings(short_t)["n_candidates"]) == ("5", "3")
+    assert _answer(short_t) != _answer(long_t) and _n_steps(short_t) < _n_steps(long_t)
+    assert (_answer(name_t), _settings(name_t)) == (_answer(short_t), _settings(short_t)), \
+        "a tweak keyed by the node's display name must act like one keyed by its id"
+
+
+def test_lfx_serve_with_api_key_serves_the_same_flow(langflow_server, foldoc_home, tmp_path):
+    import httpx
+
+    flow_path = ROOT / "flows" / f"{ANSWER_FLOW}.json"
+    flow_id = load_flow(flow_path)["id"]
+    home = tmp_path / "home"
+    shutil.copytree(foldoc_home, home, ignore=shutil.ignore_patterns("langflow"))
+    ui = langflow_server.run(flow_id, QUESTION, tweaks={REASONER: {"max_words": 30}})
+    assert ui.status_code == 200, ui.text[:2000]
+    key = "test-overlay-key"
+    with lfx_serve(flow_path, home, key, ARTIFACTS / "lfx-serve.log") as url:
+        listed = httpx.get(f"{url}/flows", headers={"x-api-key": key}, timeout=30)
+        assert listed.status_code == 200 and [f["id"] for f in listed.json()] == [flow_id]
+        body = {"input_value": QUESTION}
+        assert httpx.post(f"{url}/flows/{flow_id}/run", json=body, timeout=60).status_code == 401
+        assert httpx.post(f"{url}/flows/{flow_id}/run", json=body, headers={"x-api-key": "wrong"},
+                          timeout=60).status_code == 401
+        r = httpx.post(f"{url}/flows/{flow_id}/run", json=body, headers={"x-api-key": key}, timeout=300)
+    assert r.status_code == 200, r.text[:2000]
+    out = r.json()
+    assert out["success"] is True and out["result"].startswith("A hash table is"), out
+    assert _answer(out["result"]) == _answer(chat_text(ui.json())), "lfx serve and the UI server answer differently"
+    assert "**Step 0**" in out["result"]
