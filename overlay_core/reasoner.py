@@ -254,6 +254,7 @@ class Reasoner:
         key = [w.casefold() for w in words]
         n = len(key)
         fallback = None
+        inner_found = False
         for p in passages:
             toks = T.words(p.text)
             start = toks.index(":") + 1 if ":" in toks[:12] else 0  # skip the "headword:" label
@@ -262,6 +263,7 @@ class Reasoner:
             inner = [i for i in hits if i > start and toks[i - 1] not in T.SENTENCE_END]
             if inner:
                 words = toks[inner[0] : inner[0] + n]
+                inner_found = True
                 break
             if hits and fallback is None:
                 fallback = toks[hits[0] : hits[0] + n]
@@ -270,10 +272,15 @@ class Reasoner:
                 words = fallback
         prefix = list(words)
         if words[0].islower() and words[0].casefold() not in _ARTICLES:
-            # Only where the corpus itself says "a <term>"/"an <term>": not before names or mass nouns.
+            # A lower-case term used mid-sentence in the passages is a common noun ("a deadlock");
+            # otherwise only where the corpus itself says "a <term>"/"an <term>" (not before names).
             article = next((a for a in ("a", "an") if self.table.edge([a], words[0]) is not None), None)
+            if article is None and inner_found:
+                article = "an" if words[0][:1] in "aeiou" else "a"
             if article:
                 prefix.insert(0, article.capitalize())
+            else:
+                prefix[0] = prefix[0][:1].upper() + prefix[0][1:]
         return prefix + ["is"]
 
     def _prompt(self, question: str, passages, s: ReasonerSettings):

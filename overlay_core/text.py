@@ -33,8 +33,8 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u2060\ufeff"), None)
 #: C0/C1 control characters except tab/newline/carriage return become spaces.
 _CONTROL = {c: " " for c in list(range(0, 9)) + [11, 12] + list(range(14, 32)) + list(range(127, 160))}
 
-NO_SPACE_BEFORE = frozenset(".,;:!?)]}%'\u2019\"»…")
-NO_SPACE_AFTER = frozenset("([{\"«")
+NO_SPACE_BEFORE = frozenset(".,;:!?)]}%'\u2019»…")
+NO_SPACE_AFTER = frozenset("([{«")
 SENTENCE_END = frozenset(".!?")
 
 _WORD_RE = re.compile(
@@ -82,13 +82,19 @@ def continuation(previous: Sequence[str], word: str) -> str:
     """The exact text appended to an answer when ``word`` follows the words ``previous``.
 
     ``""`` separator at the start, before closing punctuation and after opening brackets;
-    one leading space otherwise. The LLM selector scores this string.
+    one leading space otherwise. A straight double quote ``"`` opens or closes by parity: an
+    opening quote takes a space before it and none after, a closing quote none before it
+    (``a "starvation deadlock", though``). The LLM selector scores this string.
     """
     if not previous:
         return word
-    if word[:1] in NO_SPACE_BEFORE and is_punct(word):
+    prev = previous[-1]
+    open_quote = previous.count('"') % 2 == 1
+    if prev in NO_SPACE_AFTER or (prev == '"' and open_quote):
         return word
-    if previous[-1] in NO_SPACE_AFTER:
+    if word == '"':
+        return word if open_quote else " " + word
+    if word[:1] in NO_SPACE_BEFORE and is_punct(word):
         return word
     return " " + word
 

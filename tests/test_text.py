@@ -32,3 +32,8 @@ def test_continuation_spacing_convention():
     assert T.continuation(["table"], ",") == ","
     assert T.continuation(["("], "or") == "or"
     assert T.join(["A", "hash", "table", "(", "or", "map", ")", "is", "fast", "."]) == "A hash table (or map) is fast."
+
+
+def test_straight_quotes_open_and_close_by_parity():
+    toks = ["a", '"', "starvation", "deadlock", '"', ",", "though", "(", '"', "x", '"', ")"]
+    assert T.join(toks) == 'a "starvation deadlock", though ("x")'
