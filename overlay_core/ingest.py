@@ -269,7 +269,7 @@ def passages_from_records(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
 ) -> tuple[list[Passage], int]:
-    """Chunk free-form documents (strings, dicts, LangFlow ``Data``/``Message``) into passages.
+    """Chunk free-form documents (strings, dicts, LangFlow ``Data``/``Message``, tables) into passages.
 
     Metadata keeps the record's own flat fields (``file_path`` becomes ``headword`` when no
     headword is given) plus ``source`` and ``chunk``.
@@ -280,7 +280,13 @@ def passages_from_records(
     splitter = _splitter(chunk_size, chunk_overlap)
     out: list[Passage] = []
     skipped = 0
-    for rec in records:
+    flat: list[Any] = []
+    for rec in records:  # a table (LangFlow DataFrame/Table, pandas) contributes one record per row
+        if hasattr(rec, "columns") and hasattr(rec, "to_dict"):
+            flat.extend(rec.to_dict(orient="records"))
+        else:
+            flat.append(rec)
+    for rec in flat:
         text, meta = _record_text_and_meta(rec)
         text = normalize(text).strip()
         if not text:

@@ -17,16 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from .errors import CorpusError, InputError, StateFileError
 
-_CACHE_LOCK = threading.Lock()
-_TABLES: dict[tuple[str, float, int], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -168,26 +164,18 @@ def parse_json_object(text: str, *, what: str) -> dict:
 
 
 def load_table(path: str | Path):
-    """The adjacency table at ``path``, cached per process and reloaded when the file changes.
+    """The adjacency table at ``path`` (memory-mapped, cached per process, reloaded when the file changes).
 
     Raises:
         StateFileError: the file is missing (build first) or malformed.
     """
-    from .adjacency import AdjacencyTable
+    from .adjacency import get_adjacency_table
 
     path = Path(path)
     if not path.exists():
         raise StateFileError(f"no adjacency table at {path}; build the knowledge first: `overlay build`"
                              " (or run the Build Knowledge flow)")
-    st = path.stat()
-    key = (str(path.resolve()), st.st_mtime, st.st_size)
-    with _CACHE_LOCK:
-        table = _TABLES.get(key)
-        if table is None:
-            for k in [k for k in _TABLES if k[0] == key[0]]:
-                del _TABLES[k]
-            table = _TABLES[key] = AdjacencyTable.load(path)
-        return table
+    return get_adjacency_table(path)
 
 
 def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | None = None, weights=None,

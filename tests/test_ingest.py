@@ -54,3 +54,10 @@ def test_missing_and_empty_corpus_give_clear_errors(tmp_path):
     (tmp_path / "b.dict").write_text("x")
     with pytest.raises(CorpusError, match="b.index:1"):
         list(read_dictd(tmp_path / "b.index"))
+
+
+def test_table_records_contribute_one_passage_per_row():
+    import pandas as pd
+
+    ps, skipped = passages_from_records([pd.DataFrame({"text": ["one row", "  ", "two row"], "file_path": ["a", "b", "c"]})])
+    assert [p.text for p in ps] == ["one row", "two row"] and skipped == 1

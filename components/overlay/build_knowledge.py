@@ -41,10 +41,7 @@ class OverlayBuildKnowledge(Component):
             passages = None
             if self.documents:
                 docs = self.documents if isinstance(self.documents, list) else [self.documents]
-                records = []
-                for d in docs:
-                    records.extend(d.to_dict(orient="records") if hasattr(d, "columns") else [d])
-                passages, _ = passages_from_records(records, source="document")
+                passages, _ = passages_from_records(docs, source="document")
             self._report = build_knowledge(self.home or None, passages=passages, limit=self.limit or None,
                                            order=int(self.order), rebuild=self.rebuild,
                                            server_url=self.server_url or None)

@@ -42,10 +42,7 @@ class OverlayKnowledgeBase(Component):
                                 server_url=self.server_url or None)
         if self.ingest and self.documents:
             docs = self.documents if isinstance(self.documents, list) else [self.documents]
-            records = []
-            for d in docs:
-                records.extend(d.to_dict(orient="records") if hasattr(d, "to_dict") and hasattr(d, "columns") else [d])
-            passages, skipped = passages_from_records(records, source="document")
+            passages, skipped = passages_from_records(docs, source="document")
             report = kb.upsert(passages)
             self.log(f"ingested {report.total} passages: {report.added} added, {report.updated} updated, "
                      f"{report.unchanged} unchanged, {report.skipped_empty + skipped} empty skipped")
