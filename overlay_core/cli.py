@@ -104,9 +104,7 @@ def ask(
     elif markdown:
         print(to_markdown(result))
     else:
-        print(result["answer"])
-        print()
-        print(to_text(result))
+        print(to_text(result))  # starts with "Answer: ..."
         if result.get("answer_id"):
             print(f"\nreview item: {result['answer_id']}")
 

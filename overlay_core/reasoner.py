@@ -297,8 +297,9 @@ class Reasoner:
                 break
             dropped.append(kept.pop().id)
         if self.selector.count_tokens(prompt) > budget:
-            raise InputError(f"the prompt needs {self.selector.count_tokens(prompt)} tokens but the model context "
-                             f"allows {budget}; lower max_passage_chars or raise n_ctx")
+            raise InputError(f"the question is too long: with one passage the prompt needs "
+                             f"{self.selector.count_tokens(prompt)} tokens but the model context allows {budget}; "
+                             "shorten the question (or raise the LLM Selector's n_ctx)")
         return prompt, kept, dropped
 
     def _propose(self, answer_words: list[str], ptoks, passages, s: ReasonerSettings, first: bool) -> list[_Cand]:

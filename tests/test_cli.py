@@ -40,7 +40,8 @@ def test_ask_json_has_answer_and_trace_with_candidates(env_home):
 def test_ask_text_prints_answer_then_trace(env_home):
     p = run("ask", "What is a compiler?", "--max-words", "8", home=env_home, check=True)
     first, rest = p.stdout.split("\n", 1)
-    assert first.startswith("A compiler is")
+    assert first.startswith("Answer: A compiler is")
+    assert p.stdout.count("Answer:") == 1  # the answer is printed once, then the trace
     assert "step  0 [is] ->" in rest and "passage [1] FOLDOC:compiler" in rest
 
 
