@@ -377,10 +377,8 @@ class Reasoner:
     @staticmethod
     def _guard(cands: list[_Cand], answer_words: list[str], generated: int, s: ReasonerSettings) -> None:
         n = s.block_ngram
-        seen: set[tuple[str, ...]] = set()
-        if n:
-            folded = [w.casefold() for w in answer_words]
-            seen = {tuple(folded[i : i + n]) for i in range(len(folded) - n + 1)}
+        folded = [w.casefold() for w in answer_words]
+        seen = {tuple(folded[i : i + n]) for i in range(len(folded) - n + 1)} if n else set()
         for c in cands:
             if c.words[-1] in T.SENTENCE_END and generated + len(c.words) < s.min_words:
                 c.blocked = f"ends the sentence before min_words={s.min_words}"
@@ -389,13 +387,14 @@ class Reasoner:
                 c.blocked = "crosses a sentence end"
                 continue
             if n:
-                seq = [w.casefold() for w in answer_words] + [w.casefold() for w in c.words]
-                start = max(0, len(answer_words) - n + 1)
-                for i in range(start, len(seq) - n + 1):
+                seq = folded + [w.casefold() for w in c.words]
+                grams = set(seen)  # the answer's n-grams, plus the ones this candidate adds as it goes
+                for i in range(max(0, len(answer_words) - n + 1), len(seq) - n + 1):
                     gram = tuple(seq[i : i + n])
-                    if gram in seen or (i >= len(answer_words) and gram in {tuple(seq[j : j + n]) for j in range(len(answer_words), i)}):
+                    if gram in grams:
                         c.blocked = f"repeats the {n}-gram '{' '.join(gram)}'"
                         break
+                    grams.add(gram)
 
     @staticmethod
     def _continuation(answer_words: list[str], words: tuple[str, ...]) -> str:

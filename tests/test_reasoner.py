@@ -62,6 +62,9 @@ def test_guardrails_block_repeats_and_early_sentence_end():
     assert blocked[("City",)] is None
     assert "min_words" in blocked[(".",)]
     assert blocked[("end", ".", "Next")] == "crosses a sentence end"
+    looping_span = [_Cand(("a", "b", "c", "a", "b", "c"))]  # a span that repeats itself is a loop too
+    Reasoner._guard(looping_span, ["x"], generated=1, s=s)
+    assert looping_span[0].blocked == "repeats the 3-gram 'a b c'"
     s0 = ReasonerSettings(block_ngram=0, min_words=0)
     cands = [_Cand(("University",)), _Cand((".",))]
     Reasoner._guard(cands, answer, generated=2, s=s0)
