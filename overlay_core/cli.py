@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import InputError, OverlayError
 
@@ -26,7 +27,8 @@ HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder
 
 
 def _fail(exc: OverlayError) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # escape(): messages quote user text such as "[1]" that rich would otherwise read as markup
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -157,5 +159,5 @@ def main() -> None:
     try:
         app()
     except OverlayError as exc:  # raised outside a command's own handler
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)

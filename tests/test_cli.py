@@ -53,7 +53,8 @@ def test_neighbors_lists_weighted_next_words(env_home):
 
 
 @pytest.mark.parametrize("question,fragment", [("", "question is empty"),
-                                               ("What is a zqxjvw flurbnik?", "none of the words")])
+                                               ("What is a zqxjvw flurbnik?", "none of the words"),
+                                               ("What is [qzxjv] flurbnik?", "[qzxjv]")])  # not eaten as markup
 def test_bad_questions(env_home, question, fragment):
     assert_clear_error(run("ask", question, home=env_home), fragment)
 
