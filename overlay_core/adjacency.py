@@ -47,11 +47,12 @@ Backoff and case folding (:meth:`AdjacencyTable.next_words`)
     bigram context; optionally the unigram distribution. ``Edge.context`` and
     ``Edge.order`` always say which context was used.
 
-Layout (format version 1; KenLM-style statement of cost)
+Layout (format version 2; KenLM-style statement of cost)
     A two-level trie over word ids, in ``.safetensors`` via :mod:`overlay_core.storage`.
     ``V`` words, ``E2`` bigram edges, ``E3`` trigram edges. Dtypes are the narrowest that
-    hold the data: counts ``uint16`` when every count < 65536, else ``uint32``; offsets
-    ``uint32`` unless they exceed 2**32.
+    hold the data: word ids ``uint16`` when ``V <= 65536``, else ``uint32`` (the same width
+    in every word-id tensor); counts ``uint16`` when every count < 65536, else ``uint32``;
+    offsets ``uint32`` unless they exceed 2**32.
 
     ============================  ==========  ==================================================
     tensor                         shape       meaning
@@ -62,25 +63,28 @@ Layout (format version 1; KenLM-style statement of cost)
     ``unigram.count``              [V]         c(w)
     ``bigram.offsets``             [V+1]       CSR row pointer: edges of context v are
                                                ``off[v]:off[v+1]``
-    ``bigram.next``                [E2] u32    next word id; rows sorted by probability desc,
+    ``bigram.next``                [E2] id     next word id; rows sorted by probability desc,
                                                ties by word (so top-N is a prefix of the row)
     ``bigram.count``               [E2]        c(v w)
     ``bigram.logprob_q``           [E2] u16    quantized ln P2: ``ln P = -q / 2048`` (step
                                                1/2048 nat, relative error <= 0.025 %)
-    ``bigram.id_order``            [E2]        per row, positions of its edges in ascending word
-                                               id order (u16 if rows <= 65536): binary search
+    ``bigram.next_by_id``          [E2] id     per row, the next word ids in ascending order:
+                                               binary search for a word of the row
+    ``bigram.id_order``            [E2]        per row, the position (in probability order) of
+                                               the k-th smallest word id (u16 if rows <= 65536)
     ``trigram.offsets``            [E2+1]      child pointer: trigram edges with context (v, w)
                                                of bigram edge e are ``off[e]:off[e+1]``
-    ``trigram.next``               [E3] u32    next word id, rows sorted like bigram rows
+    ``trigram.next``               [E3] id     next word id, rows sorted like bigram rows
     ``trigram.count``              [E3]        c(u v w)
     ``trigram.logprob_q``          [E3] u16    quantized ln P3
     ============================  ==========  ==================================================
 
-    Bytes per edge (excluding provenance): a bigram edge costs 4 + 2 + 2 + 2 + 4 = 14 bytes
-    (next, count, logprob, id_order, child pointer), a trigram edge 4 + 2 + 2 = 8 bytes (with
-    uint16 counts; +2 each with uint32 counts), plus the vocabulary (~1 byte/edge on FOLDOC).
-    On the bundled FOLDOC (E3 ~ 1.9 E2) that is about 11 bytes per stored edge; KenLM's
-    unquantized TRIE is ~11.5 bytes per n-gram. ``bench/adjacency.py`` measures it.
+    Bytes per edge (excluding provenance), with ``uint16`` word ids and counts: a bigram edge
+    costs 2 + 2 + 2 + 2 + 2 + 4 = 14 bytes (next, next_by_id, count, logprob, id_order, child
+    pointer), a trigram edge 2 + 2 + 2 = 6 bytes, plus the vocabulary (~1 byte/edge on FOLDOC);
+    ``uint32`` word ids add 4 bytes per bigram edge and 2 per trigram edge. On the bundled
+    FOLDOC (V ~ 56k, E3 ~ 1.9 E2) that is about 10 bytes per stored edge; KenLM's unquantized
+    TRIE is ~11.5 bytes per n-gram. ``bench/adjacency.py`` measures it.
 
     Provenance (reported separately): ``provenance.n_passages`` [E2+E3] u32 (total number of
     passages containing each edge; bigram edges first, then trigram edges), ``provenance.offsets``
@@ -89,9 +93,10 @@ Layout (format version 1; KenLM-style statement of cost)
     ``passages.source_bytes/source_offsets`` (UTF-8 + offsets, ``Passage.source`` labels).
 
 Lookup cost
-    A bigram context is one dict lookup (word -> id) and two slices; a trigram context adds a
-    binary search in the bigram row (``bigram.id_order``, O(log row length), in C via
-    :func:`bisect.bisect_left`) to find the child pointer. Top-N is a prefix of the row, so
+    A bigram context is one dict lookup (word -> id) and three slices; a trigram context adds a
+    binary search in the bigram row (``bigram.next_by_id``, O(log row length), in C via
+    :func:`bisect.bisect_left` on the memory-mapped array) and one ``bigram.id_order`` read to
+    find the child pointer. Top-N is a prefix of the row, so
     reading it costs the same for a row of 3 or of 5000 edges.
     :meth:`AdjacencyTable.top_words` returns plain tuples (the fast path);
     :meth:`AdjacencyTable.next_words` builds :class:`Edge` objects with provenance and
@@ -121,6 +126,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +135,7 @@ from . import storage
 from .errors import InputError, StateFileError
 from .text import fold, normalize, words
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KIND = "adjacency"
 #: ``ln P = -logprob_q / LOGPROB_SCALE``.
 LOGPROB_SCALE = 2048.0
@@ -146,7 +152,8 @@ _TENSOR_DESCRIPTIONS = {
     "bigram.next": "[E2] next word id of each bigram edge; rows sorted by probability desc, ties by word id",
     "bigram.count": "[E2] c(v w): raw bigram count",
     "bigram.logprob_q": "[E2] quantized smoothed ln P2(w|v) = -q/2048 (interpolated absolute discounting)",
-    "bigram.id_order": "[E2] per row, positions (within the row) of its edges in ascending next-word id order",
+    "bigram.next_by_id": "[E2] per row, the next word ids of its edges in ascending order (binary search)",
+    "bigram.id_order": "[E2] per row, position (within the row, probability order) of the k-th smallest next word id",
     "trigram.offsets": "[E2+1] child pointer: trigram edges whose context is bigram edge e are off[e]:off[e+1]",
     "trigram.next": "[E3] next word id of each trigram edge; rows sorted by probability desc, ties by word id",
     "trigram.count": "[E3] c(u v w): raw trigram count",
@@ -162,7 +169,7 @@ _TENSOR_DESCRIPTIONS = {
 _PROVENANCE_TENSORS = frozenset(k for k in _TENSOR_DESCRIPTIONS if k.startswith(("provenance.", "passages.")))
 
 _LAYOUT = ("two-level trie over word ids; rows sorted by probability desc (top-N = row prefix); "
-           "bigram.id_order gives binary search by word id; trigram.offsets is the child pointer of each bigram edge")
+           "bigram.next_by_id + bigram.id_order give binary search by word id; trigram.offsets is the child pointer of each bigram edge")
 
 _Q2P: list[float] | None = None
 
@@ -447,7 +454,9 @@ def _finalize(c: _Counts, order: int) -> tuple[dict[str, np.ndarray], dict]:
     arrays["vocab.bytes"], arrays["vocab.offsets"] = vb, vo
     arrays["unigram.count"] = _narrow_uint(c.unigram, min_bits=32)
     arrays["bigram.offsets"] = _narrow_uint(bi_off, min_bits=32)
-    arrays["bigram.next"] = v[o2].astype(np.uint32)
+    wid_t = np.uint16 if V <= 65536 else np.uint32
+    arrays["bigram.next"] = v[o2].astype(wid_t)
+    arrays["bigram.next_by_id"] = v.astype(wid_t)
     arrays["bigram.count"] = _narrow_uint(c2[o2])
     arrays["bigram.logprob_q"] = q2[o2]
     arrays["bigram.id_order"] = id_order.astype(np.uint16 if max_row <= 65536 else np.uint32)
@@ -470,14 +479,14 @@ def _finalize(c: _Counts, order: int) -> tuple[dict[str, np.ndarray], dict]:
         tri_off = np.zeros(E2 + 1, np.int64)
         np.cumsum(np.bincount(jp, minlength=E2), out=tri_off[1:])
         arrays["trigram.offsets"] = _narrow_uint(tri_off, min_bits=32)
-        arrays["trigram.next"] = t[o3, 2].astype(np.uint32)
+        arrays["trigram.next"] = t[o3, 2].astype(wid_t)
         arrays["trigram.count"] = _narrow_uint(c3[o3])
         arrays["trigram.logprob_q"] = q3[o3]
         l3_np, l3_off, l3_prov = l3.n_passages[o3], *_csr_take(l3.prov_off, l3.prov, o3)
     else:
         E3 = 0
         arrays["trigram.offsets"] = np.zeros(E2 + 1, np.uint32)
-        arrays["trigram.next"] = np.zeros(0, np.uint32)
+        arrays["trigram.next"] = np.zeros(0, wid_t)
         arrays["trigram.count"] = np.zeros(0, np.uint16)
         arrays["trigram.logprob_q"] = np.zeros(0, np.uint16)
         l3_np, l3_off, l3_prov = np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64)
@@ -537,8 +546,9 @@ class _Snapshot:
         self._n_tokens_total = int(params["n_tokens"])
         mv = {k: memoryview(np.ascontiguousarray(v)) for k, v in a.items()
               if not k.startswith(("vocab.", "passages."))}
-        self._bo, self._bn, self._bc, self._bq, self._bi = (
-            mv["bigram.offsets"], mv["bigram.next"], mv["bigram.count"], mv["bigram.logprob_q"], mv["bigram.id_order"])
+        self._bo, self._bn, self._bc, self._bq, self._bi, self._bs = (
+            mv["bigram.offsets"], mv["bigram.next"], mv["bigram.count"], mv["bigram.logprob_q"], mv["bigram.id_order"],
+            mv["bigram.next_by_id"])
         self._to, self._tn, self._tc, self._tq = (
             mv["trigram.offsets"], mv["trigram.next"], mv["trigram.count"], mv["trigram.logprob_q"])
         self._pn, self._po, self._pp = mv["provenance.n_passages"], mv["provenance.offsets"], mv["provenance.passage"]
@@ -605,12 +615,10 @@ class _Snapshot:
     def _bigram_index(self, u: int, v: int) -> int:
         """Global P-order index of bigram edge (u, v), or -1."""
         s, e = self._bo[u], self._bo[u + 1]
-        row = self._bn[s:e]  # zero-copy; row.__getitem__ keeps the binary search in C
-        k = bisect.bisect_left(self._bi, v, s, e, key=row.__getitem__)
-        if k < e:
-            p = self._bi[k]
-            if row[p] == v:
-                return s + p
+        bs = self._bs
+        k = bisect.bisect_left(bs, v, s, e)  # C binary search over the memory-mapped ids
+        if k < e and bs[k] == v:
+            return s + self._bi[k]
         return -1
 
     def _resolve(self, context) -> tuple[int, tuple[int, ...], int, int]:
@@ -699,13 +707,15 @@ class _Snapshot:
         if not order:
             out = []
         else:
-            hi = min(hi, lo + top_n)
-            vocab, q2p = self._vocab, self._q2p
-            if order == 3:
-                ids, cnt, q = self._tn[lo:hi].tolist(), self._tc[lo:hi].tolist(), self._tq[lo:hi].tolist()
+            if hi > lo + top_n:
+                hi = lo + top_n
+            nxt, cnt, lq = (self._tn, self._tc, self._tq) if order == 3 else (self._bn, self._bc, self._bq)
+            if hi - lo > 1:
+                # itemgetter + zip build the tuples in C: no Python-level loop per edge
+                out = list(zip(itemgetter(*nxt[lo:hi].tolist())(self._vocab), cnt[lo:hi].tolist(),
+                               itemgetter(*lq[lo:hi].tolist())(self._q2p)))
             else:
-                ids, cnt, q = self._bn[lo:hi].tolist(), self._bc[lo:hi].tolist(), self._bq[lo:hi].tolist()
-            out = [(vocab[i], c, q2p[x]) for i, c, x in zip(ids, cnt, q)]
+                out = [(self._vocab[nxt[lo]], cnt[lo], self._q2p[lq[lo]])] if hi > lo else []
         if memo_on:
             self._memo_put(key, out)
             return list(out)
@@ -1177,7 +1187,7 @@ def _validate(path: Path, a: dict[str, np.ndarray], order: int) -> None:
         bad("unigram.count", f"has {len(a['unigram.count'])} entries for {V} words")
     E2 = len(a["bigram.next"])
     offsets("bigram.offsets", V, E2)
-    for k in ("bigram.count", "bigram.logprob_q", "bigram.id_order"):
+    for k in ("bigram.count", "bigram.logprob_q", "bigram.id_order", "bigram.next_by_id"):
         if len(a[k]) != E2:
             bad(k, f"has {len(a[k])} entries, expected {E2}")
     E3 = len(a["trigram.next"])
@@ -1185,13 +1195,23 @@ def _validate(path: Path, a: dict[str, np.ndarray], order: int) -> None:
     for k in ("trigram.count", "trigram.logprob_q"):
         if len(a[k]) != E3:
             bad(k, f"has {len(a[k])} entries, expected {E3}")
-    for k in ("bigram.next", "trigram.next"):
+    for k in ("bigram.next", "trigram.next", "bigram.next_by_id"):
         if len(a[k]) and int(a[k].max()) >= V:
             bad(k, f"holds word id {int(a[k].max())} but the vocabulary has {V} words")
     if E2:
-        lens = np.diff(a["bigram.offsets"].astype(np.int64))
-        if int(a["bigram.id_order"].max()) >= int(lens.max()):
+        # id_order must stay inside its row, and next_by_id must be the row's ids in ascending
+        # order (the binary search of trigram lookups and edge() relies on both).
+        bo = a["bigram.offsets"].astype(np.int64)
+        lens = np.diff(bo)
+        io = a["bigram.id_order"].astype(np.int64)
+        if np.any(io >= np.repeat(lens, lens)):
             bad("bigram.id_order", "points outside its row")
+        nb = a["bigram.next_by_id"].astype(np.int64)
+        if not np.array_equal(nb, a["bigram.next"].astype(np.int64)[np.repeat(bo[:-1], lens) + io]):
+            bad("bigram.next_by_id", "does not match bigram.next reordered by bigram.id_order")
+        step = np.diff(nb)
+        if np.any(step[np.diff(np.repeat(np.arange(V), lens)) == 0] <= 0):
+            bad("bigram.next_by_id", "is not strictly ascending within a row")
     P = len(a["passages.id_offsets"]) - 1
     offsets("passages.id_offsets", P, len(a["passages.id_bytes"]))
     offsets("passages.source_offsets", P, len(a["passages.source_bytes"]))

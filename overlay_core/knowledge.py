@@ -120,8 +120,10 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
             report = json.loads(paths.report.read_text())
         except (OSError, ValueError):
             report = {}
-        if report.get("fingerprint") == fingerprint:
+        if report.get("fingerprint") == fingerprint and _table_readable(paths.adjacency):
             return dict(report, cached=True)
+        # else: other corpus, or a table this version cannot read (e.g. an older format version):
+        # build again; passages already in ChromaDB are found unchanged and not embedded again.
     t0 = time.perf_counter()
     if passages is None:
         passages = foldoc_passages(corpus, limit=limit, headwords=headwords)
@@ -145,6 +147,17 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
               "cached": False}
     write_atomic(paths.report, json.dumps(report, indent=2).encode())
     return report
+
+
+def _table_readable(path: Path) -> bool:
+    """True when ``path`` is an adjacency table this version of Overlay can load."""
+    from .adjacency import AdjacencyTable
+
+    try:
+        AdjacencyTable.load(path)
+    except StateFileError:
+        return False
+    return True
 
 
 def parse_json_object(text: str, *, what: str) -> dict:

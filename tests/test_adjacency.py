@@ -280,6 +280,17 @@ def test_load_rejects_inconsistent_arrays(tmp_path, small):
         AdjacencyTable.load(write("bad2.safetensors", **{"bigram.offsets": off}))
     with pytest.raises(StateFileError, match="'trigram.count' has 1 entries"):
         AdjacencyTable.load(write("bad3.safetensors", **{"trigram.count": arrays["trigram.count"][:1]}))
+    # the binary-search index must be the row's ids ascending and match bigram.next
+    bo = arrays["bigram.offsets"].astype(np.int64)
+    r = int(np.argmax(np.diff(bo) >= 2))  # a row with two edges at least
+    nb = arrays["bigram.next_by_id"].copy()
+    nb[bo[r]], nb[bo[r] + 1] = nb[bo[r] + 1], nb[bo[r]]
+    with pytest.raises(StateFileError, match="'bigram.next_by_id' does not match"):
+        AdjacencyTable.load(write("bad6.safetensors", **{"bigram.next_by_id": nb}))
+    io = arrays["bigram.id_order"].copy()
+    io[bo[r]] = np.diff(bo)[r]  # one past the end of its row (other rows may be longer)
+    with pytest.raises(StateFileError, match="'bigram.id_order' points outside its row"):
+        AdjacencyTable.load(write("bad7.safetensors", **{"bigram.id_order": io}))
     p = write("bad4.safetensors")
     hb = p.read_bytes()
     p2 = tmp_path / "bad5.safetensors"
@@ -292,7 +303,7 @@ def test_load_rejects_other_version_and_html(tmp_path, small):
     p = tmp_path / "v.safetensors"
     storage.save(p, small.arrays(), kind="adjacency", version=FORMAT_VERSION + 1,
                  descriptions={k: "x" for k in small.arrays()}, metadata={})
-    with pytest.raises(StateFileError, match=r"v\.safetensors has adjacency format version '2'"):
+    with pytest.raises(StateFileError, match=rf"v\.safetensors has adjacency format version '{FORMAT_VERSION + 1}'"):
         AdjacencyTable.load(p)
     h = tmp_path / "adj.safetensors"
     h.write_text("<html><body>Bad gateway</body></html>")
