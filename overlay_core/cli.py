@@ -9,31 +9,24 @@ as one clear message with exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from .cli_errors import err, fail as _fail, print_error
 from .errors import InputError, OverlayError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Overlay: a transparent reasoning pipeline (adjacency tables + retrieval + LLM selector).")
-err = Console(stderr=True)
-
 HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder (default ./.overlay).")
-
-
-def _fail(exc: OverlayError) -> None:
-    # escape(): messages quote user text such as "[1]" that rich would otherwise read as markup
-    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 @app.command()
 def build(
+    ctx: typer.Context,
     home: Optional[Path] = HomeOpt,
     corpus: Optional[Path] = typer.Option(None, help="A dictd .index file (default: the bundled FOLDOC)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N dictionary entries."),
@@ -49,7 +42,7 @@ def build(
         report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
                                  progress=not json_out, server_url=server_url)
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     if json_out:
         print(json.dumps(report))
         return
@@ -60,6 +53,7 @@ def build(
 
 @app.command()
 def ask(
+    ctx: typer.Context,
     question: str = typer.Argument(..., help="The question, e.g. 'What is a hash table?'"),
     home: Optional[Path] = HomeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: answer, trace, passages, settings."),
@@ -71,13 +65,17 @@ def ask(
     context_order: int = typer.Option(2, help="2 = bigram context, 3 = trigram context."),
     llm_score: str = typer.Option("mean", help="LLM score used: mean, sum or calibrated."),
     block_ngram: int = typer.Option(3, help="Block repeated n-grams of this size (0 = off)."),
-    min_words: int = typer.Option(6, help="No sentence end before this many words."),
+    min_words: int = typer.Option(6, help="No sentence end before this many words (above --max-words, max wins: "
+                                  "the answer stops at --max-words)."),
     max_words: int = typer.Option(30, help="Stop after this many words."),
     w_adj: float = typer.Option(0.5, help="Weight of log p_adj."),
     w_ctx: float = typer.Option(3.0, help="Weight of passage support."),
     w_llm: float = typer.Option(1.0, help="Weight of the LLM score."),
     w_glob: float = typer.Option(1.0, help="Weight of the global (verdict) score."),
-    enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id."),
+    enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id "
+                                 "(creates the review database if needed)."),
+    db: Optional[str] = typer.Option(None, "--db", help="Review database for --enqueue: SQLite file path or SQLAlchemy URL "
+                                     "(default: $OVERLAY_DB_URL, else <state>/reviews.sqlite3, as `overlay review`)."),
     server_url: Optional[str] = typer.Option(None, envvar="OVERLAY_CHROMA_URL", help="Chroma server URL."),
 ) -> None:
     """Answer a question word by word and print the answer with its trace."""
@@ -87,6 +85,9 @@ def ask(
     from .trace import to_markdown, to_text
 
     try:
+        for flag, value in (("--w-adj", w_adj), ("--w-ctx", w_ctx), ("--w-llm", w_llm), ("--w-glob", w_glob)):
+            if not math.isfinite(value):
+                raise InputError(f"{flag} must be a finite number, got {value}")
         settings = ReasonerSettings(top_k=top_k, n_candidates=n_candidates, span_words=span_words,
                                     context_order=context_order, llm_score=llm_score, block_ngram=block_ngram,
                                     min_words=min_words, max_words=max_words)
@@ -96,11 +97,11 @@ def ask(
         if enqueue:
             from .verification import ReviewStore
 
-            result["answer_id"] = ReviewStore(state_paths(home).review_db).enqueue(
+            result["answer_id"] = ReviewStore(db or state_paths(home).review_db).enqueue(
                 flow="cli", question=question, answer=result["answer"], trace=result,
                 model_fingerprint=result.get("model", ""), index_fingerprint=result.get("index", ""))
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
     elif markdown:
@@ -113,6 +114,7 @@ def ask(
 
 @app.command()
 def neighbors(
+    ctx: typer.Context,
     word: str = typer.Argument(..., help="Context: one word, or two words for a trigram context."),
     home: Optional[Path] = HomeOpt,
     top_n: int = typer.Option(10, help="How many next words."),
@@ -130,7 +132,7 @@ def neighbors(
         if not edges:
             raise InputError(f"{word!r} is not in the adjacency table's vocabulary: it has no next words")
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     for e in edges:
         eg = table.passage_source(e.passages[0]) if e.passages else ""
         print(f"{' '.join(e.context)} -> {e.word}\tp={e.prob:.3f}\tcount={e.count}\tpassages={e.n_passages}\te.g. {eg}")
@@ -159,5 +161,5 @@ def main() -> None:
     try:
         app()
     except OverlayError as exc:  # raised outside a command's own handler
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        print_error(exc)
         sys.exit(2)

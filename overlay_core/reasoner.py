@@ -82,11 +82,11 @@ class ReasonerSettings:
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise InputError(f"setting {name} must be an integer in [{lo}, {hi}], got {v!r}")
+                raise InputError(f"setting `{name}` must be an integer in [{lo}, {hi}], got {v!r}")
         if self.llm_score not in LLM_SCORES:
-            raise InputError(f"setting llm_score must be one of {', '.join(LLM_SCORES)}, got {self.llm_score!r}")
+            raise InputError(f"setting `llm_score` must be one of {', '.join(LLM_SCORES)}, got {self.llm_score!r}")
         if self.start not in ("subject", "none"):
-            raise InputError(f"setting start must be 'subject' or 'none', got {self.start!r}")
+            raise InputError(f"setting `start` must be 'subject' or 'none', got {self.start!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

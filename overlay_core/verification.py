@@ -489,12 +489,13 @@ class ReviewStore:
             raise InputError(f"new_edge must be True or False, got {new_edge!r}")
         rubric_json = _check_rubric(rubric)
         if kind != "correct" and (word is not None or new_edge):
-            raise InputError(f"word/new_edge are only for kind='correct' (got kind={kind!r}, word={word!r}, new_edge={new_edge})")
+            given = [f"`kind={kind!r}`"] + ([f"`word={word!r}`"] if word is not None else []) + (["`new_edge=True`"] if new_edge else [])
+            raise InputError(f"`word` and `new_edge` are only for a correction, `kind='correct'` (got {', '.join(given)})")
         if kind == "correct":
             if step is None:
-                raise InputError("a correction needs the step it corrects (step=N)")
+                raise InputError("a correction needs the step it corrects (`step=N`)")
             if not isinstance(word, str) or not word.strip():
-                raise InputError("a correction needs the word that should have been chosen (word=...)")
+                raise InputError("a correction needs the word that should have been chosen (`word=WORD`)")
             word = ot.normalize(word).strip()
         verdict_id = _new_id("vd")
         with self._write() as conn, conn.begin():
@@ -747,7 +748,7 @@ def read_export(path: str | Path) -> list[dict]:
 # ---------------------------------------------------------------------- helpers
 def _check_reviewer(reviewer: Any) -> str:
     if not isinstance(reviewer, str) or not reviewer.strip():
-        raise InputError(f"reviewer id is empty (got {reviewer!r}); give who is reviewing, e.g. --reviewer alice")
+        raise InputError(f"reviewer id is empty (got {reviewer!r}); give who is reviewing, e.g. `reviewer='alice'`")
     return reviewer.strip()
 
 
@@ -836,18 +837,18 @@ def _plan_deltas(item_id: str, trace: dict, kind: str, step: int | None, word: s
         cand_first = {c["word"]: (c.get("words") or ot.words(c["word"]) or [c["word"]])[0] for c in st["candidates"]}
         if word == st.get("chosen") or [word] == st["chosen_words"]:
             raise VerificationError(
-                f"step {step} of item {item_id} already chose {word!r}; use kind='approve' to confirm it")
+                f"step {step} of item {item_id} already chose {word!r}; use `kind='approve'` to confirm it")
         if word in cand_words:
             if new_edge:
                 raise VerificationError(
-                    f"{word!r} is already a candidate at step {step} of item {item_id}; correct to it without new_edge")
+                    f"{word!r} is already a candidate at step {step} of item {item_id}; correct to it without `new_edge`")
             target = cand_first[word]
         else:
             if not new_edge:
                 shown = ", ".join(repr(w) for w in cand_words[:20]) + (" ..." if len(cand_words) > 20 else "")
                 raise VerificationError(
                     f"{word!r} is not a candidate at step {step} of item {item_id} (candidates: {shown}); "
-                    "pick one of them, or add it as a new edge (new_edge=True / --new-edge)")
+                    "pick one of them, or add it as a new edge (`new_edge=True`)")
             toks = ot.words(word)
             if len(toks) != 1:
                 raise VerificationError(

@@ -5,7 +5,12 @@ Mounted by :mod:`overlay_core.cli` as ``overlay review``; usable alone as
 (default ``$OVERLAY_DB_URL``, else ``<state>/reviews.sqlite3``); ``apply`` also takes
 ``--accumulator PATH`` (default ``<state>/accumulator.safetensors``), where ``<state>`` is
 ``$OVERLAY_HOME`` or ``./.overlay``. A user mistake (:class:`OverlayError`) is printed in red
-on stderr with exit code 2 and no traceback.
+on stderr with exit code 2 and no traceback (:func:`overlay_core.cli_errors.fail`).
+
+Every command here reads an existing review database: a SQLite file that does not exist is
+an error naming it (nothing is created); answers are queued, and the database created, by
+``overlay ask --enqueue`` or the Expert Verification node. ``export`` writes atomically into an
+existing folder only.
 
 Example session::
 
@@ -20,16 +25,18 @@ Example session::
 
 from __future__ import annotations
 
+import os
+import shlex
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from .cli_errors import fail as _fail
+from .errors import InputError, OverlayError, StateFileError
 from .knowledge import state_paths
-from .errors import InputError, OverlayError
 
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                          help="Reviewer queue: list, show, verdict, revert, apply, export.")
@@ -52,10 +59,51 @@ def default_accumulator() -> Path:
     return state_paths().accumulator
 
 
+def sqlite_file(target: str) -> Path | None:
+    """The SQLite file a ``--db`` value names (a path or a ``sqlite:///`` URL), absolute; None for
+    other databases (PostgreSQL URLs) and in-memory SQLite."""
+    if "://" not in target:
+        return Path(target).expanduser().resolve()
+    import sqlalchemy as sa
+
+    try:
+        url = sa.engine.make_url(target)
+    except Exception:  # noqa: BLE001 - ReviewStore reports a malformed URL
+        return None
+    db = url.database
+    if url.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return Path(db).expanduser().resolve()
+
+
+def require_db(db: Optional[str]) -> None:
+    """Refuse a SQLite review database that does not exist (reading commands must not create one).
+
+    Raises:
+        StateFileError: naming the missing file, where its path came from, and the command that creates it.
+    """
+    target = db or default_db()
+    path = sqlite_file(target)
+    if path is None or path.exists():
+        return
+    if db:
+        origin, create = "given by --db", f"overlay ask --enqueue --db {shlex.quote(str(path))} QUESTION"
+    elif os.environ.get("OVERLAY_DB_URL"):
+        origin, create = "from $OVERLAY_DB_URL", "overlay ask --enqueue QUESTION"
+    else:
+        where = "$OVERLAY_HOME" if os.environ.get("OVERLAY_HOME") else "./.overlay"
+        origin, create = f"the default: reviews.sqlite3 in {where}", "overlay ask --enqueue QUESTION"
+    raise StateFileError(
+        f"no review database at {path} ({origin}); nothing was created. A database is created when the first answer "
+        f"is queued for review: `{create}` (or the Expert Verification node). Or give --db an existing database.")
+
+
 @contextmanager
 def _store(db: Optional[str]) -> Iterator["object"]:
+    """An open :class:`ReviewStore` on an *existing* database (see :func:`require_db`)."""
     from .verification import ReviewStore
 
+    require_db(db)
     store = ReviewStore(db or default_db())
     try:
         yield store
@@ -63,10 +111,20 @@ def _store(db: Optional[str]) -> Iterator["object"]:
         store.close()
 
 
-def _fail(exc: OverlayError) -> None:
-    # escape(): messages quote user text such as "trace['trace'][2]" that rich would read as markup
-    _err.print(f"[bold red]error:[/] {escape(str(exc))}", style="red", highlight=False)
-    raise typer.Exit(2)
+def check_export_path(path: Path) -> None:
+    """Refuse an export destination that is a folder or whose folder does not exist (never create folders).
+
+    Raises:
+        InputError: naming the path/folder and what to do.
+    """
+    if path.is_dir():
+        raise InputError(f"cannot export to {path}: it is a folder; give a file name, e.g. {path / 'verdicts.jsonl'}")
+    folder = path.parent
+    if not folder.exists():
+        raise InputError(f"cannot export to {path}: the folder {folder} does not exist; create it first "
+                         f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. Nothing was written.")
+    if not folder.is_dir():
+        raise InputError(f"cannot export to {path}: {folder} is a file, not a folder")
 
 
 def _short(text: str, n: int) -> str:
@@ -96,6 +154,7 @@ def parse_rubric(values: list[str] | None) -> dict[str, int] | None:
 
 @review_app.command("list")
 def list_cmd(
+    ctx: typer.Context,
     db: Optional[str] = DbOpt,
     status: str = typer.Option("pending", help="pending, approved, rejected, corrected or all."),
 ) -> None:
@@ -104,7 +163,7 @@ def list_cmd(
         with _store(db) as store:
             items = store.list(None if status == "all" else status)
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     if not items:
         _err.print(f"no {'' if status == 'all' else status + ' '}items")
         return
@@ -113,7 +172,8 @@ def list_cmd(
 
 
 @review_app.command("show")
-def show_cmd(item_id: str = typer.Argument(..., help="Review item id (it_...)."), db: Optional[str] = DbOpt) -> None:
+def show_cmd(ctx: typer.Context, item_id: str = typer.Argument(..., help="Review item id (it_...)."),
+             db: Optional[str] = DbOpt) -> None:
     """Show an item: question, answer, trace step by step (step numbers for --step), and its verdicts."""
     from .trace import to_text
 
@@ -122,7 +182,7 @@ def show_cmd(item_id: str = typer.Argument(..., help="Review item id (it_...).")
             it = store.get(item_id)
             log = store.verdicts(item_id)
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     print(f"item {it.id}  [{it.status}]  flow={it.flow}  created {it.created_at}")
     print(f"model {it.model_fingerprint or '-'}  index {it.index_fingerprint or '-'}")
     print(f"Question: {it.question}")
@@ -152,6 +212,7 @@ def show_cmd(item_id: str = typer.Argument(..., help="Review item id (it_...).")
 
 @review_app.command("verdict")
 def verdict_cmd(
+    ctx: typer.Context,
     item_id: str = typer.Argument(..., help="Review item id (it_...)."),
     reviewer: str = typer.Option(..., "--reviewer", help="Who gives the verdict (required, non-empty)."),
     kind: str = typer.Option(..., "--kind", help="approve, reject or correct."),
@@ -169,7 +230,7 @@ def verdict_cmd(
                                 comment=comment, rubric=parse_rubric(rubric))
             v = store.get_verdict(vid)
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     print(vid)
     _err.print(f"recorded {kind} on {item_id}: " + "; ".join(
         f"{d['prev']!r} -> {d['word']!r} {d['delta']:+g}" if d["op"] == "delta" else f"{d['op']} {d['prev']!r} -> {d['word']!r}"
@@ -178,6 +239,7 @@ def verdict_cmd(
 
 @review_app.command("revert")
 def revert_cmd(
+    ctx: typer.Context,
     verdict_id: str = typer.Argument(..., help="Verdict id (vd_...)."),
     reviewer: str = typer.Option(..., "--reviewer", help="Who reverts (required, non-empty)."),
     comment: str = typer.Option("", "--comment", help="Why."),
@@ -188,12 +250,13 @@ def revert_cmd(
         with _store(db) as store:
             rid = store.revert(verdict_id, reviewer=reviewer, comment=comment)
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     print(rid)
 
 
 @review_app.command("apply")
 def apply_cmd(
+    ctx: typer.Context,
     db: Optional[str] = DbOpt,
     accumulator: Optional[Path] = typer.Option(None, "--accumulator", help="Accumulator .safetensors file "
                                                "(default: $OVERLAY_HOME/accumulator.safetensors or ./.overlay/...)."),
@@ -206,7 +269,7 @@ def apply_cmd(
         with _store(db) as store:
             done = apply_to_file(store, path)
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     if not done:
         _err.print(f"nothing to apply: {path} already holds every verdict")
         return
@@ -218,6 +281,7 @@ def apply_cmd(
 
 @review_app.command("export")
 def export_cmd(
+    ctx: typer.Context,
     path: Path = typer.Argument(..., help="Output file."),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
     what: str = typer.Option("verdicts", "--what", help="verdicts (the log, with deltas) or queue (the items)."),
@@ -225,10 +289,14 @@ def export_cmd(
 ) -> None:
     """Export the verdict log or the queue, every field kept (CSV: nested values as JSON cells)."""
     try:
+        check_export_path(path)
         with _store(db) as store:
-            n = store.export(path, fmt=fmt, what=what)
+            try:
+                n = store.export(path, fmt=fmt, what=what)
+            except OSError as e:  # e.g. no permission; write_atomic leaves no temp file behind
+                raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     except OverlayError as exc:
-        _fail(exc)
+        _fail(exc, ctx)
     _err.print(f"wrote {n} {what} rows to {path}")
 
 

@@ -89,8 +89,15 @@ def test_empty_corpus_is_a_clear_error(tmp_path):
 
 
 def test_review_verdict_for_unknown_item(env_home):
-    p = run("review", "verdict", "it_doesnotexist", "--reviewer", "alice", "--kind", "reject", home=env_home)
-    assert_clear_error(p, "it_doesnotexist")
+    from overlay_core.verification import ReviewStore
+
+    args = ("review", "verdict", "it_doesnotexist", "--reviewer", "alice", "--kind", "reject")
+    db = env_home / "reviews.sqlite3"
+    assert_clear_error(run(*args, home=env_home), f"no review database at {db} (the default: reviews.sqlite3 in "
+                       "$OVERLAY_HOME)", "`overlay ask --enqueue QUESTION`")
+    assert not db.exists()  # a verdict on an empty queue could never succeed: nothing is created
+    ReviewStore(db).close()
+    assert_clear_error(run(*args, home=env_home), "unknown review item 'it_doesnotexist'")
 
 
 def test_neighbors_of_unknown_or_empty_context_are_clear_errors(env_home):
@@ -106,3 +113,48 @@ def test_damaged_chroma_store_is_a_clear_error_and_rebuild_recovers(env_home):
     p = run("build", "--rebuild", "--limit", "20", "--json", home=env_home, check=True)
     report = json.loads(p.stdout.strip().splitlines()[-1])
     assert report["ingest"]["added"] == report["n_passages"] > 0 and report["cached"] is False
+
+
+def _cli(*args, env=None):
+    from typer.testing import CliRunner
+
+    from overlay_core.cli import app
+
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--max-words", "600"], "error: setting --max-words must be an integer in [1, 500], got 600\n"),
+    (["--llm-score", "best"], "error: setting --llm-score must be one of mean, sum, calibrated, got 'best'\n"),
+    (["--w-glob", "nan"], "error: --w-glob must be a finite number, got nan\n"),
+])
+def test_ask_setting_errors_name_the_flag(tmp_path, args, message):
+    res = _cli("ask", "What is TCP?", *args, env={"OVERLAY_HOME": str(tmp_path / "h")})
+    assert res.exit_code == 2 and res.stdout == "" and res.stderr == message
+    assert not (tmp_path / "h").exists()
+
+
+def test_min_words_help_says_max_words_wins():
+    import typer.main
+
+    from overlay_core.cli import app
+
+    ask = typer.main.get_command(app).commands["ask"]
+    helps = {p.name: p.help for p in ask.params}
+    assert "max wins: the answer stops at --max-words" in helps["min_words"]
+
+
+def test_ask_enqueue_creates_the_review_database_that_review_reads(env_home, tmp_path):
+    """--enqueue creates the queue (the one command that may); max_words below min_words: max wins."""
+    db = tmp_path / "queue.sqlite3"
+    p = run("review", "list", "--db", str(db), home=env_home)
+    assert_clear_error(p, f"no review database at {db} (given by --db)",
+                       f"`overlay ask --enqueue --db {db} QUESTION`")
+    assert not db.exists()
+    p = run("ask", "--json", "What is a compiler?", "--max-words", "3", "--enqueue", "--db", str(db), home=env_home,
+            check=True)
+    out = json.loads(p.stdout)
+    assert out["stop_reason"] == "max_words" and len(out["answer_words"]) - len(out["prefix"]) == 3
+    assert db.is_file()
+    p = run("review", "list", "--db", str(db), home=env_home, check=True)
+    assert p.stdout.startswith(f"{out['answer_id']}\tpending\t")

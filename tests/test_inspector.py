@@ -589,7 +589,7 @@ def test_truncated_gguf_clear_error(tmp_path):
     assert "truncated" in str(exc.value)
     h = tmp_path / "huge.gguf"
     h.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 2**40, 1) + bytes(64))
-    with pytest.raises(StateFileError, match=r"huge\.gguf: GGUF header declares 1099511627776 tensors"):
+    with pytest.raises(StateFileError, match=r"huge\.gguf is not a valid GGUF file: its header declares 1099511627776 tensors"):
         open_model(h)
     q = tmp_path / "missing.safetensors"
     with pytest.raises(InputError, match="does not exist"):

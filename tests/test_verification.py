@@ -335,10 +335,10 @@ def test_revert_errors_write_nothing(store, item):
     (dict(kind="revert"), InputError, "unknown verdict kind 'revert'"),
     (dict(kind="correct", word="table"), InputError, "needs the step"),
     (dict(kind="correct", step=2), InputError, "needs the word"),
-    (dict(kind="correct", step=3, word="of"), VerificationError, "already chose 'of'; use kind='approve'"),
+    (dict(kind="correct", step=3, word="of"), VerificationError, "already chose 'of'; use `kind='approve'`"),
     (dict(kind="correct", step=2, word="table", new_edge=True), VerificationError, "already a candidate"),
     (dict(kind="correct", step=2, word="two words", new_edge=True), VerificationError, "must be one word"),
-    (dict(kind="reject", step=2, word="table"), InputError, "only for kind='correct'"),
+    (dict(kind="reject", step=2, word="table"), InputError, "only for a correction, `kind='correct'`"),
     (dict(kind="approve", rubric={"correctness": 6}), InputError, "correctness=6 must be an integer from 1 to 5"),
     (dict(kind="approve", rubric={"correctness": True}), InputError, "must be an integer"),
 ])
@@ -573,9 +573,10 @@ def test_cli_review_session(tmp_path, monkeypatch):
     assert res.exit_code == 0 and [r["id"] for r in read_export(out)] == [vid, cid, res_id(store, vid)]
     res = _cli(["export", str(tmp_path / "q.jsonl"), "--what", "queue"])
     assert read_export(tmp_path / "q.jsonl")[0]["trace"] == t
-    # --db overrides the default
+    # --db overrides the default; a database that does not exist is an error and is not created
     res = _cli(["list", "--db", str(tmp_path / "elsewhere.sqlite3")])
-    assert res.exit_code == 0 and res.stdout == ""
+    assert res.exit_code == 2 and "no review database at" in res.stderr
+    assert not (tmp_path / "elsewhere.sqlite3").exists()
     store.close()
 
 
@@ -610,6 +611,7 @@ def test_cli_error_is_red_on_stderr_in_a_real_process(tmp_path):
     code = "from overlay_core.verification_cli import review_app; review_app()"
     env = {**os.environ, "FORCE_COLOR": "1", "PYTHONPATH": str(REPO), "OVERLAY_HOME": str(tmp_path)}
     env.pop("OVERLAY_DB_URL", None)
+    ReviewStore(tmp_path / "reviews.sqlite3").close()  # review commands read an existing database only
     p = subprocess.run([sys.executable, "-c", code, "show", "it_missing"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert p.returncode == 2 and p.stdout == ""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from ..cli_errors import fail
 from ..errors import OverlayError
 
 
@@ -30,6 +31,7 @@ def _parse_head(head: str | None) -> tuple[int, int] | None:
 
 
 def inspect_command(
+    ctx: typer.Context,
     path: Path = typer.Argument(..., help="A .safetensors file, model.safetensors.index.json, .gguf file or a folder."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as one JSON object on stdout."),
     probe: bool = typer.Option(False, "--probe", help="Run the model on probe sequences and classify every head "
@@ -55,5 +57,4 @@ def inspect_command(
             typer.echo(f"{mi.path}: {mi.format}, family {mi.family.value}; " + ", ".join(f"{k}={v}" for k, v in g.items()))
             typer.echo(f"report: {written['report.md']} and {written['report.html']}")
     except OverlayError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        fail(exc, ctx)

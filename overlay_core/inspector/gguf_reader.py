@@ -108,9 +108,8 @@ class GGUFFile:
         try:
             reader = GGUFReader(path, "r")
         except Exception as exc:  # the reader raises ValueError/IndexError/KeyError... on corrupt input
-            raise StateFileError(
-                f"{path}: cannot parse as GGUF ({type(exc).__name__}: {exc}); the file is truncated or corrupt — "
-                "re-download or re-convert it") from None
+            raise invalid_gguf(path, f"truncated or corrupt: its header cannot be parsed within the file's {size} bytes "
+                                     f"({type(exc).__name__}: {exc}); re-download or re-convert it") from None
         self.reader = reader
         self.data_offset = int(reader.data_offset)
         self.metadata: dict[str, Any] = {}
@@ -126,7 +125,7 @@ class GGUFFile:
                 try:
                     self.metadata[key] = field.contents()
                 except UnicodeDecodeError:
-                    raise StateFileError(f"{path}: GGUF metadata key {key!r} holds a string that is not UTF-8") from None
+                    raise invalid_gguf(path, f"metadata key {key!r} holds a string that is not UTF-8") from None
         self.version = int(reader.fields["GGUF.version"].contents()) if "GGUF.version" in reader.fields else None
         self.tensors: dict[str, GGUFTensor] = {}
         spans = []
@@ -136,19 +135,20 @@ class GGUFFile:
             info = GGUFTensor(name=t.name, ggml_type=t.tensor_type.name, ne=ne, shape=tuple(reversed(ne)),
                               start=int(t.data_offset), nbytes=int(t.n_bytes), block_size=int(bs), type_size=int(ts))
             if ne and ne[0] % bs:
-                raise StateFileError(f"{path}: tensor {t.name!r} has {ne[0]} elements per row, not a multiple of the "
-                                     f"{t.tensor_type.name} block size {bs} (corrupt descriptor)")
+                raise invalid_gguf(path, f"tensor {t.name!r} has {ne[0]} elements per row, not a multiple of the "
+                                         f"{t.tensor_type.name} block size {bs} (corrupt descriptor)")
             self.tensors[t.name] = info
             spans.append((info.start, info.start + info.nbytes, t.name))
         spans.sort()
         prev_end, prev_name = self.data_offset, None
         for start, end, name in spans:
             if start < prev_end:
-                raise StateFileError(f"{path}: tensor {name!r} at bytes {start}..{end} overlaps "
-                                     f"{prev_name or 'the header'} (offsets are inconsistent)")
+                raise invalid_gguf(path, f"tensor {name!r} at bytes {start}..{end} overlaps "
+                                         f"{prev_name or 'the header'} (offsets are inconsistent)")
             prev_end, prev_name = end, repr(name)
         if prev_end > size:
-            raise StateFileError(f"{path} is truncated: tensor data ends at byte {prev_end}, file has {size}")
+            raise invalid_gguf(path, f"truncated: tensor data ends at byte {prev_end}, the file has {size} bytes; "
+                                     "re-download or re-convert it")
         self._raw = {t.name: t for t in reader.tensors}
 
     def array(self, key: str) -> list:
@@ -195,32 +195,87 @@ class GGUFFile:
             raise StateFileError(f"{self.path}: cannot dequantize tensor {name!r} of type {t.tensor_type.name}: {exc}") from None
 
 
+def invalid_gguf(path: str | Path, why: str) -> StateFileError:
+    """The error for a file that is not a usable GGUF file: ``"<path> is not a valid GGUF file: <why>"``."""
+    return StateFileError(f"{path} is not a valid GGUF file: {why}")
+
+
+def _looks_like(head: bytes, size: int) -> str:
+    """What a file that does not start with the GGUF magic seems to be (for the error message)."""
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack_from("<Q", head)[0] <= size - 8:
+        return ("; it looks like a safetensors file (8-byte header size, then JSON): "
+                "rename it to .safetensors to inspect it as one")
+    text = head.lstrip()[:1]
+    if text in (b"<", b"{", b"#") or head[:4].isascii() and head[:4].decode("ascii").isprintable():
+        return "; it starts with text (an HTML error page from a failed download?): re-download the model"
+    return ""
+
+
+def check_gguf_header(path: str | Path) -> tuple[int, int, int]:
+    """Validate the fixed GGUF header (magic, version, counts) before any parsing.
+
+    Layout (GGUF v2/v3): ``b"GGUF"``, uint32 version, uint64 tensor_count, uint64 kv_count,
+    little-endian (big-endian files are recognised as ``gguf.GGUFReader`` does: a version
+    whose low 16 bits are zero is byte-swapped).
+
+    Returns:
+        ``(version, n_tensors, n_kv)``.
+
+    Raises:
+        StateFileError: ``"<path> is not a valid GGUF file: <why>"`` — unreadable, empty, bad
+            magic (with a hint when it is a safetensors or text file), truncated header,
+            unsupported version, or absurd counts.
+    """
+    from gguf.gguf_reader import READER_SUPPORTED_VERSIONS
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+    except OSError as exc:
+        raise StateFileError(f"cannot open model file {path}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise invalid_gguf(path, "the file is empty (0 bytes); re-download or re-convert it")
+    magic = head[:4]
+    if magic != GGUF_MAGIC:
+        raise invalid_gguf(path, f"bad magic: it starts with {magic!r}, a GGUF file starts with {GGUF_MAGIC!r}"
+                                 + _looks_like(head, size))
+    if len(head) < 8:
+        raise invalid_gguf(path, f"truncated: {len(head)} bytes, shorter than the 24-byte GGUF header")
+    order = "<"
+    version = struct.unpack_from("<I", head, 4)[0]
+    if version & 0xFFFF == 0:  # written on a big-endian machine
+        order, version = ">", struct.unpack_from(">I", head, 4)[0]
+    if version not in READER_SUPPORTED_VERSIONS:
+        raise invalid_gguf(path, f"unsupported version {version} (this reader handles versions "
+                                 f"{', '.join(map(str, READER_SUPPORTED_VERSIONS))}); the file is corrupt, or re-convert "
+                                 "it with a current llama.cpp")
+    if len(head) < 24:
+        raise invalid_gguf(path, f"truncated: {len(head)} bytes, shorter than the 24-byte GGUF header")
+    n_tensors, n_kv = struct.unpack_from(order + "QQ", head, 8)
+    if n_tensors > MAX_COUNT or n_kv > MAX_COUNT:
+        raise invalid_gguf(path, f"its header declares {n_tensors} tensors and {n_kv} metadata keys "
+                                 f"(limit {MAX_COUNT}); the file is corrupt or not a model")
+    return version, n_tensors, n_kv
+
+
 def read_gguf(path: str | Path) -> GGUFFile:
     """Parse (or return the cached parse of) a GGUF file.
 
     The cache key is ``(resolved path, size, mtime_ns)``, so a rewritten file is re-read.
 
     Raises:
-        StateFileError: unreadable, not GGUF (wrong magic), truncated, overlapping tensor
-            data, or any reader failure — the message names the file.
+        StateFileError: unreadable, or ``"<path> is not a valid GGUF file: <why>"`` — bad magic,
+            truncated, unsupported version (see :func:`check_gguf_header`), overlapping tensor
+            data, or any reader failure.
     """
     path = Path(path)
+    check_gguf_header(path)
     try:
         st = path.stat()
-        with open(path, "rb") as fh:
-            head = fh.read(24)
     except OSError as exc:
         raise StateFileError(f"cannot open model file {path}: {exc.strerror or exc}") from exc
-    magic = head[:4]
-    if magic != GGUF_MAGIC:
-        raise StateFileError(f"{path} is not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})")
-    if len(head) < 24:
-        raise StateFileError(f"{path} is truncated: {len(head)} bytes, shorter than a GGUF header")
-    # GGUF v2/v3 header: magic, uint32 version, uint64 tensor_count, uint64 kv_count (little-endian)
-    n_tensors, n_kv = struct.unpack_from("<QQ", head, 8)
-    if n_tensors > MAX_COUNT or n_kv > MAX_COUNT:
-        raise StateFileError(f"{path}: GGUF header declares {n_tensors} tensors and {n_kv} metadata keys "
-                             f"(limit {MAX_COUNT}); the file is corrupt or not a model")
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     with _LOCK:
         cached = _CACHE.get(key)

@@ -389,7 +389,7 @@ def _sniff(path: Path) -> bytes:
     except OSError as exc:
         raise StateFileError(f"cannot open model file {path}: {exc.strerror or exc}") from exc
     if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-        raise InputError(f"{path}: this is a pickle/zip (PyTorch) checkpoint, not safetensors; refusing to unpickle it. "
+        raise InputError(f"{path}: this is a pickle/zip (PyTorch) checkpoint, not safetensors or GGUF; refusing to unpickle it. "
                          "Convert it to .safetensors or GGUF first.")
     return head
 
@@ -422,7 +422,9 @@ def _resolve(path: Path) -> tuple[str, Path, list[Path]]:
     if path.name.endswith(".index.json"):
         return "index", path, []
     head = _sniff(path)
-    if head[:4] == GGUF_MAGIC:
+    # The magic decides; a .gguf name without it is a broken GGUF file (read_gguf says why),
+    # never read as safetensors, so the error speaks of the format the user meant.
+    if head[:4] == GGUF_MAGIC or path.suffix.lower() == ".gguf":
         return "gguf", path, [path]
     return "safetensors", path, [path]
 

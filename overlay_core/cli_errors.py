@@ -1,0 +1,99 @@
+"""How every ``overlay`` command reports a user mistake: one red line on stderr, exit code 2.
+
+Shared by :mod:`overlay_core.cli`, :mod:`overlay_core.verification_cli` and
+:mod:`overlay_core.inspector.cli`, so the three print errors the same way.
+
+Messages from ``overlay_core`` name a field the caller gave in backticks, as ``` `word` ```
+or ``` `new_edge=True` ``` (the Python/JSON spelling that library and LangFlow users type).
+Given the command's context (a ``ctx: typer.Context`` parameter), :func:`cli_message`
+rewrites each such marker whose name is an option of that command into its command-line
+spelling: ``--word``, ``--new-edge``, ``--kind approve``. Markers naming anything else
+(e.g. ``` `overlay review list` ```) are left as written.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+#: stderr console of every command (created once; rich looks up ``sys.stderr`` at print time).
+err = Console(stderr=True)
+
+_MARKER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
+
+#: Exit code of a user mistake (click uses 2 for usage errors too).
+EXIT_USER_ERROR = 2
+
+
+def _options(ctx) -> dict:
+    """Python name -> option of the command of ``ctx`` (a click/typer context; duck-typed,
+    since typer ships its own copy of click)."""
+    command = getattr(ctx, "command", None)
+    return {p.name: p for p in getattr(command, "params", ())
+            if getattr(p, "param_type_name", None) == "option" and p.name and p.opts}
+
+
+def _flag(opt) -> str:
+    longs = [o for o in opt.opts if o.startswith("--")]
+    return (longs or opt.opts)[0]
+
+
+def _value(raw: str) -> str:
+    """``'two words'`` -> ``'two words'`` (shell-quoted), ``'table'`` -> ``table``, ``N`` -> ``N``."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+    return shlex.quote(value) if isinstance(value, str) else str(value)
+
+
+def cli_message(text: str, ctx=None) -> str:
+    """``text`` with each ``` `field` ``` / ``` `field=value` ``` marker naming an option of the
+    command of ``ctx`` spelled as that option: ``--field`` / ``--field value``.
+
+    A boolean flag marker ``` `flag=True` ``` becomes ``--flag``. Without a context the text
+    is returned unchanged.
+
+    Example:
+        ``"a correction needs the step it corrects (`step=N`)"`` -> ``"... (--step N)"`` in
+        ``overlay review verdict``.
+    """
+    opts = _options(ctx)
+    if not opts:
+        return text
+
+    def sub(m: re.Match) -> str:
+        opt = opts.get(m.group(1))
+        if opt is None:
+            return m.group(0)
+        flag, raw = _flag(opt), m.group(2)
+        if raw is None or (opt.is_flag and raw.strip() == "True"):
+            return flag
+        return f"{flag} {_value(raw.strip())}"
+
+    return _MARKER.sub(sub, text)
+
+
+def print_error(exc: BaseException | str, ctx=None) -> None:
+    """Print ``error: MESSAGE`` in red on stderr (flag names as the CLI spells them).
+
+    The message is escaped, so user text such as ``[1]`` or ``trace['trace'][2]`` is shown
+    as typed instead of being read as rich markup; ``soft_wrap`` keeps it one line (paths,
+    ids stay greppable).
+    """
+    err.print(f"[bold red]error:[/] {escape(cli_message(str(exc), ctx))}", style="red", highlight=False, soft_wrap=True)
+
+
+def fail(exc: BaseException | str, ctx=None) -> NoReturn:
+    """:func:`print_error` then leave the command with exit code 2 (no traceback).
+
+    Pass the command's ``ctx: typer.Context`` so field names print as its flags.
+    """
+    print_error(exc, ctx)
+    raise typer.Exit(EXIT_USER_ERROR)
