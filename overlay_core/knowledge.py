@@ -120,7 +120,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
             report = json.loads(paths.report.read_text())
         except (OSError, ValueError):
             report = {}
-        if report.get("fingerprint") == fingerprint and _table_readable(paths.adjacency):
+        if report.get("fingerprint") == fingerprint and table_readable(paths.adjacency):
             return dict(report, cached=True)
         # else: other corpus, or a table this version cannot read (e.g. an older format version):
         # build again; passages already in ChromaDB are found unchanged and not embedded again.
@@ -149,7 +149,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     return report
 
 
-def _table_readable(path: Path) -> bool:
+def table_readable(path: Path) -> bool:
     """True when ``path`` is an adjacency table this version of Overlay can load."""
     from .adjacency import AdjacencyTable
 
