@@ -253,7 +253,7 @@ def prepare_home(questions: list[Question], *, n_random: int = 300, seed: int = 
     """
     from overlay_core.adjacency import AdjacencyTable
     from overlay_core.ingest import bundled_foldoc, foldoc_passages
-    from overlay_core.knowledge import build_knowledge, state_paths, table_readable
+    from overlay_core.knowledge import build_knowledge, state_paths, table_current
     from overlay_core.storage import write_atomic
 
     heads = None if full_index else sorted({q.headword for q in questions} | set(_distractor_heads(questions, n_random, seed)))
@@ -262,9 +262,9 @@ def prepare_home(questions: list[Question], *, n_random: int = 300, seed: int = 
     home = cache / f"grounding-{digest}"
     manifest = home / "bench_manifest.json"
     if manifest.exists():
-        if table_readable(state_paths(home).adjacency):
+        if table_current(state_paths(home).adjacency):
             return home
-        # built by an older Overlay whose table format this version cannot read: rebuild the table
+        # built by an older Overlay (table format or word-token rules changed): rebuild the table
         # only (the ChromaDB index is still valid)
         if adjacency == "full" and heads is not None:
             AdjacencyTable.build(foldoc_passages(), order=3, progress=progress).save(state_paths(home).adjacency)

@@ -133,7 +133,7 @@ import numpy as np
 
 from . import storage
 from .errors import InputError, StateFileError
-from .text import fold, normalize, words
+from .text import TOKENIZATION, fold, normalize, words
 
 FORMAT_VERSION = 2
 KIND = "adjacency"
@@ -897,7 +897,7 @@ class AdjacencyTable:
             "order": order, "provenance_cap": cap,
             "smoothing": "interpolated absolute discounting (Ney, Essen & Kneser 1994; Chen & Goodman 1998)",
             "discount_estimate": "D_n = n1/(n1+2 n2), clamped to [0.1, 0.9]",
-            "discounts": stats["discounts"], "tokenization": "overlay_core.text.words (NFC, case kept)",
+            "discounts": stats["discounts"], "tokenization": TOKENIZATION,
             "logprob_scale": LOGPROB_SCALE, "n_tokens": stats["n_tokens"], "n_passages": len(counts.pids),
             "corpus_fingerprint": _corpus_fingerprint(counts.pids),
         }
@@ -912,9 +912,16 @@ class AdjacencyTable:
 
         Raises:
             InputError: non-passage items.
+            StateFileError: the table was built with other word-token rules
+                (:data:`overlay_core.text.TOKENIZATION`); adding to it would mix two tokenizations.
         """
         with self._lock:
             s = self._s
+            if not self.tokenization_current:
+                where = f"{self.path}: " if self.path else ""
+                raise StateFileError(f"{where}the table was built with tokenization {s._params.get('tokenization')!r}, "
+                                     f"this Overlay tokenizes with {TOKENIZATION!r}; rebuild the table instead of "
+                                     "adding to it (`overlay build --rebuild`)")
             pids = s._ensure_pids()
             skip = set(s._pid_index) | self._pending_pids
             offset = len(pids) + (len(self._pending.pids) if self._pending else 0)
@@ -1054,6 +1061,15 @@ class AdjacencyTable:
             s._memo = {}
 
     # ---------------------------------------------------------------- information
+    @property
+    def tokenization_current(self) -> bool:
+        """True when the table was built with this Overlay's word-token rules (:data:`overlay_core.text.TOKENIZATION`).
+
+        A table from an older rule set still loads and answers lookups, but words whose
+        tokenization changed (URLs, abbreviations, numbers) are missing from it: rebuild it.
+        """
+        return self._s._params.get("tokenization") == TOKENIZATION
+
     @property
     def order(self) -> int:
         """n-gram order: 2 (bigram) or 3 (trigram)."""

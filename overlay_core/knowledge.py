@@ -120,9 +120,9 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
             report = json.loads(paths.report.read_text())
         except (OSError, ValueError):
             report = {}
-        if report.get("fingerprint") == fingerprint and table_readable(paths.adjacency):
+        if report.get("fingerprint") == fingerprint and table_current(paths.adjacency):
             return dict(report, cached=True)
-        # else: other corpus, or a table this version cannot read (e.g. an older format version):
+        # else: other corpus, or a table this version cannot read or tokenizes differently (older Overlay):
         # build again; passages already in ChromaDB are found unchanged and not embedded again.
     t0 = time.perf_counter()
     if passages is None:
@@ -149,15 +149,15 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     return report
 
 
-def table_readable(path: Path) -> bool:
-    """True when ``path`` is an adjacency table this version of Overlay can load."""
+def table_current(path: Path) -> bool:
+    """True when ``path`` is an adjacency table this version of Overlay can load and that was
+    built with its word-token rules (:data:`overlay_core.text.TOKENIZATION`)."""
     from .adjacency import AdjacencyTable
 
     try:
-        AdjacencyTable.load(path)
+        return AdjacencyTable.load(path).tokenization_current
     except StateFileError:
         return False
-    return True
 
 
 def parse_json_object(text: str, *, what: str) -> dict:
@@ -180,7 +180,8 @@ def load_table(path: str | Path):
     """The adjacency table at ``path`` (memory-mapped, cached per process, reloaded when the file changes).
 
     Raises:
-        StateFileError: the file is missing (build first) or malformed.
+        StateFileError: the file is missing (build first), malformed, or built with older
+            word-token rules (``overlay build`` rebuilds only the table, in seconds).
     """
     from .adjacency import get_adjacency_table
 
@@ -188,7 +189,12 @@ def load_table(path: str | Path):
     if not path.exists():
         raise StateFileError(f"no adjacency table at {path}; build the knowledge first: `overlay build`"
                              " (or run the Build Knowledge flow)")
-    return get_adjacency_table(path)
+    table = get_adjacency_table(path)
+    if not table.tokenization_current:
+        raise StateFileError(f"{path} was built by an older Overlay with other word-token rules "
+                             f"({table.build_params.get('tokenization')!r}); run `overlay build` (or the Build Knowledge "
+                             "flow) to rebuild it: only the table is rebuilt, the passages are not embedded again")
+    return table
 
 
 def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | None = None, weights=None,

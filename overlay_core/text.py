@@ -8,11 +8,20 @@ Convention (all of Overlay uses exactly this):
   format characters ZERO WIDTH SPACE (U+200B), ZERO WIDTH NON-JOINER (U+200C),
   WORD JOINER (U+2060) and BOM (U+FEFF) removed. ZERO WIDTH JOINER (U+200D) is
   kept because it glues emoji sequences (👩‍💻).
-* **Words** — :func:`words` splits normalized text into *word tokens*: a run of
-  letters/digits/underscore (any script: Latin, Cyrillic, CJK …) with optional inner
-  ``-``, ``'``, ``’`` or ``.``-between-letters joins (``e-mail``, ``don't``, ``e.g``),
-  or a single non-space, non-word character (punctuation, symbols, emoji, with any
-  following ZWJ/variation-selector continuation). Case is preserved: the table stores
+* **Words** — :func:`words` splits normalized text into *word tokens*, tried in this order:
+
+  1. a URL with a scheme (``http://vax.co.uk/``; trailing ``.,;:!?)]}'`` stay outside);
+  2. an e-mail address (``denis@doc.ic.ac.uk``);
+  3. a dotted abbreviation of one- or two-letter parts, final dot included (``e.g.``,
+     ``i.e.``, ``U.S.``, ``Ph.D.``), so it never reads as a sentence end;
+  4. a run of letters/digits/underscore (any script: Latin, Cyrillic, CJK …) with inner
+     ``-``, ``'``, ``’`` or ``.`` joins between word characters (``e-mail``, ``don't``,
+     ``3.14``, ``index.html``, ``java.lang``);
+  5. a single non-space, non-word character (punctuation, symbols, emoji, with any
+     following ZWJ/variation-selector continuation).
+
+  The version of this rule set is :data:`TOKENIZATION`; tables record it and are rebuilt
+  when it changes. Case is preserved: the table stores
   surface forms; lookups fall back to a case-folded key (see ``AdjacencyTable``).
 * **Spacing** — words are joined by one space, except that closing punctuation
   (:data:`NO_SPACE_BEFORE`) attaches to the previous word and nothing follows opening
@@ -37,8 +46,14 @@ NO_SPACE_BEFORE = frozenset(".,;:!?)]}%'\u2019»…")
 NO_SPACE_AFTER = frozenset("([{«")
 SENTENCE_END = frozenset(".!?")
 
+#: Version of the word-token rules; stored in every adjacency table's build parameters.
+TOKENIZATION = "overlay_core.text.words/2 (NFC, case kept; URLs, e-mail addresses, dotted abbreviations one token)"
+
 _WORD_RE = re.compile(
-    r"\w+(?:[-'\u2019]\w+)*"  # words, with inner hyphens/apostrophes
+    r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"]*[^\s<>\".,;:!?)\]}'\u2019]"  # URL with a scheme
+    r"|\w+(?:[.+-]\w+)*@\w+(?:[.-]\w+)+"  # e-mail address
+    r"|(?:[^\W\d_]{1,2}\.){2,}(?!\w)"  # dotted abbreviation: e.g. i.e. U.S. Ph.D.
+    r"|\w+(?:(?:[-'\u2019]|\.(?=\w))\w+)*"  # words, with inner hyphens/apostrophes/dots
     r"|[^\w\s][\u200d\ufe0f\U0001f3fb-\U0001f3ff]*(?:(?<=\u200d)[^\w\s][\u200d\ufe0f]*)*"  # one symbol (+emoji joins)
 )
 

@@ -31,3 +31,31 @@ def test_table_of_an_older_format_version_is_rebuilt_without_embedding_again(hom
     rebuilt = AdjacencyTable.load(paths.adjacency)
     assert rebuilt.fingerprint == table.fingerprint
     assert build_knowledge(home_copy, headwords=SUBSET, order=3)["cached"] is True
+
+
+def _retokenized(path, tokenization: str) -> None:
+    """Rewrite the table at ``path`` as if an Overlay with other word-token rules had built it."""
+    import numpy as np
+
+    table = AdjacencyTable.load(path)
+    arrays = {k: np.array(v) for k, v in table.arrays().items()}
+    del table
+    AdjacencyTable(arrays, dict(AdjacencyTable.load(path).build_params, tokenization=tokenization)).save(path)
+
+
+def test_table_with_older_word_token_rules_is_refused_then_rebuilt(home_copy):
+    from overlay_core.errors import StateFileError
+    from overlay_core.knowledge import load_table
+    import pytest
+
+    paths = state_paths(home_copy)
+    _retokenized(paths.adjacency, "overlay_core.text.words (NFC, case kept)")  # the rules before URLs etc.
+    stale = AdjacencyTable.load(paths.adjacency)
+    assert not stale.tokenization_current
+    with pytest.raises(StateFileError, match="older Overlay with other word-token rules.*run `overlay build`"):
+        load_table(paths.adjacency)
+    with pytest.raises(StateFileError, match="rebuild the table instead of adding to it"):
+        stale.add([])
+    report = build_knowledge(home_copy, headwords=SUBSET, order=3)
+    assert report["cached"] is False and report["ingest"]["added"] == 0
+    assert load_table(paths.adjacency).tokenization_current

@@ -37,3 +37,23 @@ def test_continuation_spacing_convention():
 def test_straight_quotes_open_and_close_by_parity():
     toks = ["a", '"', "starvation", "deadlock", '"', ",", "though", "(", '"', "x", '"', ")"]
     assert T.join(toks) == 'a "starvation deadlock", though ("x")'
+
+
+def test_urls_emails_abbreviations_and_numbers_are_one_token():
+    # FOLDOC has ~2 600 URLs, ~870 e-mail addresses and ~1 300 "e.g."/"i.e.": split, they made
+    # answers like "carpet cleaner (http: / / vax." that stopped at the first dot of a domain.
+    assert T.words("cleaner (http://vax.co.uk/).") == ["cleaner", "(", "http://vax.co.uk/", ")", "."]
+    assert T.words("see ftp://ftp.x.org/pub, or http://a.b/c?d=1&e=2.") == [
+        "see", "ftp://ftp.x.org/pub", ",", "or", "http://a.b/c?d=1&e=2", "."]
+    assert T.words("Mail denis@doc.ic.ac.uk.") == ["Mail", "denis@doc.ic.ac.uk", "."]
+    assert T.words("Lisp, e.g. Scheme; i.e., U.S. rules. E.g. Ph.D.") == [
+        "Lisp", ",", "e.g.", "Scheme", ";", "i.e.", ",", "U.S.", "rules", ".", "E.g.", "Ph.D."]
+    assert T.words("Version 3.14 of index.html and src.doc.ic.ac.uk.") == [
+        "Version", "3.14", "of", "index.html", "and", "src.doc.ic.ac.uk", "."]
+    # an abbreviation is a word, not a sentence end; joined text reads as written
+    assert not T.is_punct("e.g.") and "e.g." not in T.SENTENCE_END
+    for text in ("Lisp, e.g. Scheme; i.e., U.S. rules.", "cleaner (http://vax.co.uk/).", "Version 3.14 costs 2.0."):
+        assert T.join(T.words(text)) == text
+    # dots between words still split when followed by a space or at the end
+    assert T.words("end. Next") == ["end", ".", "Next"]
+    assert T.words("...and") == [".", ".", ".", "and"]
