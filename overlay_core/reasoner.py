@@ -173,17 +173,20 @@ class Reasoner:
         answer_words = list(prefix)
         generated = 0
         stop = "max_words"
+        closing_quote = False  # a sentence ended inside a straight double quote: only '"' may follow
         t_select = t_accumulate = t_propose = 0.0
         for step in range(s.max_words):
             ts = time.perf_counter()
             # Spans never run past max_words (the subject start does not count).
             cands = self._propose(answer_words, ptoks, passages, replace(s, span_words=min(s.span_words, s.max_words - generated)),
                                   first=(generated == 0))
-            self._guard(cands, answer_words, generated, s)
+            self._guard(cands, answer_words, generated, s, closing_quote=closing_quote)
             tp = time.perf_counter()
             live = [c for c in cands if c.blocked is None]
             if not live:
                 stop = "no candidates" if not cands else "all candidates blocked"
+                if closing_quote:
+                    stop = "sentence end"  # the sentence did end; no closing quote was proposed
                 if cands:
                     feats = {c.words: self._features(c, answer_words, {}, s) for c in cands}
                     result["trace"].append(self._step_record(step, answer_words, feats, None, s, ts, tp, tp, tp))
@@ -204,7 +207,13 @@ class Reasoner:
             t_accumulate += tacc - tsel
             answer_words.extend(best.words)
             generated += len(best.words)
+            if closing_quote:  # the closing quote after the sentence end
+                stop = "sentence end"
+                break
             if best.words[-1] in T.SENTENCE_END:
+                if answer_words.count('"') % 2 == 1 and generated < s.max_words:
+                    closing_quote = True  # 'slogan, "Nothing sucks like a VAX!' takes its closing quote
+                    continue
                 stop = "sentence end"
                 break
             if generated >= s.max_words:
@@ -375,7 +384,18 @@ class Reasoner:
         return tuple(span)
 
     @staticmethod
-    def _guard(cands: list[_Cand], answer_words: list[str], generated: int, s: ReasonerSettings) -> None:
+    def _guard(cands: list[_Cand], answer_words: list[str], generated: int, s: ReasonerSettings, *,
+               closing_quote: bool = False) -> None:
+        """Set ``blocked`` (a reason, shown in the trace) on candidates the stopping and repetition rules forbid.
+
+        ``closing_quote``: the answer's sentence ended inside a straight double quote, so the only
+        allowed candidate is the closing quote ``"`` itself.
+        """
+        if closing_quote:
+            for c in cands:
+                if c.words != ('"',):
+                    c.blocked = "the sentence ended inside a quote: only the closing quote may follow"
+            return
         n = s.block_ngram
         folded = [w.casefold() for w in answer_words]
         seen = {tuple(folded[i : i + n]) for i in range(len(folded) - n + 1)} if n else set()

@@ -119,3 +119,24 @@ def test_reject_verdict_changes_the_next_answer_and_the_trace_names_it(home_copy
     assert new_step["chosen_words"][0] != rejected["chosen_words"][0]
     penalized = [c for c in new_step["candidates"] if c["words"][0] == rejected["chosen_words"][0]]
     assert penalized and all(vid in c["verdicts"] and c["glob"] < 0 for c in penalized)
+
+
+def test_a_sentence_ending_inside_a_quote_takes_its_closing_quote(tmp_path):
+    from overlay_core.ingest import Passage
+    from overlay_core.knowledge import build_knowledge
+
+    passages = [Passage("z1", 'Zorblax is a brand of carpet cleaner whose slogan, "Nothing cleans like a Zorblax!" '
+                              "became famous in the UK.", {"headword": "Zorblax"}),
+                Passage("q1", "Quux is a metasyntactic variable used in examples.", {"headword": "quux"})]
+    build_knowledge(tmp_path, passages=passages, order=3, progress=False)
+    res = make_reasoner(tmp_path).answer("What is Zorblax?")
+    assert res["answer"] == 'Zorblax is a brand of carpet cleaner whose slogan, "Nothing cleans like a Zorblax!"'
+    assert res["stop_reason"] == "sentence end"
+    last = res["trace"][-1]
+    assert last["chosen"] == '"'
+    others = [c for c in last["candidates"] if c["word"] != '"']
+    assert others and all(c["blocked"].startswith("the sentence ended inside a quote") for c in others)
+    # the guard on its own: only the closing quote may follow
+    cands = [_Cand(('"',)), _Cand(('"', "became")), _Cand(("became",))]
+    Reasoner._guard(cands, ["x", '"', "y", "!"], generated=9, s=ReasonerSettings(), closing_quote=True)
+    assert [c.blocked is None for c in cands] == [True, False, False]
