@@ -54,6 +54,7 @@ def test_urls_emails_abbreviations_and_numbers_are_one_token():
     assert not T.is_punct("e.g.") and "e.g." not in T.SENTENCE_END
     for text in ("Lisp, e.g. Scheme; i.e., U.S. rules.", "cleaner (http://vax.co.uk/).", "Version 3.14 costs 2.0."):
         assert T.join(T.words(text)) == text
+    assert T.words("TCP/IP over I/O, and/or OS/2 / DOS.") == ["TCP/IP", "over", "I/O", ",", "and/or", "OS/2", "/", "DOS", "."]
     # dots between words still split when followed by a space or at the end
     assert T.words("end. Next") == ["end", ".", "Next"]
     assert T.words("...and") == [".", ".", ".", "and"]
