@@ -298,10 +298,10 @@ def first_sentence(text: str) -> str:
 
 def retrieve(reasoner: Reasoner, question: str, settings: ReasonerSettings):
     """The reasoner's passages and prompt for ``question`` (same query, ranking and prompt as ``answer``)."""
-    hits = reasoner.kb.query(T.normalize(question).strip(), k=settings.top_k)
-    ranked = Reasoner._rank_passages(hits, question_subject(question))
+    question = T.normalize(question).strip()
+    ranked, _hits = reasoner.retrieve(question, settings)  # the reasoner's own retrieval and ranking
     # _prompt is the reasoner's own prompt builder: calling it guarantees system (b) sees the very prompt (a) does.
-    prompt, kept, _dropped = reasoner._prompt(T.normalize(question).strip(), ranked, settings)
+    prompt, kept, _dropped = reasoner._prompt(question, ranked, settings)
     return prompt, kept
 
 

@@ -134,6 +134,18 @@ class Reasoner:
         self.settings = settings or ReasonerSettings()
 
     # -- public --------------------------------------------------------------------------------
+    def retrieve(self, question: str, settings: ReasonerSettings | None = None) -> tuple[list, list]:
+        """The passages an answer to ``question`` is built from: ``(top_k ranked passages, all hits)``.
+
+        Over-fetches ``max(3 * top_k, 10)`` nearest passages, then puts the entries *about* the
+        asked term first (in a 14k-entry corpus the defining entry is often not among the 3 nearest
+        by embedding alone), then by distance. ``question`` is used as given (:meth:`answer`
+        normalizes it first). Both lists hold ``RetrievedPassage`` objects.
+        """
+        s = settings or self.settings
+        hits = self.kb.query(question, k=max(3 * s.top_k, 10))
+        return self._rank_passages(hits, question_subject(question))[: s.top_k], hits
+
     def answer(self, question: str, **overrides: Any) -> dict:
         """Answer ``question``; returns the trace dict described in :mod:`overlay_core.trace`.
 
@@ -148,9 +160,7 @@ class Reasoner:
         question = T.normalize(question).strip()
         t0 = time.perf_counter()
         subject = question_subject(question)
-        # Over-fetch, then put the entries *about* the asked term first: in a 14k-entry corpus the
-        # defining entry is often not among the 3 nearest by embedding alone.
-        hits = self.kb.query(question, k=max(3 * s.top_k, 10))
+        passages, hits = self.retrieve(question, s)
         t_retrieve = time.perf_counter() - t0
         q_words = {w.casefold() for w in T.words(subject or question) if not T.is_punct(w)}
         known = set()
@@ -159,7 +169,6 @@ class Reasoner:
         if not hits or not (q_words & known):
             raise InputError(f"none of the words of the question {question!r} occur in the knowledge base's passages;"
                              " ask about a term of the corpus, or ingest documents that cover it")
-        passages = self._rank_passages(hits, subject)[: s.top_k]
         prefix = self._subject_prefix(subject, passages) if s.start == "subject" and subject else []
         prompt, passages, dropped = self._prompt(question, passages, s)
         result: dict[str, Any] = {

@@ -140,3 +140,12 @@ def test_a_sentence_ending_inside_a_quote_takes_its_closing_quote(tmp_path):
     cands = [_Cand(('"',)), _Cand(('"', "became")), _Cand(("became",))]
     Reasoner._guard(cands, ["x", '"', "y", "!"], generated=9, s=ReasonerSettings(), closing_quote=True)
     assert [c.blocked is None for c in cands] == [True, False, False]
+
+
+def test_retrieve_gives_the_passages_the_answer_uses(reasoner):
+    # the evaluation's plain-RAG system builds its prompt from Reasoner.retrieve: it must be the answer's passages
+    for q in ("What is TCP?", "What is a compiler?"):
+        ranked, hits = reasoner.retrieve(q)
+        res = reasoner.answer(q, max_words=3)
+        assert [p.id for p in ranked] == [p["id"] for p in res["passages"]]
+        assert len(ranked) == reasoner.settings.top_k and len(hits) >= 10
