@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorpusError, InputError, StateFileError
+from .errors import CorpusError, InputError, OverlayError, StateFileError
 
 
 
@@ -120,10 +120,12 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
             report = json.loads(paths.report.read_text())
         except (OSError, ValueError):
             report = {}
-        if report.get("fingerprint") == fingerprint and table_current(paths.adjacency):
+        if (report.get("fingerprint") == fingerprint and table_current(paths.adjacency)
+                and _store_holds(paths, collection, server_url, report.get("store_count", 0))):
             return dict(report, cached=True)
-        # else: other corpus, or a table this version cannot read or tokenizes differently (older Overlay):
-        # build again; passages already in ChromaDB are found unchanged and not embedded again.
+        # else: other corpus, a table this version cannot read or tokenizes differently (older Overlay),
+        # or a passage store that lost passages (e.g. its folder was deleted): build again; passages
+        # already in ChromaDB are found unchanged and not embedded again.
     t0 = time.perf_counter()
     if passages is None:
         passages = foldoc_passages(corpus, limit=limit, headwords=headwords)
@@ -138,7 +140,12 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     table = AdjacencyTable.build(passages, order=order, progress=progress)
     table.save(paths.adjacency)
     t_total = time.perf_counter() - t0
-    report = {"fingerprint": fingerprint, "n_passages": len(passages),
+    stored = kb.count()
+    kept = ingest.added + ingest.updated + ingest.unchanged
+    report = {"fingerprint": fingerprint, "n_passages": len(passages), "store_count": stored,
+              # passages of earlier builds (e.g. a larger --limit) or documents added through the
+              # Knowledge Base node: retrievable, but not in this adjacency table
+              "store_extra": max(stored - kept, 0),
               "ingest": {k: getattr(ingest, k) for k in ("added", "updated", "unchanged", "removed", "skipped_empty",
                                                           "total")},
               "n_edges": table.n_edges, "vocab_size": table.vocab_size, "order": order,
@@ -147,6 +154,18 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
               "cached": False}
     write_atomic(paths.report, json.dumps(report, indent=2).encode())
     return report
+
+
+def _store_holds(paths: "StatePaths", collection: str, server_url: str | None, expected: int) -> bool:
+    """True when the passage store holds at least ``expected`` passages (False if it cannot be read)."""
+    from .retrieval import get_knowledge_base
+
+    if server_url is None and not paths.chroma.exists():
+        return False
+    try:
+        return get_knowledge_base(paths.chroma, collection=collection, server_url=server_url).count() >= expected
+    except OverlayError:
+        return False
 
 
 def table_current(path: Path) -> bool:

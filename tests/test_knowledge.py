@@ -59,3 +59,35 @@ def test_table_with_older_word_token_rules_is_refused_then_rebuilt(home_copy):
     report = build_knowledge(home_copy, headwords=SUBSET, order=3)
     assert report["cached"] is False and report["ingest"]["added"] == 0
     assert load_table(paths.adjacency).tokenization_current
+
+
+def test_deleted_passage_store_is_rebuilt_not_reported_cached(home_copy):
+    import shutil
+
+    paths = state_paths(home_copy)
+    before = json.loads(paths.report.read_text())
+    shutil.rmtree(paths.chroma)
+    report = build_knowledge(home_copy, headwords=SUBSET, order=3)
+    assert report["cached"] is False
+    assert report["ingest"]["added"] == report["store_count"] == before["store_count"] > 0
+    assert report["store_extra"] == 0
+
+
+def test_smaller_build_reports_the_passages_left_in_the_store(tmp_path):
+    build_knowledge(tmp_path, headwords=SUBSET[:4], order=2, progress=False)
+    report = build_knowledge(tmp_path, headwords=SUBSET[:2], order=2, progress=False)
+    assert report["cached"] is False and report["store_extra"] > 0
+    assert report["store_count"] == report["n_passages"] - report["ingest"]["skipped_empty"] + report["store_extra"]
+
+
+def test_answer_from_an_empty_store_says_build_first(tmp_path):
+    import shutil
+    import pytest
+
+    from overlay_core.errors import InputError
+    from overlay_core.knowledge import make_reasoner
+
+    build_knowledge(tmp_path, headwords=SUBSET[:2], order=2, progress=False)
+    shutil.rmtree(state_paths(tmp_path).chroma)
+    with pytest.raises(InputError, match="knowledge base holds no passages.*overlay build"):
+        make_reasoner(tmp_path).answer("What is a hash table?")
