@@ -38,6 +38,8 @@ from .accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
 from .errors import InputError
 
 LLM_SCORES = ("mean", "sum", "calibrated")
+#: A passage with fewer words than this after its ``headword:`` label is a stub (ranked after the others).
+STUB_WORDS = 5
 
 _QUESTION_RE = re.compile(
     r"^\s*(?:(?:what|who)(?:'s|\s+(?:is|are|was|were|does|do))|define|explain|describe|tell\s+me\s+about)"
@@ -243,10 +245,19 @@ class Reasoner:
     # -- steps ---------------------------------------------------------------------------------
     @staticmethod
     def _rank_passages(hits, subject: str | None):
-        """Passages whose headword (or alias) is the asked term first, then by distance."""
+        """Passages whose headword (or alias) is the asked term first, then by distance.
+
+        Among the passages about the term, a *stub* (fewer than :data:`STUB_WORDS` words after
+        its ``headword:`` label, e.g. the closing citation chunk "vax: [Jargon File]") comes after
+        the passages that say something: it names the term, so it is close to the question, but
+        there is nothing to answer from.
+        """
         if not subject:
             return list(hits)
         key = subject.casefold()
+
+        def stub(h) -> bool:
+            return sum(not T.is_punct(w) for w in Reasoner._body_tokens(h.text)) < STUB_WORDS
 
         def names(h):
             md = h.metadata or {}
@@ -260,7 +271,7 @@ class Reasoner:
                     pass
             return out
 
-        return sorted(hits, key=lambda h: (key not in names(h), h.distance))
+        return sorted(hits, key=lambda h: (key not in names(h), stub(h), h.distance))
 
     def _subject_prefix(self, subject: str, passages) -> list[str]:
         """``[article] + subject words + "is"``, the subject spelled as the passages spell it.

@@ -149,3 +149,14 @@ def test_retrieve_gives_the_passages_the_answer_uses(reasoner):
         res = reasoner.answer(q, max_words=3)
         assert [p.id for p in ranked] == [p["id"] for p in res["passages"]]
         assert len(ranked) == reasoner.settings.top_k and len(hits) >= 10
+
+
+def test_a_stub_passage_about_the_term_ranks_after_the_ones_that_say_something():
+    from overlay_core.retrieval import RetrievedPassage
+
+    meta = {"headword": "vax"}
+    stub = RetrievedPassage("s", "vax: [Jargon File]", 0.20, meta)
+    body = RetrievedPassage("b", "vax: The most successful minicomputer design in industry history.", 0.35, meta)
+    other = RetrievedPassage("o", "pdp-11: The ancestor of the VAX.", 0.10, {"headword": "pdp-11"})
+    ranked = Reasoner._rank_passages([other, stub, body], "vax")
+    assert [p.id for p in ranked] == ["b", "s", "o"]
