@@ -55,6 +55,10 @@ def test_urls_emails_abbreviations_and_numbers_are_one_token():
     for text in ("Lisp, e.g. Scheme; i.e., U.S. rules.", "cleaner (http://vax.co.uk/).", "Version 3.14 costs 2.0."):
         assert T.join(T.words(text)) == text
     assert T.words("TCP/IP over I/O, and/or OS/2 / DOS.") == ["TCP/IP", "over", "I/O", ",", "and/or", "OS/2", "/", "DOS", "."]
+    assert T.words("What is .NET, /dev/null or C++ (not C#)?") == [
+        "What", "is", ".NET", ",", "/dev/null", "or", "C++", "(", "not", "C#", ")", "?"]
+    assert T.join(T.words("the .NET framework, /dev/null and C++.")) == "the .NET framework, /dev/null and C++."
+    assert T.words("1 / 2 ... x.") == ["1", "/", "2", ".", ".", ".", "x", "."]
     # dots between words still split when followed by a space or at the end
     assert T.words("end. Next") == ["end", ".", "Next"]
     assert T.words("...and") == [".", ".", ".", "and"]
