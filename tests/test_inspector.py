@@ -642,3 +642,88 @@ def test_cli_writes_report_and_pictures(tmp_path):
     bad.write_bytes(b"\x80\x04junk")
     res = CliRunner().invoke(_app(), ["inspect", str(bad), "--json"])
     assert res.exit_code == 2 and "pickle" in res.output
+
+
+# ----------------------------------------------------------------------------------------
+# The LangFlow node (components/overlay/safetensors_inspector.py), instantiated as LangFlow does
+# ----------------------------------------------------------------------------------------
+
+def _inspector_node():
+    import importlib.util
+    import sys
+
+    from lfx.custom.custom_component.component import Component
+
+    path = Path(__file__).resolve().parent.parent / "components" / "overlay" / "safetensors_inspector.py"
+    spec = importlib.util.spec_from_file_location("test_inspector_node", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # LangFlow resolves a component's source through its module
+    spec.loader.exec_module(mod)
+    (cls,) = [v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, Component)
+              and v.__module__ == mod.__name__]
+    return cls
+
+
+def test_node_on_overlay_state_file_reports_tensors_and_no_heads(tmp_path, monkeypatch):
+    """The default Layer 0 / Head 0 must not fail on a file without heads (was: "head geometry unknown,
+    cannot locate head (0, 0)"): the node shows tensors, dtypes, shapes, metadata and says why no head."""
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "home"))
+    p = tmp_path / "adjacency.safetensors"
+    storage.save(p, {"counts": np.arange(6, dtype=np.int32).reshape(2, 3), "probs": np.ones(4, np.float32)},
+                 kind="adjacency", version=1,
+                 descriptions={"counts": "raw n-gram counts per edge", "probs": "smoothed P(word | context)"})
+    node = _inspector_node()(path=str(p))
+    text = node.build_report().text
+    assert ("## Attention heads\n\nNo attention heads: this is an Overlay state file (kind 'adjacency'), not a "
+            "transformer model. So there is no head location, no per-head statistics and no head probes; the tensors, "
+            "dtypes, shapes and metadata below are what the file says.\n") in text
+    assert "| counts | overlay_state |  | I32 | [2, 3] | 6 | 328..352 | raw n-gram counts per edge |" in text
+    assert "| probs | overlay_state |  | F32 | [4] | 4 | 312..328 | smoothed P(word \\| context) |" in text
+    assert "| `overlay.kind` | adjacency |" in text and "| `overlay.format_version` | 1 |" in text
+    assert "## Where head" not in text and "Per-head weight statistics" not in text
+    pictures = tmp_path / "home" / "inspect" / "adjacency.safetensors"
+    assert f"- tensor_map: `{pictures / 'tensor_map.png'}`" in text
+    assert sorted(x.name for x in pictures.iterdir()) == ["tensor_map.png"]
+    assert node.status == "adjacency.safetensors: 2 tensors, no attention heads"
+    table = node.build_tensors()
+    assert list(table["name"]) == ["probs", "counts"] and list(table["dtype"]) == ["F32", "I32"]
+    assert [list(s) for s in table["shape"]] == [[4], [2, 3]]
+    # An explicit head on such a file is a clear error naming the file.
+    with pytest.raises(InputError) as exc:
+        _inspector_node()(path=str(p), layer=1, head=2).build_report()
+    assert str(exc.value) == (f"{p}: No attention heads: this is an Overlay state file (kind 'adjacency'), not a "
+                              "transformer model. Head (1, 2) cannot be located: inspect it without `head`.")
+
+
+def test_node_on_plain_tensor_file_and_on_a_transformer(tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "home"))
+    plain = tmp_path / "plain.safetensors"
+    save_file({"weight": np.zeros((3, 4), np.float16), "ids": np.arange(5, dtype=np.int64)}, str(plain),
+              metadata={"author": "me", "purpose": "a test table"})
+    node = _inspector_node()(path=str(plain))
+    text = node.build_report().text
+    assert ("No attention heads can be identified (n_layers, n_heads, n_kv_heads, head_dim: not stored and not "
+            "inferable). If this is a transformer, give its config.json (`config`).") in text
+    assert "| `author` | me |" in text and "| `purpose` | a test table |" in text
+    assert "| weight | other |  | F16 | [3, 4] | 12 |" in text and "| ids | other |  | I64 | [5] | 5 |" in text
+    assert node.status == "plain.safetensors: 2 tensors, no attention heads"
+    # A transformer still gets head (0, 0) by default.
+    rng = np.random.default_rng(0)
+    d = 16
+    (tmp_path / "gpt2").mkdir()
+    _write_st(tmp_path / "gpt2" / "model.safetensors",
+              {"wte.weight": rng.standard_normal((50, d), dtype=np.float32),
+               "h.0.attn.c_attn.weight": rng.standard_normal((d, 3 * d), dtype=np.float32),
+               "h.0.attn.c_proj.weight": rng.standard_normal((d, d), dtype=np.float32)},
+              {"model_type": "gpt2", "n_layer": 1, "n_head": 4, "n_embd": d})
+    node = _inspector_node()(path=str(tmp_path / "gpt2"))
+    text = node.build_report().text
+    assert "## Where head 0 of layer 0 lives" in text and "## Attention heads" not in text
+    assert node.status == "gpt2: 3 tensors, head (0, 0)"
+    # A Pictures Folder that is a file: one clear error, nothing written.
+    with pytest.raises(InputError) as exc:
+        _inspector_node()(path=str(plain), out_dir=str(plain)).build_report()
+    assert str(exc.value) == (f"`out_dir` {plain} is a file, not a folder: give a folder for the report (it is created "
+                              f"if missing), e.g. `out_dir={plain}.inspect`")

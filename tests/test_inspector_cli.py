@@ -1,13 +1,20 @@
-"""``overlay inspect`` on broken GGUF files, through the real ``overlay`` app (typer's CliRunner, real files).
+"""``overlay inspect`` through the real ``overlay`` app (typer's CliRunner, real files).
 
 A ``.gguf`` name or the GGUF magic makes the inspector read a file as GGUF, so a broken one
 is reported as "not a valid GGUF file" with the reason — never as "not a safetensors file".
+An ``--out`` that is a file or cannot be written is one line and exit code 2, nothing written.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import struct
+import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +98,126 @@ def test_real_gguf_is_inspected(tmp_path):
     assert res.exit_code == 0, res.stderr
     j = json.loads(res.stdout)
     assert j["format"] == "gguf" and j["n_heads"]["value"] == 9 and j["n_heads"]["provenance"] == "stored"
+
+
+# ----------------------------------------------------------------------------------------
+# Where the report goes: --out a file, an unwritable folder, a read-only current folder
+# ----------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def table(tmp_path) -> Path:
+    """A small real non-transformer safetensors file (inspecting it takes milliseconds)."""
+    p = tmp_path / "table.safetensors"
+    save_file({"counts": np.arange(6, dtype=np.int32).reshape(2, 3)}, str(p), metadata={"kind": "test"})
+    return p
+
+
+@pytest.fixture()
+def unwritable(tmp_path):
+    """A folder this process cannot write: mode 0555, or (as root, who ignores modes) immutable via
+    ``chattr +i``; skipped where neither is possible. Yields ``(folder, reason)`` with reason the
+    OS error text (lower case) that creating something in it gives."""
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o555)
+    immutable = False
+    try:
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=d))
+        except PermissionError:
+            pass
+        else:  # root: mode bits are not enforced
+            if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode:
+                pytest.skip("cannot make a folder unwritable for this user (root without chattr +i)")
+            immutable = True
+        try:
+            os.mkdir(d / "probe")
+        except OSError as exc:
+            reason = exc.strerror.lower()
+        else:
+            pytest.skip("the folder is still writable")
+        yield d, reason
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(d)], check=True)
+        d.chmod(0o755)
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_out_is_a_file(tmp_path, table):
+    out = tmp_path / "file"
+    out.write_text("keep me")
+    before = _listing(tmp_path)
+    res = inspect(table, "--out", out)
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: --out {out} is a file, not a folder: give a folder for the report (it is created if "
+                          f"missing), e.g. --out {out}.inspect\n")
+    res = inspect(table, "--out", out / "sub", "--json")
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: cannot create --out {out / 'sub'}: {out} is a file, not a folder; choose a folder you "
+                          "can write with --out DIR\n")
+    assert _listing(tmp_path) == before and out.read_text() == "keep me"
+
+
+def test_out_not_writable(tmp_path, table, unwritable):
+    ro, why = unwritable
+    for out, where in ((ro, ""), (ro / "new" / "sub", f" (in {ro})")):
+        res = inspect(table, "--out", out)
+        assert res.exit_code == 2 and res.stdout == ""
+        assert res.stderr == (f"error: cannot write the report to --out {out}: {why}{where}; choose a folder you can "
+                              "write with --out DIR\n")
+    assert _listing(ro) == []
+
+
+def test_default_out_in_read_only_current_folder(monkeypatch, table, unwritable):
+    ro, why = unwritable
+    monkeypatch.chdir(ro)
+    res = inspect(table)
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: cannot write the report to {ro / 'table.safetensors.inspect'} (the default --out: "
+                          f"./<file name>.inspect/ in the current folder): {why} (in {ro}); run from a folder you can "
+                          "write, or choose one with --out DIR\n")
+    assert _listing(ro) == []
+    # --json without --out writes nothing, so it works here.
+    res = inspect(table, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["tensors"][0]["name"] == "counts"
+
+
+def test_default_out_and_no_heads(tmp_path, monkeypatch, table):
+    monkeypatch.chdir(tmp_path)
+    res = inspect(table)
+    assert res.exit_code == 0, res.stderr
+    out = tmp_path / "table.safetensors.inspect"
+    assert res.stdout.splitlines()[1:] == [
+        "No attention heads can be identified (n_layers, n_heads, n_kv_heads, head_dim: not stored and not inferable). "
+        "If this is a transformer, give its config.json (--config).",
+        f"report: {out / 'report.md'} and {out / 'report.html'}"]
+    assert _listing(out) == ["report.html", "report.json", "report.md", "tensor_map.png"]
+    md = (out / "report.md").read_text()
+    assert "| `kind` | test |" in md and "| counts | other |  | I32 | [2, 3] | 6 |" in md
+    res = inspect(table, "--head", "1,2", "--json")
+    assert res.exit_code == 2 and res.stderr == (
+        f"error: {table}: No attention heads can be identified (n_layers, n_heads, n_kv_heads, head_dim: not stored "
+        "and not inferable). If this is a transformer, give its config.json (--config). Head (1, 2) cannot be "
+        "located: inspect it without --head.\n")
+
+
+def test_help_says_where_output_goes():
+    res = CliRunner().invoke(app, ["inspect", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.stdout).split())
+    assert ("--out PATH Folder for report.md, report.html, report.json and the PNG pictures, created if missing. "
+            "Default: ./<file name>.inspect/ in the current folder (e.g. ./model.gguf.inspect/). With --json nothing "
+            "is written unless --out is given.") in text
+
+
+def test_default_output_folder_is_git_ignored():
+    root = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    res = subprocess.run(["git", "check-ignore", "-v", "model.gguf.inspect/report.md"], cwd=root,
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith(".gitignore:") and "*.inspect/" in res.stdout

@@ -16,14 +16,14 @@ Example:
 
 from .forward import BertForward, ForwardResult, LlamaForward, forward_for
 from .probes import ProbeResult, probe_heads
-from .report import (Inspection, inspect_model, report_html, report_json, report_markdown, tensor_table, write_figures,
-                     write_report)
+from .report import (Inspection, check_out_dir, inspect_model, no_heads_reason, report_html, report_json, report_markdown,
+                     tensor_table, write_figures, write_report)
 from .static import (ByteRange, Fact, HeadSlice, ModelInspection, TensorInfo, classify_tensor_name, head_slices,
                      head_statistics, open_model, parameter_counts)
 
 __all__ = [
     "BertForward", "ByteRange", "Fact", "ForwardResult", "HeadSlice", "Inspection", "LlamaForward",
-    "ModelInspection", "ProbeResult", "TensorInfo", "classify_tensor_name", "forward_for", "head_slices",
-    "head_statistics", "inspect_model", "open_model", "parameter_counts", "probe_heads", "report_html",
+    "ModelInspection", "ProbeResult", "TensorInfo", "check_out_dir", "classify_tensor_name", "forward_for",
+    "head_slices", "head_statistics", "inspect_model", "no_heads_reason", "open_model", "parameter_counts", "probe_heads", "report_html",
     "report_json", "report_markdown", "tensor_table", "write_figures", "write_report",
 ]

@@ -5,15 +5,18 @@
   layer x role grid of stored megabytes.
 * :func:`plot_attention` — attention maps of chosen heads on a probe sequence.
 
-Every function writes one PNG and returns its path; figures are closed after saving.
+Every function writes one PNG atomically (``storage.write_atomic``: a failed write leaves no
+partial file) and returns its path; figures are closed after saving.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
+from ..storage import write_atomic
 from .static import ModelInspection
 
 _ROLE_ORDER = ["token_embedding", "position_embedding", "token_type_embedding", "embedding_norm", "attn_norm",
@@ -29,6 +32,18 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    """Render ``fig`` as PNG in memory, close it, then write it atomically to ``path``."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    path = Path(path)
+    write_atomic(path, buf.getvalue())
+    return path
 
 
 def plot_head_grid(values: dict[str, np.ndarray], path: str | Path, *, title: str = "",
@@ -66,10 +81,7 @@ def plot_head_grid(values: dict[str, np.ndarray], path: str | Path, *, title: st
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, 110)
 
 
 def plot_tensor_map(mi: ModelInspection, path: str | Path) -> Path:
@@ -122,10 +134,7 @@ def plot_tensor_map(mi: ModelInspection, path: str | Path) -> Path:
     ax2.set_title("stored MB per layer and role (log colour scale)", fontsize=9)
     fig.colorbar(im, ax=ax2, fraction=0.03, pad=0.02).ax.tick_params(labelsize=7)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, 110)
 
 
 def plot_attention(maps: list[tuple[str, np.ndarray]], path: str | Path, *, tokens: list[str] | None = None) -> Path:
@@ -159,7 +168,4 @@ def plot_attention(maps: list[tuple[str, np.ndarray]], path: str | Path, *, toke
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, 120)

@@ -3,7 +3,12 @@
 :func:`inspect_model` gathers everything (headers, counts, per-head statistics, optional
 probes); :func:`report_json` turns it into the JSON object printed by
 ``overlay inspect PATH --json``; :func:`write_report` writes ``report.md``,
-``report.html``, ``report.json`` and the PNG pictures into a folder.
+``report.html``, ``report.json`` and the PNG pictures into a folder (checked first by
+:func:`check_out_dir`; every file is written atomically).
+
+A file without identifiable attention heads (an Overlay state file, any non-transformer
+tensor file) is still reported — tensors, dtypes, shapes, metadata — and the report says
+why no head can be shown (:func:`no_heads_reason`).
 
 JSON keys (``report_json``; ``schema`` = ``"overlay.inspector/1"``):
 
@@ -44,6 +49,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +110,7 @@ def inspect_model(path: str | Path, *, config: str | Path | None = None, statist
             insp.stats = head_statistics(mi)
             insp.timings["statistics"] = time.perf_counter() - t
     elif head is not None:
-        raise InputError(f"{mi.path}: head geometry unknown, cannot locate head {head}")
+        raise InputError(f"{mi.path}: {no_heads_reason(mi)} Head {head} cannot be located: inspect it without `head`.")
     if probe:
         from .forward import forward_for
 
@@ -112,6 +120,26 @@ def inspect_model(path: str | Path, *, config: str | Path | None = None, statist
         insp.token_strings = fw.token_strings()
         insp.timings["probe"] = time.perf_counter() - t
     return insp
+
+
+def no_heads_reason(mi: ModelInspection) -> str | None:
+    """Why ``mi`` has no identifiable attention heads, as one sentence; ``None`` when it has them.
+
+    Example: ``"No attention heads: this is an Overlay state file (kind 'adjacency'), not a
+    transformer model."``
+    """
+    if mi.has_heads:
+        return None
+    if mi.overlay is not None:
+        return f"No attention heads: this is an Overlay state file (kind {mi.overlay['kind']!r}), not a transformer model."
+    missing = [k for k in ("n_layers", "n_heads", "n_kv_heads", "head_dim")
+               if not (isinstance(mi.g(k), int) and mi.g(k) > 0)]
+    by_source: dict[str, list[str]] = {}
+    for k in missing:
+        by_source.setdefault(mi.geometry[k].source if k in mi.geometry else "unknown", []).append(k)
+    why = "; ".join(f"{', '.join(ks)}: {src}" for src, ks in by_source.items())
+    return (f"No attention heads can be identified ({why}). If this is a transformer, give its config.json "
+            "(`config`).")
 
 
 def _tensor_rows(mi: ModelInspection) -> list[dict]:
@@ -171,6 +199,11 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
+def _short(v, limit: int = 160) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str)
+    return s if len(s) <= limit else f"{s[:limit]}... ({len(s):,} characters)"
+
+
 def report_markdown(insp: Inspection) -> str:
     """The report as Markdown (pictures referenced by the file names in ``insp.figures``)."""
     mi = insp.model
@@ -184,7 +217,18 @@ def report_markdown(insp: Inspection) -> str:
     md += ["", "## Geometry (stored or inferred)", ""]
     md.append(_table(["figure", "value", "provenance", "source"],
                      [[k, f.value, f"**{f.provenance}**", f.source] for k, f in mi.geometry.items()]))
-    md += ["", "## What the file does not say", ""] + [f"- {n}" for n in mi.notes] + [""]
+    reason = no_heads_reason(mi)
+    if reason is not None:
+        md += ["", "## Attention heads", "", f"{reason} So there is no head location, no per-head statistics and "
+               "no head probes; the tensors, dtypes, shapes and metadata below are what the file says."]
+    md.append("")
+    if mi.notes:
+        md += ["## What the file does not say", ""] + [f"- {n}" for n in mi.notes] + [""]
+    if mi.metadata:
+        md += ["## Metadata", "", "Labels stored in the file (safetensors `__metadata__` or GGUF key/values; long "
+               "values shortened).", ""]
+        md.append(_table(["key", "value"], [[f"`{k}`", _short(v)] for k, v in mi.metadata.items()]))
+        md.append("")
     if mi.overlay is not None:
         md += ["## Overlay state file", "",
                f"Kind `{mi.overlay['kind']}`, format version `{mi.overlay['format_version']}`.", ""]
@@ -265,10 +309,77 @@ def report_html(markdown: str, title: str) -> str:
             f"<style>{css}</style></head><body>\n{body}</body></html>\n")
 
 
-def write_figures(insp: Inspection, out_dir: str | Path) -> dict[str, str]:
-    """Write the PNG pictures into ``out_dir``; returns (and stores in ``insp.figures``) name -> file name."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _os_reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+def check_out_dir(out_dir: str | Path, *, field: str = "out", default: str | None = None) -> Path:
+    """Check, before anything is written, that the report folder ``out_dir`` can be created and written.
+
+    The check really writes: a temporary file in ``out_dir`` (or a temporary folder in its
+    nearest existing parent), removed at once, so nothing is left behind either way.
+
+    Args:
+        out_dir: the folder (created later by :func:`write_figures` / :func:`write_report` if missing).
+        field: the name of the setting that chose the folder, quoted in messages (``out`` is the
+            CLI's ``--out``).
+        default: when the folder is the default, how that default is chosen (quoted in messages).
+
+    Returns:
+        ``out_dir`` as an absolute path.
+
+    Raises:
+        InputError: ``out_dir`` or one of its parents is a file, not a folder; or the folder
+            cannot be created or written (permission denied, read-only file system...).
+    """
+    out = Path(out_dir).expanduser().absolute()
+    what = f"{out} (the default `{field}`: {default})" if default else f"`{field}` {out}"
+    todo = ("run from a folder you can write, or choose one with `{f}=DIR`" if default
+            else "choose a folder you can write with `{f}=DIR`").format(f=field)
+    existing = out
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        if existing == out:
+            raise InputError(f"{what} is a file, not a folder: give a folder for the report (it is created if missing), "
+                             f"e.g. `{field}={out}.inspect`")
+        raise InputError(f"cannot create {what}: {existing} is a file, not a folder; {todo}")
+    try:
+        if existing == out:
+            fd, probe = tempfile.mkstemp(prefix=".overlay-write-check.", dir=out)
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".overlay-write-check.", dir=existing))
+    except OSError as exc:
+        where = "" if existing == out else f" (in {existing})"
+        raise InputError(f"cannot write the report to {what}: {_os_reason(exc)}{where}; {todo}") from None
+    return out
+
+
+def write_figures(insp: Inspection, out_dir: str | Path, *, field: str = "out") -> dict[str, str]:
+    """Write the PNG pictures into ``out_dir`` (created if missing; checked with :func:`check_out_dir`).
+
+    Returns:
+        (and stores in ``insp.figures``) name -> file name.
+
+    Raises:
+        InputError: the folder is a file or cannot be written (see :func:`check_out_dir`); a
+            write failing midway (e.g. disk full) removes the folder if this call created it.
+    """
+    out = check_out_dir(out_dir, field=field)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return _write_figures(insp, out)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise InputError(f"cannot write the pictures to `{field}` {out}: {_os_reason(exc)}; "
+                         f"choose a folder you can write with `{field}=DIR`") from None
+
+
+def _write_figures(insp: Inspection, out: Path) -> dict[str, str]:
     mi = insp.model
     figs = {"tensor_map": plots.plot_tensor_map(mi, out / "tensor_map.png").name}
     if insp.stats is not None:
@@ -291,18 +402,33 @@ def write_figures(insp: Inspection, out_dir: str | Path) -> dict[str, str]:
     return figs
 
 
-def write_report(insp: Inspection, out_dir: str | Path) -> dict[str, Path]:
+def write_report(insp: Inspection, out_dir: str | Path, *, field: str = "out") -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``report.json`` and the PNGs into ``out_dir`` (atomic writes).
+
+    Args:
+        field: the setting that chose ``out_dir``, quoted in error messages (see :func:`check_out_dir`).
 
     Returns:
         name -> path of every file written.
+
+    Raises:
+        InputError: ``out_dir`` is a file or cannot be written; a write failing midway removes
+            the folder if this call created it (files already there are replaced whole or not at all).
     """
-    out = Path(out_dir)
-    figs = write_figures(insp, out)
+    out = check_out_dir(out_dir, field=field)
+    created = not out.exists()
+    figs = write_figures(insp, out, field=field)
     md = report_markdown(insp)
     paths = {k: out / v for k, v in figs.items()}
-    for name, data in (("report.md", md), ("report.html", report_html(md, f"Inspection of {Path(insp.model.path).name}")),
-                       ("report.json", json.dumps(report_json(insp), indent=1, default=str))):
-        write_atomic(out / name, data.encode("utf-8"))
-        paths[name] = out / name
+    try:
+        for name, data in (("report.md", md),
+                           ("report.html", report_html(md, f"Inspection of {Path(insp.model.path).name}")),
+                           ("report.json", json.dumps(report_json(insp), indent=1, default=str))):
+            write_atomic(out / name, data.encode("utf-8"))
+            paths[name] = out / name
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise InputError(f"cannot write the report to `{field}` {out}: {_os_reason(exc)}; "
+                         f"choose a folder you can write with `{field}=DIR`") from None
     return paths
