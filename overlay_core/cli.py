@@ -49,6 +49,10 @@ def build(
     state = "already built (cached)" if report.get("cached") else "built"
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
               f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']})")
+    if report.get("store_extra"):
+        err.print(f"note: the passage store also holds {report['store_extra']} passages that are not in this build "
+                  "(an earlier, larger build or documents added through the Knowledge Base node); they can still be "
+                  "retrieved. `overlay build --rebuild` starts the store from this corpus only.", highlight=False)
 
 
 @app.command()
@@ -73,7 +77,7 @@ def ask(
     w_llm: float = typer.Option(1.0, help="Weight of the LLM score."),
     w_glob: float = typer.Option(1.0, help="Weight of the global (verdict) score."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id "
-                                 "(creates the review database if needed)."),
+                                 "(creates the review database if needed, in an existing folder)."),
     db: Optional[str] = typer.Option(None, "--db", help="Review database for --enqueue: SQLite file path or SQLAlchemy URL "
                                      "(default: $OVERLAY_DB_URL, else <state>/reviews.sqlite3, as `overlay review`)."),
     server_url: Optional[str] = typer.Option(None, envvar="OVERLAY_CHROMA_URL", help="Chroma server URL."),
@@ -85,6 +89,10 @@ def ask(
     from .trace import to_markdown, to_text
 
     try:
+        if enqueue:  # before answering: a missing folder or a foreign SQLite file is refused, nothing created
+            from .verification_cli import check_enqueue_db
+
+            check_enqueue_db(db, home)
         for flag, value in (("--w-adj", w_adj), ("--w-ctx", w_ctx), ("--w-llm", w_llm), ("--w-glob", w_glob)):
             if not math.isfinite(value):
                 raise InputError(f"{flag} must be a finite number, got {value}")
@@ -117,7 +125,7 @@ def neighbors(
     ctx: typer.Context,
     word: str = typer.Argument(..., help="Context: one word, or two words for a trigram context."),
     home: Optional[Path] = HomeOpt,
-    top_n: int = typer.Option(10, help="How many next words."),
+    top_n: int = typer.Option(10, "--top-n", min=1, help="How many next words (at least 1)."),
 ) -> None:
     """Show the top next words of a context in the adjacency table, with weights and example passages."""
     from .knowledge import load_table, state_paths

@@ -63,7 +63,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import secrets
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -101,6 +103,8 @@ RUBRIC_MIN, RUBRIC_MAX = 1, 5
 SCHEMA_VERSION = 1
 #: SQLite busy timeout (seconds) — how long a writer waits for another process's transaction.
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: Permission bits of an export (before the umask): readable by others, like a file the shell creates.
+EXPORT_MODE = 0o644
 
 _LOG_TABLES = ("review_items", "verdicts", "verdict_deltas", "applications")
 
@@ -236,6 +240,68 @@ def _is_url(target: str) -> bool:
     return "://" in target
 
 
+#: The first 16 bytes of every SQLite 3 database file (https://www.sqlite.org/fileformat.html, "The Database Header").
+SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Hint in :func:`check_review_sqlite`'s refusal when the caller does not give its own.
+FOREIGN_DB_HINT = "use the reviews.sqlite3 of an Overlay state folder, or a path where no file exists yet"
+
+
+def sqlite_tables(path: str | Path) -> list[str]:
+    """Sorted names of the tables in an existing SQLite file (``sqlite_*`` internal tables left out),
+    read without changing it.
+
+    The file is opened read-only (``mode=ro``); a WAL-mode file with no ``-wal`` file next to it is
+    opened ``immutable=1``, so no ``-wal``/``-shm`` files are created beside someone else's database.
+    An empty (0-byte) file has no tables.
+
+    Raises:
+        StateFileError: the file cannot be read or is not an SQLite database (naming it).
+    """
+    path = Path(path).expanduser().resolve()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as e:
+        raise StateFileError(f"cannot open review database {path}: {e.strerror or e}") from None
+    if not head:
+        return []
+    wal_mode = len(head) >= 20 and head[18] == 2  # file format write version 2 = WAL (same header section)
+    immutable = wal_mode and not os.path.exists(f"{path}-wal")
+    uri = path.as_uri() + ("?immutable=1" if immutable else "?mode=ro")
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        raise StateFileError(f"cannot open review database {path}: {e} (not a database, or no permission?)") from None
+    return sorted(r[0] for r in rows if not r[0].startswith("sqlite_"))
+
+
+def check_review_sqlite(path: str | Path, *, hint: str = FOREIGN_DB_HINT) -> None:
+    """Refuse an existing SQLite file that holds tables but is not an Overlay review database
+    (no ``overlay_meta`` table), e.g. a copy of ChromaDB's ``chroma.sqlite3``, before anything writes
+    to it. A missing file, an empty file, a database without tables and a review database pass.
+
+    Raises:
+        StateFileError: ``"X is not an Overlay review database: it has tables [...] but no overlay_meta; HINT"``,
+            or the file cannot be read / is not SQLite. The file is not changed.
+    """
+    path = Path(path).expanduser().resolve()
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise StateFileError(f"cannot open review database {path}: {e.strerror or e}") from None
+    tables = sqlite_tables(path)
+    if tables and meta_t.name not in tables:
+        shown = ", ".join(tables[:8]) + (f", ... ({len(tables)} tables)" if len(tables) > 8 else "")
+        raise StateFileError(f"{path} is not an Overlay review database: it has tables [{shown}] but no "
+                             f"{meta_t.name}; {hint}. Nothing was changed.")
+
+
 def _redact(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
@@ -252,8 +318,9 @@ class ReviewStore:
             The schema is created on first use.
 
     Raises:
-        StateFileError: the database cannot be opened, is not a database, or holds a
-            schema of another version.
+        StateFileError: the database cannot be opened, is not a database, holds a
+            schema of another version, or is an SQLite file with other tables and no
+            ``overlay_meta`` (:func:`check_review_sqlite`; left unchanged).
 
     Thread-safe (SQLAlchemy's connection pool); safe across processes (database transactions).
     """
@@ -282,6 +349,10 @@ class ReviewStore:
         self.dialect = sa_url.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise InputError(f"unsupported database {self.dialect!r} in {self.location!r}: use a SQLite path or a postgresql+psycopg:// URL")
+        db_file = sa_url.database
+        if self.dialect == "sqlite" and db_file and db_file != ":memory:" and not db_file.startswith("file:"):
+            # before the engine connects: its WAL pragma and create_all would change someone else's database
+            check_review_sqlite(db_file)
         kw: dict[str, Any] = {}
         if self.dialect == "sqlite":
             kw["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -680,6 +751,7 @@ class ReviewStore:
         Formats: ``jsonl`` — one JSON object per line, nested values as JSON (UTF-8);
         ``csv`` — RFC 4180 (Python ``csv``), header row of field names, dict/list/bool fields
         JSON-encoded in their cell, None as an empty cell. Read back with :func:`read_export`.
+        The file is meant for sharing: mode ``EXPORT_MODE`` (0644) reduced by the umask.
 
         Returns:
             The number of rows written.
@@ -700,7 +772,7 @@ class ReviewStore:
             for r in rows:
                 w.writerow({k: _csv_cell(r[k]) for k in fields_})
             data = buf.getvalue()
-        write_atomic(path, data.encode("utf-8"))
+        write_atomic(path, data.encode("utf-8"), mode=EXPORT_MODE)
         return len(rows)
 
 
@@ -871,8 +943,8 @@ def _item_from_row(row: Mapping[str, Any], status: str) -> ReviewItem:
                       index_fingerprint=row["index_fingerprint"], created_at=row["created_at"], status=status)
 
 
-__all__ = ["ReviewStore", "ReviewItem", "Verdict", "read_export", "REJECT_PENALTY", "APPROVE_BONUS",
-           "CORRECT_BONUS", "KINDS", "STATUSES"]
+__all__ = ["ReviewStore", "ReviewItem", "Verdict", "read_export", "check_review_sqlite", "sqlite_tables",
+           "REJECT_PENALTY", "APPROVE_BONUS", "CORRECT_BONUS", "KINDS", "STATUSES", "SQLITE_MAGIC"]
 
 
 def apply_to_file(store: "ReviewStore", accumulator_path: str | Path, *, timeout: float = 120.0) -> list[dict]:

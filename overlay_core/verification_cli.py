@@ -4,13 +4,15 @@ Mounted by :mod:`overlay_core.cli` as ``overlay review``; usable alone as
 ``python -m overlay_core.verification_cli``. Every command takes ``--db URL_OR_PATH``
 (default ``$OVERLAY_DB_URL``, else ``<state>/reviews.sqlite3``); ``apply`` also takes
 ``--accumulator PATH`` (default ``<state>/accumulator.safetensors``), where ``<state>`` is
-``$OVERLAY_HOME`` or ``./.overlay``. A user mistake (:class:`OverlayError`) is printed in red
-on stderr with exit code 2 and no traceback (:func:`overlay_core.cli_errors.fail`).
+``--home``, else ``$OVERLAY_HOME``, else ``./.overlay``. A user mistake (:class:`OverlayError`)
+is printed in red on stderr with exit code 2 and no traceback (:func:`overlay_core.cli_errors.fail`).
 
 Every command here reads an existing review database: a SQLite file that does not exist is
-an error naming it (nothing is created); answers are queued, and the database created, by
-``overlay ask --enqueue`` or the Expert Verification node. ``export`` writes atomically into an
-existing folder only.
+an error naming it (nothing is created), and so is an SQLite file that is not an Overlay review
+database (e.g. ChromaDB's ``chroma.sqlite3``; left unchanged). Answers are queued, and the
+database created, by ``overlay ask --enqueue`` or the Expert Verification node. ``export`` and
+``apply`` write atomically into an existing folder only, and ``export`` never replaces the review
+database, an SQLite/safetensors file or any other binary file.
 
 Example session::
 
@@ -43,20 +45,36 @@ review_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exce
 _err = Console(stderr=True, soft_wrap=True)  # messages stay one line (paths, ids) for grep
 
 DbOpt = typer.Option(None, "--db", help="Review database: SQLite file path or SQLAlchemy URL "
-                     "(default: $OVERLAY_DB_URL, else $OVERLAY_HOME/reviews.sqlite3, else ./.overlay/reviews.sqlite3).")
+                     "(default: $OVERLAY_DB_URL, else reviews.sqlite3 in the state folder).")
+#: The same option as ``overlay_core.cli.HomeOpt`` (defined here too: cli imports this module).
+HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder (default ./.overlay).")
+#: Values of ``overlay review list --status`` (``verification.STATUSES`` and ``all``; verification is
+#: imported lazily, it loads SQLAlchemy).
+LIST_STATUSES = ("pending", "approved", "rejected", "corrected", "all")
+#: Hint of the refusal of an SQLite file that is not a review database (see ``check_review_sqlite``).
+FOREIGN_DB_HINT = "give --db the reviews.sqlite3 of an Overlay state folder"
 
 
-def state_dir() -> Path:
-    """``$OVERLAY_HOME`` or ``<cwd>/.overlay`` (absolute)."""
-    return state_paths().home
+def state_dir(home: str | Path | None = None) -> Path:
+    """``home``, else ``$OVERLAY_HOME``, else ``<cwd>/.overlay`` (absolute)."""
+    return state_paths(home).home
 
 
-def default_db() -> str:
-    return state_paths().review_db
+def default_db(home: str | Path | None = None) -> str:
+    return state_paths(home).review_db
 
 
-def default_accumulator() -> Path:
-    return state_paths().accumulator
+def default_accumulator(home: str | Path | None = None) -> Path:
+    return state_paths(home).accumulator
+
+
+def _home_from_flag(ctx: typer.Context | None) -> bool:
+    """True when ``--home`` was typed (not taken from ``$OVERLAY_HOME``)."""
+    try:
+        source = ctx.get_parameter_source("home") if ctx is not None else None
+    except Exception:  # noqa: BLE001 - a context without parameter sources
+        return False
+    return getattr(source, "name", None) == "COMMANDLINE"  # typer ships its own copy of click's ParameterSource
 
 
 def sqlite_file(target: str) -> Path | None:
@@ -76,35 +94,100 @@ def sqlite_file(target: str) -> Path | None:
     return Path(db).expanduser().resolve()
 
 
-def require_db(db: Optional[str]) -> None:
-    """Refuse a SQLite review database that does not exist (reading commands must not create one).
+def _origin(db: Optional[str], home: str | Path | None, home_flag: bool) -> tuple[str, str]:
+    """Where the review database path came from, and the command that creates that database."""
+    if db:
+        return "given by --db", f"overlay ask --enqueue --db {shlex.quote(str(sqlite_file(db) or db))} QUESTION"
+    if os.environ.get("OVERLAY_DB_URL"):
+        return "from $OVERLAY_DB_URL", "overlay ask --enqueue QUESTION"
+    if home_flag:
+        return ("the default: reviews.sqlite3 in --home",
+                f"overlay ask --home {shlex.quote(str(state_dir(home)))} --enqueue QUESTION")
+    where = "$OVERLAY_HOME" if (home or os.environ.get("OVERLAY_HOME")) else "./.overlay"
+    return f"the default: reviews.sqlite3 in {where}", "overlay ask --enqueue QUESTION"
+
+
+def require_db(db: Optional[str], home: str | Path | None = None, *, home_flag: bool = False) -> None:
+    """Refuse a SQLite review database that does not exist (reading commands must not create one),
+    cannot be looked at (e.g. its folder is not readable), or is an SQLite file that is not an Overlay
+    review database (e.g. ``chroma.sqlite3``; checked read-only, before anything could add tables to it).
+
+    Args:
+        db: the ``--db`` value (None: ``$OVERLAY_DB_URL``, else ``reviews.sqlite3`` in the state folder).
+        home: the ``--home`` value (None: ``$OVERLAY_HOME``, else ``./.overlay``).
+        home_flag: ``home`` was typed as ``--home`` (for the message).
 
     Raises:
-        StateFileError: naming the missing file, where its path came from, and the command that creates it.
+        StateFileError: naming the file, where its path came from, and what to do.
     """
-    target = db or default_db()
+    from .verification import check_review_sqlite
+
+    target = db or default_db(home)
     path = sqlite_file(target)
-    if path is None or path.exists():
+    if path is None:
         return
-    if db:
-        origin, create = "given by --db", f"overlay ask --enqueue --db {shlex.quote(str(path))} QUESTION"
-    elif os.environ.get("OVERLAY_DB_URL"):
-        origin, create = "from $OVERLAY_DB_URL", "overlay ask --enqueue QUESTION"
-    else:
-        where = "$OVERLAY_HOME" if os.environ.get("OVERLAY_HOME") else "./.overlay"
-        origin, create = f"the default: reviews.sqlite3 in {where}", "overlay ask --enqueue QUESTION"
-    raise StateFileError(
-        f"no review database at {path} ({origin}); nothing was created. A database is created when the first answer "
-        f"is queued for review: `{create}` (or the Expert Verification node). Or give --db an existing database.")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        origin, create = _origin(db, home, home_flag)
+        raise StateFileError(
+            f"no review database at {path} ({origin}); nothing was created. A database is created when the first "
+            f"answer is queued for review: `{create}` (or the Expert Verification node). "
+            "Or give --db an existing database.") from None
+    except OSError as e:  # PermissionError (folder not readable), NotADirectoryError (a file in the path), ...
+        origin, _ = _origin(db, home, home_flag)
+        raise StateFileError(f"cannot read the review database {path} ({origin}): {e.strerror or e} "
+                             f"[errno {e.errno}]; check the path and the permissions of its folders") from None
+    check_review_sqlite(path, hint=FOREIGN_DB_HINT)
+
+
+def require_folder(path: Path, what: str) -> None:
+    """Refuse a file path whose folder does not exist or is not a folder (commands never create folders).
+
+    Raises:
+        InputError: ``"the folder X does not exist; create it first (mkdir -p X) ..."``.
+    """
+    folder = path.parent
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        raise InputError(f"cannot use {path} as {what}: the folder {folder} does not exist; create it first "
+                         f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. "
+                         "Nothing was created.") from None
+    except OSError as e:
+        raise InputError(f"cannot use {path} as {what}: {folder}: {e.strerror or e}") from None
+    import stat as _stat
+
+    if not _stat.S_ISDIR(st.st_mode):
+        raise InputError(f"cannot use {path} as {what}: {folder} is a file, not a folder")
+
+
+def check_enqueue_db(db: Optional[str], home: str | Path | None = None) -> None:
+    """For ``overlay ask --enqueue``: the review database (``--db``, ``$OVERLAY_DB_URL`` or the state
+    folder's) may be created, but not its folder, and an existing SQLite file must be a review database.
+
+    Raises:
+        InputError: the folder does not exist (nothing is created).
+        StateFileError: an SQLite file that is not an Overlay review database (left unchanged).
+    """
+    from .verification import check_review_sqlite
+
+    target = db or default_db(home)
+    path = sqlite_file(target)
+    if path is None:
+        return
+    if target != str(state_paths(home).reviews):  # the state folder itself: the reasoner needs it built first
+        require_folder(path, "the review database")
+    check_review_sqlite(path, hint=FOREIGN_DB_HINT)
 
 
 @contextmanager
-def _store(db: Optional[str]) -> Iterator["object"]:
-    """An open :class:`ReviewStore` on an *existing* database (see :func:`require_db`)."""
+def _store(db: Optional[str], home: str | Path | None = None, ctx: typer.Context | None = None) -> Iterator["object"]:
+    """An open :class:`ReviewStore` on an *existing* Overlay review database (see :func:`require_db`)."""
     from .verification import ReviewStore
 
-    require_db(db)
-    store = ReviewStore(db or default_db())
+    require_db(db, home, home_flag=_home_from_flag(ctx))
+    store = ReviewStore(db or default_db(home))
     try:
         yield store
     finally:
@@ -125,6 +208,51 @@ def check_export_path(path: Path) -> None:
                          f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. Nothing was written.")
     if not folder.is_dir():
         raise InputError(f"cannot export to {path}: {folder} is a file, not a folder")
+
+
+def _looks_like_safetensors(head: bytes) -> bool:
+    """An 8-byte little-endian header length, then the JSON header's ``{`` (the safetensors layout)."""
+    return len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 1 << 40
+
+
+def check_export_target(path: Path, db_target: str) -> None:
+    """Refuse to overwrite the review database being exported (or its ``-wal``/``-shm``/``-journal``
+    file), or any existing file that is not a previous text export: an SQLite database, a safetensors
+    file (Overlay's adjacency table, accumulator) or another binary file (a NUL byte in its first 4 KiB:
+    ChromaDB index files, models). A previous JSONL/CSV export may be replaced.
+
+    Raises:
+        InputError: naming the path and why; nothing is written.
+    """
+    from .verification import SQLITE_MAGIC
+
+    keep = "choose another file name (an export only replaces a previous JSONL/CSV export). Nothing was written."
+    db_file = sqlite_file(db_target)
+    if db_file is not None:
+        for f in (db_file, *(Path(f"{db_file}{s}") for s in ("-wal", "-shm", "-journal"))):
+            try:
+                same = os.path.samefile(path, f)
+            except OSError:  # one of them does not exist
+                same = False
+            if same:
+                raise InputError(f"cannot export to {path}: it is the review database being exported ({f}); "
+                                 f"writing there would destroy every review item and verdict; {keep}")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InputError(f"cannot export to {path}: {e.strerror or e}") from None
+    if head.startswith(SQLITE_MAGIC):
+        why = "it is an SQLite database (a review database, ChromaDB's chroma.sqlite3, ...)"
+    elif _looks_like_safetensors(head):
+        why = "it is a safetensors file (Overlay state such as adjacency.safetensors or accumulator.safetensors)"
+    elif b"\x00" in head:
+        why = "it is a binary file, not a JSONL/CSV export (e.g. a ChromaDB index file or a model)"
+    else:
+        return
+    raise InputError(f"cannot export to {path}: {why}; {keep}")
 
 
 def _short(text: str, n: int) -> str:
@@ -156,11 +284,14 @@ def parse_rubric(values: list[str] | None) -> dict[str, int] | None:
 def list_cmd(
     ctx: typer.Context,
     db: Optional[str] = DbOpt,
+    home: Optional[Path] = HomeOpt,
     status: str = typer.Option("pending", help="pending, approved, rejected, corrected or all."),
 ) -> None:
     """List review items (pending ones by default), oldest first."""
     try:
-        with _store(db) as store:
+        if status not in LIST_STATUSES:
+            raise InputError(f"unknown status {status!r}; use one of {', '.join(LIST_STATUSES)}")
+        with _store(db, home, ctx) as store:
             items = store.list(None if status == "all" else status)
     except OverlayError as exc:
         _fail(exc, ctx)
@@ -173,12 +304,12 @@ def list_cmd(
 
 @review_app.command("show")
 def show_cmd(ctx: typer.Context, item_id: str = typer.Argument(..., help="Review item id (it_...)."),
-             db: Optional[str] = DbOpt) -> None:
+             db: Optional[str] = DbOpt, home: Optional[Path] = HomeOpt) -> None:
     """Show an item: question, answer, trace step by step (step numbers for --step), and its verdicts."""
     from .trace import to_text
 
     try:
-        with _store(db) as store:
+        with _store(db, home, ctx) as store:
             it = store.get(item_id)
             log = store.verdicts(item_id)
     except OverlayError as exc:
@@ -216,16 +347,18 @@ def verdict_cmd(
     item_id: str = typer.Argument(..., help="Review item id (it_...)."),
     reviewer: str = typer.Option(..., "--reviewer", help="Who gives the verdict (required, non-empty)."),
     kind: str = typer.Option(..., "--kind", help="approve, reject or correct."),
-    step: Optional[int] = typer.Option(None, "--step", help="Step number as `show` prints it (the reasoner counts from 1); omit for the whole answer."),
+    step: Optional[int] = typer.Option(None, "--step", help="Step number as `show` prints it (steps are numbered "
+                                       "from 0); omit for the whole answer."),
     word: Optional[str] = typer.Option(None, "--word", help="correct: the word that should have been chosen."),
     new_edge: bool = typer.Option(False, "--new-edge", help="correct: the word is not a candidate; add the edge."),
     comment: str = typer.Option("", "--comment", help="Why."),
     rubric: Optional[list[str]] = typer.Option(None, "--rubric", help="NAME=SCORE (1..5); repeat or comma-separate."),
     db: Optional[str] = DbOpt,
+    home: Optional[Path] = HomeOpt,
 ) -> None:
     """Give a verdict on an item (whole answer or one step); prints the verdict id."""
     try:
-        with _store(db) as store:
+        with _store(db, home, ctx) as store:
             vid = store.verdict(item_id, reviewer=reviewer, kind=kind, step=step, word=word, new_edge=new_edge,
                                 comment=comment, rubric=parse_rubric(rubric))
             v = store.get_verdict(vid)
@@ -244,10 +377,11 @@ def revert_cmd(
     reviewer: str = typer.Option(..., "--reviewer", help="Who reverts (required, non-empty)."),
     comment: str = typer.Option("", "--comment", help="Why."),
     db: Optional[str] = DbOpt,
+    home: Optional[Path] = HomeOpt,
 ) -> None:
     """Revert a verdict: appends a compensating entry (nothing is deleted); prints its id."""
     try:
-        with _store(db) as store:
+        with _store(db, home, ctx) as store:
             rid = store.revert(verdict_id, reviewer=reviewer, comment=comment)
     except OverlayError as exc:
         _fail(exc, ctx)
@@ -258,15 +392,18 @@ def revert_cmd(
 def apply_cmd(
     ctx: typer.Context,
     db: Optional[str] = DbOpt,
-    accumulator: Optional[Path] = typer.Option(None, "--accumulator", help="Accumulator .safetensors file "
-                                               "(default: $OVERLAY_HOME/accumulator.safetensors or ./.overlay/...)."),
+    home: Optional[Path] = HomeOpt,
+    accumulator: Optional[Path] = typer.Option(None, "--accumulator", help="Accumulator .safetensors file, created "
+                                               "if missing in an existing folder (default: accumulator.safetensors "
+                                               "in the state folder)."),
 ) -> None:
     """Apply every verdict the accumulator has not applied yet and save it (idempotent)."""
     from .verification import apply_to_file
 
-    path = Path(accumulator) if accumulator is not None else default_accumulator()
+    path = Path(accumulator) if accumulator is not None else default_accumulator(home)
     try:
-        with _store(db) as store:
+        with _store(db, home, ctx) as store:
+            require_folder(path, "the accumulator")  # never create folders (apply_to_file would)
             done = apply_to_file(store, path)
     except OverlayError as exc:
         _fail(exc, ctx)
@@ -286,11 +423,16 @@ def export_cmd(
     fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
     what: str = typer.Option("verdicts", "--what", help="verdicts (the log, with deltas) or queue (the items)."),
     db: Optional[str] = DbOpt,
+    home: Optional[Path] = HomeOpt,
 ) -> None:
-    """Export the verdict log or the queue, every field kept (CSV: nested values as JSON cells)."""
+    """Export the verdict log or the queue, every field kept (CSV: nested values as JSON cells).
+
+    Never replaces the review database or another SQLite/safetensors/binary file; the export is
+    readable by others (mode 0644 less the umask)."""
     try:
         check_export_path(path)
-        with _store(db) as store:
+        check_export_target(path, db or default_db(home))
+        with _store(db, home, ctx) as store:
             try:
                 n = store.export(path, fmt=fmt, what=what)
             except OSError as e:  # e.g. no permission; write_atomic leaves no temp file behind

@@ -158,3 +158,39 @@ def test_ask_enqueue_creates_the_review_database_that_review_reads(env_home, tmp
     assert db.is_file()
     p = run("review", "list", "--db", str(db), home=env_home, check=True)
     assert p.stdout.startswith(f"{out['answer_id']}\tpending\t")
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_neighbors_top_n_must_be_at_least_one(tmp_path, value):
+    res = _cli("neighbors", "hash", "--top-n", value, env={"OVERLAY_HOME": str(tmp_path / "h"), "COLUMNS": "200"})
+    text = " ".join(res.stderr.replace("│", " ").split())
+    assert res.exit_code == 2 and res.stdout == ""
+    assert f"Invalid value for '--top-n': {value} is not in the range x>=1." in text, res.stderr
+    assert "vocabulary" not in text and "top_n" not in text
+    assert not (tmp_path / "h").exists()  # refused before any state is read
+
+
+def test_ask_enqueue_refuses_a_missing_db_folder_before_answering(tmp_path):
+    db = tmp_path / "missing" / "dir" / "x.sqlite3"
+    res = _cli("ask", "What is TCP?", "--enqueue", "--db", str(db), env={"OVERLAY_HOME": str(tmp_path / "h")})
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: cannot use {db} as the review database: the folder {db.parent} does not exist; "
+                          f"create it first (mkdir -p {db.parent}) or choose another path. Nothing was created.\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ask_enqueue_refuses_a_foreign_sqlite_file(tmp_path):
+    import sqlite3
+
+    foreign = tmp_path / "chroma.sqlite3"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE collections (id TEXT)")
+    con.commit()
+    con.close()
+    data, mtime = foreign.read_bytes(), foreign.stat().st_mtime_ns
+    res = _cli("ask", "What is TCP?", "--enqueue", "--db", str(foreign), env={"OVERLAY_HOME": str(tmp_path / "h")})
+    assert res.exit_code == 2 and res.stderr == (
+        f"error: {foreign} is not an Overlay review database: it has tables [collections] but no overlay_meta; "
+        "give --db the reviews.sqlite3 of an Overlay state folder. Nothing was changed.\n")
+    assert foreign.read_bytes() == data and foreign.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chroma.sqlite3"]

@@ -618,3 +618,38 @@ def test_cli_error_is_red_on_stderr_in_a_real_process(tmp_path):
     assert "\x1b[" in p.stderr and "31m" in p.stderr  # ANSI red
     assert "unknown review item 'it_missing'" in p.stderr and "Traceback" not in p.stderr
     assert (tmp_path / "reviews.sqlite3").exists()  # default location: $OVERLAY_HOME/reviews.sqlite3
+
+
+# ---------------------------------------------------------------------- foreign SQLite files, export permissions
+def test_sqlite_tables_reads_without_changing_the_file(tmp_path):
+    import sqlite3
+
+    for wal in (False, True):
+        path = tmp_path / f"x{int(wal)}.sqlite3"
+        con = sqlite3.connect(path)
+        if wal:
+            con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE b (x)")
+        con.execute("CREATE TABLE a (y INTEGER PRIMARY KEY AUTOINCREMENT)")  # also creates sqlite_sequence
+        con.commit()
+        con.close()
+        data, mtime = path.read_bytes(), path.stat().st_mtime_ns
+        assert V.sqlite_tables(path) == ["a", "b"]
+        assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x0.sqlite3", "x1.sqlite3"]  # no -wal/-shm left behind
+    (tmp_path / "empty.sqlite3").touch()
+    assert V.sqlite_tables(tmp_path / "empty.sqlite3") == []
+    V.check_review_sqlite(tmp_path / "empty.sqlite3")  # an empty file is fine
+    V.check_review_sqlite(tmp_path / "missing.sqlite3")  # so is a missing one
+    with pytest.raises(StateFileError, match=r"x0.sqlite3 is not an Overlay review database: it has tables \[a, b\] "
+                                             r"but no overlay_meta; HINT\. Nothing was changed\.$"):
+        V.check_review_sqlite(tmp_path / "x0.sqlite3", hint="HINT")
+
+
+def test_export_file_mode_follows_the_umask(store, item, tmp_path):
+    old = os.umask(0o022)
+    try:
+        store.export(tmp_path / "v.jsonl")
+    finally:
+        os.umask(old)
+    assert V.EXPORT_MODE == 0o644 and os.stat(tmp_path / "v.jsonl").st_mode & 0o777 == 0o644

@@ -189,3 +189,242 @@ def test_review_error_in_a_real_process_is_one_red_line(tmp_path):
     assert "\x1b[" in p.stderr and "31m" in p.stderr  # ANSI red
     assert p.stderr.count("\n") == 1 and f"no review database at {tmp_path / 'reviews.sqlite3'}" in p.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- fresh-user trial fixes
+def _snapshot(path):
+    """Bytes and mtime of a file, and the names next to it (no -wal/-shm may appear)."""
+    st = os.stat(path)
+    return path.read_bytes(), st.st_mtime_ns, sorted(p.name for p in path.parent.iterdir())
+
+
+KEEP = "choose another file name (an export only replaces a previous JSONL/CSV export). Nothing was written."
+
+
+def test_export_refuses_the_review_database_it_exports(db):
+    path, iid = db
+    before = _snapshot(path)
+    res = review("export", str(path), "--db", str(path))
+    assert_error(res, f"error: cannot export to {path}: it is the review database being exported ({path}); "
+                      f"writing there would destroy every review item and verdict; {KEEP}")
+    assert _snapshot(path) == before
+    assert review("list", "--db", str(path)).stdout.startswith(f"{iid}\tpending\t")  # nothing lost
+    # a symlink to it, and its -wal file while another connection holds the database open
+    link = path.parent / "link.jsonl"
+    link.symlink_to(path)
+    assert_error(review("export", str(link), "--db", str(path)), f"it is the review database being exported ({path})")
+    with ReviewStore(path) as store:
+        store.list()  # the pooled connection stays open: the -wal file exists
+        wal = path.parent / (path.name + "-wal")
+        assert wal.is_file()
+        assert_error(review("export", str(wal), "--db", str(path)),
+                     f"error: cannot export to {wal}: it is the review database being exported ({wal});")
+    assert _snapshot(path)[0] == before[0]
+
+
+def test_export_refuses_sqlite_safetensors_and_binary_files_but_replaces_a_previous_export(db, tmp_path):
+    from overlay_core.accumulator import Accumulator
+    from overlay_core.verification import read_export
+
+    path, iid = db
+    other = tmp_path / "other.sqlite3"
+    ReviewStore(other).close()
+    acc = tmp_path / "acc.safetensors"
+    Accumulator(acc).save()
+    blob = tmp_path / "data_level0.bin"
+    blob.write_bytes(b"\x01\x02\x00\x00" * 64)
+    for target, why in [
+        (other, "it is an SQLite database (a review database, ChromaDB's chroma.sqlite3, ...)"),
+        (acc, "it is a safetensors file (Overlay state such as adjacency.safetensors or accumulator.safetensors)"),
+        (blob, "it is a binary file, not a JSONL/CSV export (e.g. a ChromaDB index file or a model)"),
+    ]:
+        data = target.read_bytes()
+        assert_error(review("export", str(target), "--format", "csv", "--db", str(path)),
+                     f"error: cannot export to {target}: {why}; {KEEP}")
+        assert target.read_bytes() == data
+    out = tmp_path / "log.jsonl"
+    out.write_text('{"old": "export"}\n')
+    res = review("export", str(out), "--what", "queue", "--db", str(path))
+    assert res.exit_code == 0 and [r["id"] for r in read_export(out)] == [iid]
+    res = review("export", str(out), "--what", "queue", "--db", str(path))  # again: replaces the previous export
+    assert res.exit_code == 0 and len(out.read_text().splitlines()) == 1
+
+
+def _foreign_db(path, wal=False):
+    """A real SQLite file with other tables (like ChromaDB's chroma.sqlite3)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    if wal:
+        con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE collections (id TEXT PRIMARY KEY, name TEXT)")
+    con.execute("CREATE TABLE embeddings (id INTEGER PRIMARY KEY AUTOINCREMENT, seq_id BLOB)")
+    con.execute("INSERT INTO collections VALUES ('c1', 'overlay')")
+    con.commit()
+    con.close()
+    assert not os.path.exists(f"{path}-wal")
+
+
+@pytest.mark.parametrize("wal", [False, True])
+@pytest.mark.parametrize("args", [
+    ["list"], ["show", "it_0000000000000000"], ["export", "{tmp}/out.jsonl"],
+    ["apply", "--accumulator", "{tmp}/a.safetensors"],
+    ["verdict", "it_0000000000000000", "--reviewer", "alice", "--kind", "reject"],
+    ["revert", "vd_0000000000000000", "--reviewer", "alice"],
+])
+def test_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path, monkeypatch, args, wal):
+    monkeypatch.delenv("OVERLAY_DB_URL", raising=False)
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "state"))
+    foreign = tmp_path / "chroma.sqlite3"
+    _foreign_db(foreign, wal)
+    before = _snapshot(foreign)
+    res = review(*[a.replace("{tmp}", str(tmp_path)) for a in args], "--db", str(foreign))
+    assert_error(res, f"error: {foreign} is not an Overlay review database: it has tables [collections, embeddings] "
+                      "but no overlay_meta; give --db the reviews.sqlite3 of an Overlay state folder. Nothing was changed.\n")
+    assert _snapshot(foreign) == before  # same bytes, same mtime, no -wal/-shm/export/accumulator beside it
+
+
+def test_library_refuses_a_foreign_sqlite_file_too(tmp_path):
+    from overlay_core.errors import StateFileError
+
+    foreign = tmp_path / "chroma.sqlite3"
+    _foreign_db(foreign)
+    before = _snapshot(foreign)
+    for target in (foreign, f"sqlite:///{foreign}"):
+        with pytest.raises(StateFileError) as e:
+            ReviewStore(target)
+        assert str(e.value) == (f"{foreign} is not an Overlay review database: it has tables [collections, embeddings] "
+                                "but no overlay_meta; use the reviews.sqlite3 of an Overlay state folder, or a path "
+                                "where no file exists yet. Nothing was changed.")
+    assert _snapshot(foreign) == before
+
+
+def test_empty_sqlite_files_still_become_review_databases(tmp_path, monkeypatch):
+    import sqlite3
+
+    from overlay_core.verification import sqlite_tables
+
+    monkeypatch.delenv("OVERLAY_DB_URL", raising=False)
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()  # 0 bytes
+    no_tables = tmp_path / "no_tables.sqlite3"
+    con = sqlite3.connect(no_tables)
+    con.execute("CREATE TABLE t (x)")
+    con.execute("DROP TABLE t")
+    con.commit()
+    con.close()
+    assert no_tables.read_bytes().startswith(b"SQLite format 3\x00")
+    for path in (empty, no_tables):
+        res = review("list", "--db", str(path))
+        assert res.exit_code == 0 and res.stdout == "" and res.stderr == "no pending items\n"
+        with ReviewStore(path) as store:
+            assert store.list() == []
+        assert "overlay_meta" in sqlite_tables(path)
+
+
+def test_unreadable_state_folder_is_an_error_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.delenv("OVERLAY_DB_URL", raising=False)
+    monkeypatch.delenv("OVERLAY_HOME", raising=False)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    db = afile / "x.sqlite3"
+    assert_error(review("list", "--db", str(db)),
+                 f"error: cannot read the review database {db} (given by --db): Not a directory [errno 20]; "
+                 "check the path and the permissions of its folders\n")
+    assert_error(review("list", "--home", str(afile)),
+                 f"error: cannot read the review database {afile / 'reviews.sqlite3'} (the default: reviews.sqlite3 "
+                 "in --home): Not a directory [errno 20];")
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their mode")
+def test_state_folder_without_permission_is_an_error_not_a_traceback(db, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(locked, 0)
+    try:
+        assert_error(review("list", "--home", str(locked)),
+                     f"error: cannot read the review database {locked / 'reviews.sqlite3'} (the default: "
+                     "reviews.sqlite3 in --home): Permission denied [errno 13];")
+    finally:
+        os.chmod(locked, 0o755)
+
+
+def test_verdict_step_help_counts_from_zero():
+    import typer.main
+
+    cmd = typer.main.get_command(app).commands["review"].commands["verdict"]
+    helps = {p.name: p.help for p in cmd.params}
+    assert helps["step"] == "Step number as `show` prints it (steps are numbered from 0); omit for the whole answer."
+
+
+def test_unknown_status_lists_every_value_including_all(db):
+    from overlay_core.verification import STATUSES
+    from overlay_core.verification_cli import LIST_STATUSES
+
+    path, iid = db
+    assert LIST_STATUSES == (*STATUSES, "all")
+    res = review("list", "--status", "bogus", "--db", str(path))
+    assert_error(res)
+    assert res.stderr == "error: unknown status 'bogus'; use one of pending, approved, rejected, corrected, all\n"
+    assert review("list", "--status", "all", "--db", str(path)).stdout.startswith(f"{iid}\tpending\t")
+
+
+def test_every_review_command_takes_home(tmp_path, monkeypatch):
+    import typer.main
+
+    from overlay_core.accumulator import Accumulator
+    from overlay_core.verification import read_export
+
+    group = typer.main.get_command(app).commands["review"]
+    for name, cmd in group.commands.items():
+        home = [p for p in cmd.params if p.name == "home"]
+        assert home and home[0].opts == ["--home"] and home[0].envvar == "OVERLAY_HOME", name
+    monkeypatch.delenv("OVERLAY_DB_URL", raising=False)
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "elsewhere"))  # --home wins over the variable
+    h = tmp_path / "h"
+    with ReviewStore(h / "reviews.sqlite3") as store:
+        t = make_trace()
+        iid = store.enqueue(flow="f", question=t["question"], answer=t["answer"], trace=t,
+                            model_fingerprint="m", index_fingerprint="i")
+    assert review("list", "--home", str(h)).stdout.startswith(f"{iid}\tpending\t")
+    assert f"item {iid}  [pending]" in review("show", iid, "--home", str(h)).stdout
+    vid = review("verdict", iid, "--reviewer", "a", "--kind", "reject", "--step", "2", "--home", str(h)).stdout.strip()
+    assert vid.startswith("vd_")
+    assert review("apply", "--home", str(h)).exit_code == 0
+    assert Accumulator(h / "accumulator.safetensors").global_score("a", "data") < 0
+    assert review("export", str(tmp_path / "v.jsonl"), "--home", str(h)).exit_code == 0
+    assert [r["id"] for r in read_export(tmp_path / "v.jsonl")] == [vid]
+    rid = review("revert", vid, "--reviewer", "a", "--home", str(h)).stdout.strip()
+    assert rid.startswith("vd_") and not (tmp_path / "elsewhere").exists()
+    missing = tmp_path / "no state"
+    assert_error(review("list", "--home", str(missing)),
+                 f"error: no review database at {missing / 'reviews.sqlite3'} (the default: reviews.sqlite3 in --home); "
+                 "nothing was created. A database is created when the first answer is queued for review: "
+                 f"`overlay ask --home '{missing}' --enqueue QUESTION`")
+
+
+def test_apply_refuses_a_missing_accumulator_folder(db, tmp_path):
+    path, iid = db
+    assert review("verdict", iid, "--reviewer", "a", "--kind", "reject", "--db", str(path)).exit_code == 0
+    acc = tmp_path / "missing" / "dir" / "acc.safetensors"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_error(review("apply", "--db", str(path), "--accumulator", str(acc)),
+                 f"error: cannot use {acc} as the accumulator: the folder {acc.parent} does not exist; create it first "
+                 f"(mkdir -p {acc.parent}) or choose another path. Nothing was created.\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with ReviewStore(path) as store:
+        assert store.applications() == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_exports_get_shareable_permissions(db, tmp_path, umask, mode):
+    path, _ = db
+    old = os.umask(umask)
+    try:
+        for fmt in ("jsonl", "csv"):
+            out = tmp_path / f"export.{fmt}"
+            assert review("export", str(out), "--format", fmt, "--db", str(path)).exit_code == 0
+            assert os.stat(out).st_mode & 0o777 == mode, (fmt, oct(os.stat(out).st_mode))
+    finally:
+        os.umask(old)
