@@ -38,6 +38,10 @@ KIND = "accumulator"
 LOG_P_FLOOR = math.log(1e-6)
 
 
+#: Largest accepted absolute value of a score weight (see :class:`ScoreWeights`).
+MAX_WEIGHT = 1e6
+
+
 @dataclass(frozen=True)
 class ScoreWeights:
     """Weights of the linear score (see module docstring). All floats, any sign; 0 disables a term.
@@ -59,8 +63,12 @@ class ScoreWeights:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise InputError(f"score weight {f.name} must be a finite number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"score weight `{f.name}` must be a finite number, got {v!r}")
+            if abs(v) > MAX_WEIGHT:
+                # beyond this a weight times a log-probability overflows to -inf: scores and the
+                # JSON trace stop being numbers
+                raise InputError(f"score weight `{f.name}` must be within ±{MAX_WEIGHT:g}, got {v!r}")
 
     def combine(self, *, log_p_adj: float, ctx: float, llm: float, glob: float, uses: int) -> float:
         """The final candidate score (float, higher is better)."""

@@ -93,6 +93,8 @@ def ask(
             from .verification_cli import check_enqueue_db
 
             check_enqueue_db(db, home)
+        if json_out and markdown:
+            raise InputError("--json and --markdown are two output formats; choose one")
         for flag, value in (("--w-adj", w_adj), ("--w-ctx", w_ctx), ("--w-llm", w_llm), ("--w-glob", w_glob)):
             if not math.isfinite(value):
                 raise InputError(f"{flag} must be a finite number, got {value}")

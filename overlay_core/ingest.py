@@ -100,6 +100,9 @@ def read_dictd(index_path: str | Path) -> Iterator[DictEntry]:
         CorpusError: missing files, malformed index lines, offsets outside the data.
     """
     index_path = Path(index_path)
+    if index_path.is_dir():
+        raise CorpusError(f"corpus index {index_path} is a folder; pass the path of a dictd .index file "
+                          "(e.g. foldoc.index, with foldoc.dict.dz beside it)")
     if not index_path.is_file():
         raise CorpusError(f"corpus index {index_path} does not exist; pass the path of a dictd .index file")
     stem = str(index_path)[: -len(".index")] if index_path.name.endswith(".index") else str(index_path)

@@ -206,6 +206,10 @@ def load_table(path: str | Path):
 
     path = Path(path)
     if not path.exists():
+        if not path.parent.exists():
+            raise StateFileError(f"the state folder {path.parent} does not exist (check --home / $OVERLAY_HOME "
+                                 "for a typo); to build the knowledge there: `overlay build --home "
+                                 f"{path.parent}` (or run the Build Knowledge flow)")
         raise StateFileError(f"no adjacency table at {path}; build the knowledge first: `overlay build`"
                              " (or run the Build Knowledge flow)")
     table = get_adjacency_table(path)

@@ -172,7 +172,8 @@ class Reasoner:
             raise InputError("the knowledge base holds no passages, so there is nothing to answer from; build it "
                              "first (`overlay build`, or the Build Knowledge flow)")
         if not (q_words & known):
-            raise InputError(f"none of the words of the question {question!r} occur in the knowledge base's passages;"
+            raise InputError(f"none of the words of the question {question!r} (besides 'what is' etc.) occur in the "
+                             "knowledge base's passages;"
                              " ask about a term of the corpus, or ingest documents that cover it")
         prefix = self._subject_prefix(subject, passages) if s.start == "subject" and subject else []
         prompt, passages, dropped = self._prompt(question, passages, s)

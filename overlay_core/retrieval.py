@@ -81,8 +81,8 @@ WRITE_BATCH = 256
 #: Seconds to wait for another process's write before giving up.
 LOCK_TIMEOUT_S = 600.0
 #: How a damaged store is rebuilt (shown in errors).
-REBUILD_HINT = ("delete the folder ({path}) — `overlay_core.retrieval.remove_store(path)` — and rebuild it "
-                "from the source documents with `overlay build --rebuild`")
+REBUILD_HINT = ("rebuild it from the source documents with `overlay build --rebuild` (it deletes the folder "
+                "{path} first; from Python: `overlay_core.retrieval.remove_store(path)`)")
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
 

@@ -1066,8 +1066,8 @@ def _resolve_model_path(model_path: str | Path | None) -> Path:
         return default_model_path()
     path = Path(model_path).expanduser()
     if not path.exists():
-        raise ModelError(f"GGUF model file {path} does not exist; pass an existing .gguf path "
-                         f"(or None for the bundled {DEFAULT_MODEL_FILE})")
+        raise ModelError(f"GGUF model file {path} does not exist; give an existing .gguf file, or no model "
+                         f"path at all for the bundled {DEFAULT_MODEL_FILE}")
     if not path.is_file():
         raise ModelError(f"GGUF model path {path} is not a file; pass a .gguf file")
     try:

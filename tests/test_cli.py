@@ -77,7 +77,15 @@ def test_damaged_adjacency_file_is_a_clear_error_and_left_alone(env_home, damage
 
 
 def test_missing_knowledge_says_to_build(tmp_path):
+    # a state folder that does not exist at all is named as such (a typo in --home / $OVERLAY_HOME)
+    assert_clear_error(run("ask", "What is TCP?", home=tmp_path / "empty"), "state folder")
     assert_clear_error(run("ask", "What is TCP?", home=tmp_path / "empty"), "overlay build")
+    (tmp_path / "made").mkdir()
+    assert_clear_error(run("ask", "What is TCP?", home=tmp_path / "made"), "no adjacency table at")
+
+
+def test_corpus_folder_is_named_a_folder(tmp_path):
+    assert_clear_error(run("build", "--corpus", str(tmp_path), home=tmp_path / "h"), "is a folder")
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
@@ -127,6 +135,9 @@ def _cli(*args, env=None):
     (["--max-words", "600"], "error: setting --max-words must be an integer in [1, 500], got 600\n"),
     (["--llm-score", "best"], "error: setting --llm-score must be one of mean, sum, calibrated, got 'best'\n"),
     (["--w-glob", "nan"], "error: --w-glob must be a finite number, got nan\n"),
+    # finite but huge: a weight times a log-probability would overflow to -inf in the JSON trace
+    (["--w-adj", "1e308"], "error: score weight --w-adj must be within ±1e+06, got 1e+308\n"),
+    (["--json", "--markdown"], "error: --json and --markdown are two output formats; choose one\n"),
 ])
 def test_ask_setting_errors_name_the_flag(tmp_path, args, message):
     res = _cli("ask", "What is TCP?", *args, env={"OVERLAY_HOME": str(tmp_path / "h")})
