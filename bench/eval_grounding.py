@@ -115,6 +115,7 @@ ABLATIONS: list[tuple[str, dict, dict]] = [
     ("no subject start", {"start": "none"}, {}),
     ("weights: context-free (w_ctx=0)", {}, {"w_ctx": 0.0}),
     ("weights: context-heavy (w_ctx=6)", {}, {"w_ctx": 6.0}),
+    ("context: trigram + weights: w_ctx=6", {"context_order": 3}, {"w_ctx": 6.0}),
 ]
 
 
@@ -652,6 +653,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=200, help="questions in the main comparison (first n of the pool)")
     ap.add_argument("--ablations", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--n-ablation", type=int, default=30, help="questions per ablation row")
+    ap.add_argument("--ablation", action="append", default=None, metavar="ROW",
+                    help="run only this ablation row (its name as printed; repeatable; default: every row)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--distractors", type=int, default=300, help="random distractor entries in the index")
     ap.add_argument("--full-index", action="store_true", help="embed the whole FOLDOC (slow) instead of a subset")
@@ -678,8 +681,12 @@ def main(argv=None) -> int:
     home = prepare_home(pool, n_random=a.distractors, seed=a.seed, full_index=a.full_index, adjacency=a.adjacency)
     print(f"index: {home} (ready in {time.perf_counter() - t0:.1f} s)", flush=True)
     out = CACHE / "results" / f"eval_grounding-n{a.n}-s{a.seed}.json"
+    if a.ablation:
+        unknown = sorted(set(a.ablation) - {name for name, _, _ in ABLATIONS})
+        if unknown:
+            raise SystemExit(f"unknown ablation rows {unknown}; choose from {[name for name, _, _ in ABLATIONS]}")
     result = run(home, questions, ablations=a.ablations, n_ablation=a.n_ablation, seed=a.seed,
-                 log=lambda m: print(m, flush=True), results_path=out)
+                 log=lambda m: print(m, flush=True), results_path=out, ablation_names=a.ablation)
     print_tables(result)
     print(f"\nper-question answers: {out} (re-summarize without the model: --rescore {out})")
     print(json.dumps(result))
