@@ -73,7 +73,7 @@ def ask(
                                   "the answer stops at --max-words)."),
     max_words: int = typer.Option(30, help="Stop after this many words."),
     w_adj: float = typer.Option(0.5, help="Weight of log p_adj."),
-    w_ctx: float = typer.Option(3.0, help="Weight of passage support."),
+    w_ctx: float = typer.Option(6.0, help="Weight of passage support."),
     w_llm: float = typer.Option(1.0, help="Weight of the LLM score."),
     w_glob: float = typer.Option(1.0, help="Weight of the global (verdict) score."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id "

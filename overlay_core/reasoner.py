@@ -70,6 +70,8 @@ class ReasonerSettings:
     n_candidates: int = 8
     passage_candidates: bool = True
     span_words: int = 4
+    # bigram: trigram context scored a little better (docs/evaluation.md) but proposes too few candidates for a
+    # reject verdict to change the answer (after "that converts" every candidate starts with "another")
     context_order: int = 2
     llm_score: str = "mean"
     block_ngram: int = 3

@@ -18,7 +18,7 @@ class OverlayScoreAccumulator(Component):
     inputs = [
         FloatInput(name="w_adj", display_name="Adjacency Weight", value=0.5,
                    info="Weight of the log-probability of the adjacency edge."),
-        FloatInput(name="w_ctx", display_name="Passage Weight", value=3.0,
+        FloatInput(name="w_ctx", display_name="Passage Weight", value=6.0,
                    info="Weight of passage support (1 for the top passage, 1/(1+rank) below)."),
         FloatInput(name="w_llm", display_name="LLM Weight", value=1.0, info="Weight of the LLM log-probability score."),
         FloatInput(name="w_glob", display_name="Verdict Weight", value=1.0,
