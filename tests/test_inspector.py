@@ -649,19 +649,9 @@ def test_cli_writes_report_and_pictures(tmp_path):
 # ----------------------------------------------------------------------------------------
 
 def _inspector_node():
-    import importlib.util
-    import sys
+    from test_components import load  # the node as LangFlow builds it from its file
 
-    from lfx.custom.custom_component.component import Component
-
-    path = Path(__file__).resolve().parent.parent / "components" / "overlay" / "safetensors_inspector.py"
-    spec = importlib.util.spec_from_file_location("test_inspector_node", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # LangFlow resolves a component's source through its module
-    spec.loader.exec_module(mod)
-    (cls,) = [v for v in vars(mod).values() if isinstance(v, type) and issubclass(v, Component)
-              and v.__module__ == mod.__name__]
-    return cls
+    return load("safetensors_inspector")
 
 
 def test_node_on_overlay_state_file_reports_tensors_and_no_heads(tmp_path, monkeypatch):
