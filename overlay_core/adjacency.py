@@ -921,7 +921,7 @@ class AdjacencyTable:
                 where = f"{self.path}: " if self.path else ""
                 raise StateFileError(f"{where}the table was built with tokenization {s._params.get('tokenization')!r}, "
                                      f"this Overlay tokenizes with {TOKENIZATION!r}; rebuild the table instead of "
-                                     "adding to it (`overlay build --rebuild`)")
+                                     "adding to it (`overlay build` rebuilds a stale table without re-embedding)")
             pids = s._ensure_pids()
             skip = set(s._pid_index) | self._pending_pids
             offset = len(pids) + (len(self._pending.pids) if self._pending else 0)
