@@ -33,6 +33,9 @@ _DICTD_B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 
 DEFAULT_CHUNK_SIZE = 800
 DEFAULT_CHUNK_OVERLAP = 80
+#: How dictionary entries become passages; part of the knowledge build's fingerprint, so an Overlay
+#: that chunks differently rebuilds instead of reporting "cached" (unchanged chunks are not embedded again).
+CHUNKING = f"RecursiveCharacterTextSplitter/{DEFAULT_CHUNK_SIZE}/{DEFAULT_CHUNK_OVERLAP}/v1"
 
 
 @dataclass(frozen=True)

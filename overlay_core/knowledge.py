@@ -98,7 +98,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         CorpusError: the corpus is empty or unreadable.
     """
     from .adjacency import AdjacencyTable
-    from .ingest import foldoc_passages
+    from .ingest import CHUNKING, foldoc_passages
     from .retrieval import get_knowledge_base
     from .storage import write_atomic
 
@@ -113,7 +113,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         fingerprint = h.hexdigest()[:16] + f"-o{order}"
     else:
         params = {"limit": limit, "headwords": sorted(headwords) if headwords else None, "order": order,
-                  "collection": collection}
+                  "collection": collection, "chunking": CHUNKING}
         fingerprint = _corpus_fingerprint(Path(corpus) if corpus else None, params)
     if not rebuild and paths.report.exists() and paths.adjacency.exists():
         try:

@@ -91,3 +91,12 @@ def test_answer_from_an_empty_store_says_build_first(tmp_path):
     shutil.rmtree(state_paths(tmp_path).chroma)
     with pytest.raises(InputError, match="knowledge base holds no passages.*overlay build"):
         make_reasoner(tmp_path).answer("What is a hash table?")
+
+
+def test_a_new_chunking_rebuilds_instead_of_reporting_cached(home_copy, monkeypatch):
+    import overlay_core.ingest as ingest
+
+    assert build_knowledge(home_copy, headwords=SUBSET, order=3)["cached"] is True
+    monkeypatch.setattr(ingest, "CHUNKING", ingest.CHUNKING + "-changed")
+    report = build_knowledge(home_copy, headwords=SUBSET, order=3)
+    assert report["cached"] is False and report["ingest"]["added"] == 0  # same chunks: nothing embedded again
