@@ -58,7 +58,9 @@ def to_markdown(result: dict, *, max_candidates: int = 8) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|"]
         cands = st.get("candidates", [])
         shown = [c for c in cands if c.get("blocked") is None][:max_candidates]
-        shown += [c for c in cands if c.get("blocked") is not None][: max(0, max_candidates - len(shown))]
+        # a candidate whose weight a verdict changed is always shown: the trace must name the verdict
+        shown += [c for c in cands if c.get("verdicts") and c not in shown]
+        shown += [c for c in cands if c.get("blocked") is not None and c not in shown][: max(0, max_candidates - len(shown))]
         for c in shown:
             word = _fmt(c["word"])
             if c["word"] == st.get("chosen"):
