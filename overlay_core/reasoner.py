@@ -200,8 +200,19 @@ class Reasoner:
             self._guard(cands, answer_words, generated, s, closing_quote=closing_quote)
             tp = time.perf_counter()
             live = [c for c in cands if c.blocked is None]
+            prev = answer_words[-1] if answer_words else ""
+            rejected_all = bool(live) and all(self.accumulator.global_score(prev, c.words[0]) < 0
+                                              and self.accumulator.verdicts_for(prev, c.words[0]) for c in live)
+            if rejected_all:
+                # a reviewer penalized the edge of every remaining candidate (a rare word with one successor):
+                # stop here rather than say a rejected word again
+                for c in live:
+                    c.blocked = "a reviewer's verdict penalized this edge and no other candidate is left"
+                live = []
             if not live:
                 stop = "no candidates" if not cands else "all candidates blocked"
+                if rejected_all:
+                    stop = "every candidate rejected by review"
                 if closing_quote:
                     stop = "sentence end"  # the sentence did end; no closing quote was proposed
                 if cands:

@@ -160,3 +160,28 @@ def test_a_stub_passage_about_the_term_ranks_after_the_ones_that_say_something()
     other = RetrievedPassage("o", "pdp-11: The ancestor of the VAX.", 0.10, {"headword": "pdp-11"})
     ranked = Reasoner._rank_passages([other, stub, body], "vax")
     assert [p.id for p in ranked] == ["b", "s", "o"]
+
+
+def test_when_a_reviewer_rejected_every_candidate_the_answer_stops_instead_of_repeating_it(tmp_path):
+    from overlay_core.ingest import Passage
+    from overlay_core.knowledge import build_knowledge
+
+    passages = [Passage("z1", "Zorblax is a brand of carpet cleaner made in the UK since 1980.", {"headword": "Zorblax"}),
+                Passage("q1", "Quux is a metasyntactic variable used in examples.", {"headword": "quux"})]
+    build_knowledge(tmp_path, passages=passages, order=3, progress=False)
+    paths = state_paths(tmp_path)
+    first = make_reasoner(tmp_path).answer("What is Zorblax?")
+    # the step whose previous word has a single successor in the corpus ("cleaner" -> "made")
+    step = next(i for i, st in enumerate(first["trace"]) if st["prev"] == "cleaner")
+    assert first["trace"][step]["chosen_words"][0] == "made"
+    store = ReviewStore(paths.reviews)
+    item = store.enqueue(flow="test", question=first["question"], answer=first["answer"], trace=first,
+                         model_fingerprint=first["model"], index_fingerprint=first["index"])
+    vid = store.verdict(item, reviewer="alice", kind="reject", step=step)
+    assert store.apply(Accumulator(paths.accumulator), save=True)
+    second = make_reasoner(tmp_path).answer("What is Zorblax?")
+    assert second["stop_reason"] == "every candidate rejected by review"
+    assert second["answer"] == "Zorblax is a brand of carpet cleaner"  # stops before the rejected "made"
+    last = second["trace"][-1]
+    assert last["candidates"] and all(c["blocked"].startswith("a reviewer's verdict penalized this edge")
+                                      and vid in c["verdicts"] for c in last["candidates"])
