@@ -141,25 +141,27 @@ def require_db(db: Optional[str], home: str | Path | None = None, *, home_flag: 
     check_review_sqlite(path, hint=FOREIGN_DB_HINT)
 
 
-def require_folder(path: Path, what: str) -> None:
+def require_folder(path: Path, what: str, *, lead: str | None = None, nothing: str = "Nothing was created.") -> None:
     """Refuse a file path whose folder does not exist or is not a folder (commands never create folders).
+
+    ``lead`` replaces the message's opening ``"cannot use PATH as WHAT"``; ``nothing`` ends it.
 
     Raises:
         InputError: ``"the folder X does not exist; create it first (mkdir -p X) ..."``.
     """
+    import stat as _stat
+
+    lead = lead or f"cannot use {path} as {what}"
     folder = path.parent
     try:
         st = os.stat(folder)
     except FileNotFoundError:
-        raise InputError(f"cannot use {path} as {what}: the folder {folder} does not exist; create it first "
-                         f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. "
-                         "Nothing was created.") from None
+        raise InputError(f"{lead}: the folder {folder} does not exist; create it first "
+                         f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. {nothing}") from None
     except OSError as e:
-        raise InputError(f"cannot use {path} as {what}: {folder}: {e.strerror or e}") from None
-    import stat as _stat
-
+        raise InputError(f"{lead}: {folder}: {e.strerror or e}") from None
     if not _stat.S_ISDIR(st.st_mode):
-        raise InputError(f"cannot use {path} as {what}: {folder} is a file, not a folder")
+        raise InputError(f"{lead}: {folder} is a file, not a folder")
 
 
 def check_enqueue_db(db: Optional[str], home: str | Path | None = None) -> None:
@@ -202,12 +204,7 @@ def check_export_path(path: Path) -> None:
     """
     if path.is_dir():
         raise InputError(f"cannot export to {path}: it is a folder; give a file name, e.g. {path / 'verdicts.jsonl'}")
-    folder = path.parent
-    if not folder.exists():
-        raise InputError(f"cannot export to {path}: the folder {folder} does not exist; create it first "
-                         f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. Nothing was written.")
-    if not folder.is_dir():
-        raise InputError(f"cannot export to {path}: {folder} is a file, not a folder")
+    require_folder(path, "the export", lead=f"cannot export to {path}", nothing="Nothing was written.")
 
 
 def _looks_like_safetensors(head: bytes) -> bool:
