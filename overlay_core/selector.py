@@ -1,4 +1,4 @@
-"""LLM candidate selector: exact full-option log-probabilities with a shared, reused KV cache.
+"""LLM candidate selector: full-option log-probabilities with a shared, reused KV cache.
 
 STATUS: stage 1 and stage 2 done (issue 3): ``LLMSelector``, ``CandidateScore``, ``get_selector``
 as in TEAM.md, plus ``ContextWindowError``, ``score_full`` (reference), ``generate`` (greedy
@@ -48,9 +48,14 @@ that advertise AMX, ggml otherwise picks its AMX kernels, and on VMs that do not
 state (this project's machines) the first ``tilezero`` instruction kills the process with SIGILL.
 
 Numerics: a 32-bit KV cache (``type_k = type_v = GGML_TYPE_F32``) and flash attention off are
-the defaults.  ``bench/selector.py --check`` (50 word-by-word steps, K=8, cache reused vs full
-re-evaluation of context + candidate from an empty cache) measured max/mean |difference|:
-f32 + FA off 0 / 0 nats (bit-identical, 50/50 identical rankings); f32 + FA on 0 / 0; f16 + FA off
+the defaults.  Single-token candidates are read from the context's own last row, the same
+computation as full re-evaluation (equal).  Multi-token candidates are not bit-identical on every CPU:
+llama.cpp's results depend on where in the KV cache a computation's cells sit (see below); full
+re-evaluation itself moves by up to ~0.6 nats on the test contexts when its cells are shifted by a few
+masked cells (:meth:`LLMSelector.score_full` ``layout_offset``), and tests hold shared-prefix scores to
+that measured spread.  An earlier session's ``bench/selector.py --check`` (50 word-by-word steps, K=8,
+cache reused vs full re-evaluation from an empty cache) measured max/mean |difference| on its CPU:
+f32 + FA off 0 / 0 nats (50/50 identical rankings); f32 + FA on 0 / 0; f16 + FA off
 0.38 / 0.025 (46/50 identical rankings); f16 + FA on 0 / 0; f32 + ``adopt_chosen`` 0.25 / 0.013.
 Flash attention is self-consistent but computes other values (both FA configs differ from f32 +
 FA off by max 0.55 / mean 0.12 nats) and makes word steps ~1.3-1.6x slower on this CPU build, so
@@ -958,11 +963,18 @@ class LLMSelector:
                 self._neutral_cache[t] = (float(sum(it.logprobs)) - it.seam, list(it.tokens))
         return {t: self._neutral_cache[t][0] for t in texts}
 
-    def score_full(self, context: str, candidates: Sequence[str]) -> list[CandidateScore]:
+    def score_full(self, context: str, candidates: Sequence[str], *, layout_offset: int = 0) -> list[CandidateScore]:
         """Reference scores by full re-evaluation: per candidate, a fresh cache and one decode of context + candidate.
 
         No KV reuse at all (the selector's cache is cleared before and after); slow — for tests and
         benchmarks only.  Same return type and seam convention as :meth:`score`.
+
+        ``layout_offset`` (tokens, >= 0): first fill that many KV cells with an unrelated sequence, so the
+        same computation runs with its cells at other indices.  Attention never sees those cells (another
+        sequence id, masked), so in exact arithmetic nothing changes; in floating point the attention sums
+        run in another order.  The spread of scores over offsets is this CPU's *layout noise*, the same
+        effect that separates :meth:`score` (candidates' cells interleaved in one batch) from full
+        re-evaluation — tests derive their tolerance from it.
         """
         texts = list(candidates)
         with self._lock:
@@ -972,6 +984,10 @@ class LLMSelector:
             try:
                 for it in items.values():
                     self._reset_cache()
+                    if layout_offset > 0:  # occupy the first cells with a masked filler sequence
+                        filler = _BaseSeq(_SEQ_NEUTRAL)
+                        pad = (ctx_ids[:1] or [0]) * layout_offset
+                        self._decode_base(filler, pad, 0, len(pad), set())
                     base = _BaseSeq(_SEQ_CTX)
                     seq = ctx_ids[: it.branch] + list(it.tokens)
                     n_pre = it.branch

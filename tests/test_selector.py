@@ -1,9 +1,10 @@
 """Tests of overlay_core.selector on the real SmolLM2-135M-Instruct Q4_1 GGUF with real llama.cpp.
 
-The model is loaded once per module.  Tolerances are measured (see bench/selector.py --check):
-with the default 32-bit KV cache and flash attention off, shared-prefix scores differ from full
-re-evaluation only through the KV-cell layout (summation order in attention), by at most a few
-hundredths of a nat on these contexts; most values are bit-identical.
+The model is loaded once per module.  Shared-prefix scores differ from full re-evaluation only through
+the KV-cell layout (summation order in attention, amplified by the kernels' 8-bit activation
+quantization); how much depends on the CPU, so the exactness test derives its tolerance on the machine
+it runs on (:func:`layout_tolerance`) and asserts exact equality only where the computation is the same
+(single-token candidates).
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from overlay_core.selector import (
 
 pytestmark = pytest.mark.timeout(300)
 
-#: per-token and per-candidate bounds on |shared-prefix - full re-evaluation| in nats.  Measured on
-#: these tests: at most 0.13 per token and 0.24 per candidate (8-token emoji), most values exactly 0.
-#: An off-by-one row or a wrong prefix gives differences of several nats.
-TOL_TOKEN = 0.2
+#: A fixed bound (nats) for comparisons between two *shared-prefix* computations of 2-token candidates and for
+#: the one case where the reference cannot be shifted (the context fills the window).  Where a full
+#: re-evaluation can be re-run at other KV offsets, tests use :func:`layout_tolerance` instead, derived on the
+#: machine that runs them.  An off-by-one row or a wrong prefix gives differences of several nats.
 TOL = 0.4
 
 
@@ -127,8 +128,33 @@ def test_fields_are_consistent(sel, prompt):
         assert s.as_dict()["text"] == s.text
 
 
+#: KV-cell offsets at which the reference is re-run to measure this CPU's layout noise (see below).
+LAYOUT_OFFSETS = (1, 2, 3, 5, 8)
+#: Margin on the measured layout noise: the shared-prefix layout is one more draw from the same noise, so it
+#: may fall outside the range of the few offsets measured; 2x the step's widest range (plus 0.05 nats) covers
+#: it, while an off-by-one logits row moves scores by several nats (checked below).
+LAYOUT_MARGIN, LAYOUT_FLOOR = 2.0, 0.05
+
+
+def layout_tolerance(sel, ctx: str, cands: list[str], ref) -> float:
+    """Tolerance (nats) for |shared-prefix - full re-evaluation| at one step, derived on this machine.
+
+    Full re-evaluation is not one number on a CPU: llama.cpp's results depend on which KV cells a
+    computation occupies (the attention sums run in another order, and the 8-bit activation quantization
+    of the Q4_1 kernels amplifies the rounding).  Re-running the reference with its cells shifted by a few
+    masked filler cells measures that spread here; shared-prefix scoring (candidates' cells interleaved in
+    one batch) is held to the same spread, with a margin.
+    """
+    spread = 0.0
+    for m in LAYOUT_OFFSETS:
+        shifted = sel.score_full(ctx, cands, layout_offset=m)
+        spread = max(spread, max(abs(a.logprob_sum - b.logprob_sum) for a, b in zip(shifted, ref)))
+    return LAYOUT_MARGIN * spread + LAYOUT_FLOOR
+
+
 def test_steps_match_full_reevaluation(sel, prompt):
-    """Word-by-word with the KV cache reused (one fused decode per step) == fresh full re-evaluation."""
+    """Word-by-word with the KV cache reused (one fused decode per step) == full re-evaluation, within this
+    CPU's KV-layout noise (see :func:`layout_tolerance`); single-token candidates exactly."""
     cands = [" a", " keyed", " bucketing", ",", " Привет", " 👩\u200d💻", "<|im_end|>"]
     answer = ["A", " hash", " table", " is"]
     ctx = prompt
@@ -138,15 +164,27 @@ def test_steps_match_full_reevaluation(sel, prompt):
         calls = sel.stats["decode_calls"]
         steps.append((ctx, sel.score(ctx, cands)))
         assert sel.stats["decode_calls"] == calls + 1      # one llama_decode per step
-    worst = 0.0
     for ctx, got in steps:
         ref = sel.score_full(ctx, cands)
+        tol = layout_tolerance(sel, ctx, cands, ref)
         for g, r in zip(got, ref):
             assert g.token_ids == r.token_ids
-            worst = max(worst, abs(g.logprob_sum - r.logprob_sum))
-        rank = lambda xs: sorted(range(len(xs)), key=lambda i: -xs[i].logprob_sum)  # noqa: E731
-        assert rank(got) == rank(ref)
-    assert worst < TOL
+            if len(r.token_ids) == 1:
+                # the context keeps its own cells in both paths, so its last row is the same computation
+                assert g.logprob_sum == r.logprob_sum, (ctx[-20:], g.text)
+            assert abs(g.logprob_sum - r.logprob_sum) <= tol, (ctx[-20:], g.text, g.logprob_sum, r.logprob_sum, tol)
+
+
+def test_the_layout_tolerance_still_catches_an_off_by_one_row(sel, prompt):
+    """A logits row one position early (the classic batching bug) moves scores by far more than the tolerance."""
+    cands = [" a", " keyed", " bucketing", ",", " table"]
+    ctx = prompt + "A hash table is"
+    ref = sel.score_full(ctx, cands)
+    tol = layout_tolerance(sel, ctx, cands, ref)
+    early = sel.score_full(ctx[: -len(" is")], cands)  # every candidate read from the previous position's row
+    caught = [abs(e.logprob_sum - r.logprob_sum) > tol for e, r in zip(early, ref)]
+    assert sum(caught) >= len(cands) - 1, (tol, [(e.logprob_sum, r.logprob_sum) for e, r in zip(early, ref)])
+    assert tol < 2.0  # a bound, not a blank cheque
 
 
 def test_candidates_sharing_a_first_token_score_fully(sel, prompt):
@@ -155,9 +193,11 @@ def test_candidates_sharing_a_first_token_score_fully(sel, prompt):
     assert s[" keyed"].token_ids[0] == s[" keying"].token_ids[0]
     assert s[" keyed"].token_logprobs[0] == s[" keying"].token_logprobs[0]
     assert s[" keyed"].token_logprobs[1] != s[" keying"].token_logprobs[1]
-    ref = by_text(sel.score_full(ctx, list(s)))
+    ref_list = sel.score_full(ctx, list(s))
+    tol = layout_tolerance(sel, ctx, list(s), ref_list)
+    ref = by_text(ref_list)
     for t in s:
-        assert s[t].logprob_sum == pytest.approx(ref[t].logprob_sum, abs=TOL)
+        assert s[t].logprob_sum == pytest.approx(ref[t].logprob_sum, abs=tol)
     # the ranking is by the whole candidate, not by its first token
     assert (s[" keyed"].logprob_sum > s[" keying"].logprob_sum) == (
         ref[" keyed"].logprob_sum > ref[" keying"].logprob_sum)
@@ -229,9 +269,10 @@ def test_token_boundary_merges_are_detected_and_scored(sel, prompt, tail, cands)
         else:
             assert s.seam_logprob == 0.0
     ref = sel.score_full(ctx, cands)
+    tol = layout_tolerance(sel, ctx, cands, ref)
     for g, r in zip(got, ref):
-        assert g.logprob_sum == pytest.approx(r.logprob_sum, abs=TOL)
-        assert g.seam_logprob == pytest.approx(r.seam_logprob, abs=TOL)
+        assert g.logprob_sum == pytest.approx(r.logprob_sum, abs=tol)
+        assert g.seam_logprob == pytest.approx(r.seam_logprob, abs=tol)
 
 
 def test_merged_seam_is_a_proper_conditional(sel, prompt):
@@ -269,8 +310,9 @@ def test_context_window_fits_up_to_n_ctx(small, total):
     got = small.score(ctx, [cand, " b"])
     ref = small.score_full(ctx, [cand, " b"])
     assert len(got[0].token_ids) == 2
+    assert got[1].logprob_sum == ref[1].logprob_sum  # single token: the same computation
+    # the reference cannot be shifted here (the context fills the window), so the 8-token bound is used
     assert got[0].logprob_sum == pytest.approx(ref[0].logprob_sum, abs=TOL)
-    assert got[1].logprob_sum == pytest.approx(ref[1].logprob_sum, abs=TOL)
 
 
 def test_context_window_overflow_is_a_clear_error(small):
@@ -366,8 +408,9 @@ def test_adopt_chosen_reuses_the_chosen_candidates_cells(adopting, prompt):
     assert sel.stats["adopted_tokens"] - before["adopted_tokens"] == 1
     assert sel.stats["decoded_tokens"] - before["decoded_tokens"] == 1 + 2
     ref = sel.score_full(ctx2, cands)
+    tol = layout_tolerance(sel, ctx2, cands, ref)
     for g, r in zip(got, ref):
-        assert g.logprob_sum == pytest.approx(r.logprob_sum, abs=TOL)
+        assert g.logprob_sum == pytest.approx(r.logprob_sum, abs=tol)
 
 
 def test_more_candidates_than_sequences_are_split_into_groups(adopting, sel, prompt):
