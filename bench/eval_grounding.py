@@ -88,7 +88,7 @@ import numpy as np  # noqa: E402
 
 from overlay_core import text as T  # noqa: E402
 from overlay_core.errors import InputError  # noqa: E402
-from overlay_core.reasoner import Reasoner, ReasonerSettings, question_subject  # noqa: E402
+from overlay_core.reasoner import Reasoner, ReasonerSettings  # noqa: E402
 
 CACHE = REPO / ".overlay" / "bench"
 SYSTEMS = ("overlay", "free", "retrieval")
@@ -140,6 +140,11 @@ class Question:
 
 
 _HEAD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+#-]*(?: [A-Za-z0-9+#-]+){0,2}$")
+#: The question pool is frozen: "What is <headword>?" must read back as that headword under the rule the pool
+#: was drawn with (the reasoner's question reading has changed since; the pool must not change with it).
+_POOL_QUESTION_RE = re.compile(
+    r"^\s*(?:(?:what|who)(?:'s|\s+(?:is|are|was|were|does|do))|define|explain|describe|tell\s+me\s+about)"
+    r"\s+(?:(?:an?|the)\s+)?(?P<term>.+?)\s*[?.!]*\s*$", re.IGNORECASE)
 
 
 def _label_free(text: str) -> str:
@@ -161,7 +166,8 @@ def _eligible(p, duplicate_heads: set[str]) -> bool:
         return False
     if len(_content_words(first_sentence(body))) < 6:
         return False
-    return question_subject(f"What is {head}?") == head
+    m = _POOL_QUESTION_RE.match(f"What is {head}?")
+    return m is not None and m.group("term").strip() == head
 
 
 def _idf(passages) -> tuple[dict[str, float], int]:

@@ -13,7 +13,7 @@ An *edge* here is a bigram link ``prev -> word`` in the shared tokenization
 Candidate scores are combined by :class:`ScoreWeights` (a linear model whose terms
 are all visible in the trace)::
 
-    score = w_adj * log p_adj + w_ctx * ctx + w_llm * llm + w_glob * G[edge] + w_use * log(1 + uses)
+    score = w_adj * log p_adj + w_ctx * ctx + w_llm * llm + w_glob * G[edge] + w_use * log(1 + uses) + w_rel * rel
 
 Persisted as a labelled ``.safetensors`` file (``overlay.kind = "accumulator"``)
 through :mod:`overlay_core.storage`; writes are atomic.
@@ -52,6 +52,8 @@ class ScoreWeights:
         w_llm: weight of the LLM score (nats; sum, per-token mean or calibrated, per the settings).
         w_glob: weight of the accumulated global score ``G[edge]`` (verdict deltas).
         w_use: weight of ``log(1 + uses)``; 0 by default so repeated runs give identical answers.
+        w_rel: weight of the relevance to the question of the sentence a candidate comes from (0–1, see
+            :mod:`overlay_core.evidence`; always 0 for definitional questions).
     """
 
     w_adj: float = 0.5
@@ -59,6 +61,7 @@ class ScoreWeights:
     w_llm: float = 1.0
     w_glob: float = 1.0
     w_use: float = 0.0
+    w_rel: float = 6.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -70,10 +73,10 @@ class ScoreWeights:
                 # JSON trace stop being numbers
                 raise InputError(f"score weight `{f.name}` must be within ±{MAX_WEIGHT:g}, got {v!r}")
 
-    def combine(self, *, log_p_adj: float, ctx: float, llm: float, glob: float, uses: int) -> float:
+    def combine(self, *, log_p_adj: float, ctx: float, llm: float, glob: float, uses: int, rel: float = 0.0) -> float:
         """The final candidate score (float, higher is better)."""
         return (self.w_adj * log_p_adj + self.w_ctx * ctx + self.w_llm * llm
-                + self.w_glob * glob + self.w_use * math.log1p(uses))
+                + self.w_glob * glob + self.w_use * math.log1p(uses) + self.w_rel * rel)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -76,6 +76,13 @@ def ask(
     w_ctx: float = typer.Option(6.0, help="Weight of passage support."),
     w_llm: float = typer.Option(1.0, help="Weight of the LLM score."),
     w_glob: float = typer.Option(1.0, help="Weight of the global (verdict) score."),
+    w_rel: float = typer.Option(6.0, help="Weight of the question relevance of a candidate's sentence (0-1)."),
+    refuse_distance: float = typer.Option(0.6, help="Decline when the nearest passage is farther than this and none is "
+                                          "about the asked term (2 = never)."),
+    min_relevance: float = typer.Option(0.5, help="Decline who/when/which/how questions when no sentence is this "
+                                        "relevant (0 = never)."),
+    hygiene: bool = typer.Option(True, "--hygiene/--no-hygiene", help="Keep dictionary furniture (pronunciations, "
+                                 "sense numbers, tags) out of answers."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id "
                                  "(creates the review database if needed, in an existing folder)."),
     db: Optional[str] = typer.Option(None, "--db", help="Review database for --enqueue: SQLite file path or SQLAlchemy URL "
@@ -95,13 +102,15 @@ def ask(
             check_enqueue_db(db, home)
         if json_out and markdown:
             raise InputError("--json and --markdown are two output formats; choose one")
-        for flag, value in (("--w-adj", w_adj), ("--w-ctx", w_ctx), ("--w-llm", w_llm), ("--w-glob", w_glob)):
+        for flag, value in (("--w-adj", w_adj), ("--w-ctx", w_ctx), ("--w-llm", w_llm), ("--w-glob", w_glob),
+                            ("--w-rel", w_rel)):
             if not math.isfinite(value):
                 raise InputError(f"{flag} must be a finite number, got {value}")
         settings = ReasonerSettings(top_k=top_k, n_candidates=n_candidates, span_words=span_words,
                                     context_order=context_order, llm_score=llm_score, block_ngram=block_ngram,
-                                    min_words=min_words, max_words=max_words)
-        weights = ScoreWeights(w_adj=w_adj, w_ctx=w_ctx, w_llm=w_llm, w_glob=w_glob)
+                                    min_words=min_words, max_words=max_words, refuse_distance=refuse_distance,
+                                    min_relevance=min_relevance, hygiene=hygiene)
+        weights = ScoreWeights(w_adj=w_adj, w_ctx=w_ctx, w_llm=w_llm, w_glob=w_glob, w_rel=w_rel)
         reasoner = make_reasoner(home, model_path=model, weights=weights, settings=settings, server_url=server_url)
         result = reasoner.answer(question)
         if enqueue:

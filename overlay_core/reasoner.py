@@ -27,24 +27,25 @@ phrase avoids fragment openings.
 
 from __future__ import annotations
 
+import json
 import math
-import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from . import evidence as E
 from . import text as T
 from .accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
 from .errors import InputError
+from .questions import QuestionForm, analyze
 
 LLM_SCORES = ("mean", "sum", "calibrated")
 #: A passage with fewer words than this after its ``headword:`` label is a stub (ranked after the others).
 STUB_WORDS = 5
 
-_QUESTION_RE = re.compile(
-    r"^\s*(?:(?:what|who)(?:'s|\s+(?:is|are|was|were|does|do))|define|explain|describe|tell\s+me\s+about)"
-    r"\s+(?:(?:an?|the)\s+)?(?P<term>.+?)\s*[?.!]*\s*$", re.IGNORECASE)
 _ARTICLES = {"a", "an", "the"}
+#: At most this many relevant sentences open factoid answers (step 0 candidates).
+MAX_ANSWER_SENTENCES = 8
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,15 @@ class ReasonerSettings:
         block_ngram: block candidates that would repeat an n-gram of this size (0 = off).
         min_words: sentence-ending punctuation is blocked before this many answer words.
         max_words: hard stop after this many answer words (not counting the subject start; spans are cut to fit).
-        start: "subject" starts the answer with the question's subject ("A hash table is"); "none" does not.
+        start: "subject" starts the answer with the question's subject ("A hash table is") or, for other
+            question forms, with the frame taken from the question ("Unix was invented"); "none" does not.
         max_passage_chars: passage text shown to the LLM is cut to this many characters.
+        refuse_distance: decline to answer when the nearest passage is farther than this (cosine distance,
+            0–2) and no passage is about the asked term; 2 = never.
+        min_relevance: a non-definitional question is declined when no sentence of the passages reaches this
+            relevance (see :mod:`overlay_core.evidence`); 0 = never.
+        hygiene: dictionary furniture (pronunciations, sense numbers, ``<category>`` tags, citations) is kept
+            in the passages and the trace but is not answer material.
     """
 
     top_k: int = 3
@@ -79,6 +87,9 @@ class ReasonerSettings:
     max_words: int = 30
     start: str = "subject"
     max_passage_chars: int = 600
+    refuse_distance: float = 0.6
+    min_relevance: float = 0.5
+    hygiene: bool = True
 
     def __post_init__(self) -> None:
         checks = {"top_k": (1, 50), "n_candidates": (0, 256), "span_words": (1, 16), "context_order": (2, 3),
@@ -91,6 +102,10 @@ class ReasonerSettings:
             raise InputError(f"setting `llm_score` must be one of {', '.join(LLM_SCORES)}, got {self.llm_score!r}")
         if self.start not in ("subject", "none"):
             raise InputError(f"setting `start` must be 'subject' or 'none', got {self.start!r}")
+        for name, (lo, hi) in {"refuse_distance": (0.0, 2.0), "min_relevance": (0.0, 1.0)}.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise InputError(f"setting `{name}` must be a number in [{lo:g}, {hi:g}], got {v!r}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,19 +118,43 @@ class _Cand:
     ctx: float = 0.0
     passages: list[str] = field(default_factory=list)
     blocked: str | None = None
+    rel: float = 0.0
+    #: (passage rank, token index) where each copy of the candidate's words starts in the answer material
+    at: set[tuple[int, int]] = field(default_factory=set)
 
-    def add(self, source: str, ctx: float = 0.0, passage: str | None = None) -> None:
+    def add(self, source: str, ctx: float = 0.0, passage: str | None = None, rel: float = 0.0,
+            at: tuple[int, int] | None = None) -> None:
+        if at is not None:
+            self.at.add(at)
         if source not in self.sources:
             self.sources.append(source)
         self.ctx = max(self.ctx, ctx)
+        self.rel = max(self.rel, rel)
         if passage and passage not in self.passages:
             self.passages.append(passage)
 
 
 def question_subject(question: str) -> str | None:
     """The term a definitional question asks about ("What is a hash table?" -> "hash table"), else None."""
-    m = _QUESTION_RE.match(question)
-    return m.group("term").strip() if m else None
+    form = analyze(question)
+    return form.subject if form.is_definition else None
+
+
+@dataclass
+class _Evidence:
+    """Per passage: answer-material tokens, their sentences and each sentence's relevance to the question."""
+
+    toks: list[list[str]]
+    sentences: list[list[E.Sentence]]
+    sentence_of: list[list[int]]
+
+    def rel_at(self, rank: int, i: int) -> float:
+        """Relevance of the sentence holding token ``i`` of passage ``rank`` (0 outside any)."""
+        j = self.sentence_of[rank][i] if i < len(self.sentence_of[rank]) else -1
+        return self.sentences[rank][j].relevance if j >= 0 else 0.0
+
+    def ranked(self) -> list[E.Sentence]:
+        return sorted((x for ss in self.sentences for x in ss), key=lambda x: (-x.relevance, x.passage, x.start))
 
 
 class Reasoner:
@@ -143,27 +182,31 @@ class Reasoner:
 
         Over-fetches ``max(3 * top_k, 10)`` nearest passages, then puts the entries *about* the
         asked term first (in a 14k-entry corpus the defining entry is often not among the 3 nearest
-        by embedding alone), then by distance. ``question`` is used as given (:meth:`answer`
-        normalizes it first). Both lists hold ``RetrievedPassage`` objects.
+        by embedding alone) — the entry's first chunk before its later ones — then by distance.
+        ``question`` is used as given (:meth:`answer` normalizes it first). Both lists hold
+        ``RetrievedPassage`` objects.
         """
         s = settings or self.settings
         hits = self.kb.query(question, k=max(3 * s.top_k, 10))
-        return self._rank_passages(hits, question_subject(question))[: s.top_k], hits
+        return self._rank_passages(hits, analyze(question).subject)[: s.top_k], hits
 
     def answer(self, question: str, **overrides: Any) -> dict:
         """Answer ``question``; returns the trace dict described in :mod:`overlay_core.trace`.
 
-        Keyword overrides replace settings for this call (e.g. ``max_words=12``).
+        Keyword overrides replace settings for this call (e.g. ``max_words=12``). A question no
+        passage bears on is declined: ``refused`` is True, ``answer`` says so and ``refusal`` says why
+        (the passages are still listed).
 
         Raises:
-            InputError: empty question, or none of its words occurs in the retrieved passages.
+            InputError: empty question, or an empty knowledge base.
         """
         s = replace(self.settings, **overrides) if overrides else self.settings
         if not isinstance(question, str) or not T.normalize(question).strip():
             raise InputError("the question is empty; ask something like 'What is a hash table?'")
         question = T.normalize(question).strip()
         t0 = time.perf_counter()
-        subject = question_subject(question)
+        form = analyze(question)
+        subject = form.subject
         passages, hits = self.retrieve(question, s)
         t_retrieve = time.perf_counter() - t0
         q_words = {w.casefold() for w in T.words(subject or question) if not T.is_punct(w)}
@@ -173,31 +216,50 @@ class Reasoner:
         if not hits:
             raise InputError("the knowledge base holds no passages, so there is nothing to answer from; build it "
                              "first (`overlay build`, or the Build Knowledge flow)")
-        if not (q_words & known):
-            raise InputError(f"none of the words of the question {question!r} (besides 'what is' etc.) occur in the "
-                             "knowledge base's passages;"
-                             " ask about a term of the corpus, or ingest documents that cover it")
-        prefix = self._subject_prefix(subject, passages) if s.start == "subject" and subject else []
+        unknown = None if q_words & known else (
+            "none of the words of the question (besides 'what is' etc.) occur in the retrieved passages; ask about "
+            "a term of the corpus, or ingest documents that cover it")
         prompt, passages, dropped = self._prompt(question, passages, s)
+        ev = self._evidence(form, passages, s)
         result: dict[str, Any] = {
             "question": question, "answer": "", "settings": s.as_dict(), "weights": self.weights.as_dict(),
             "model": getattr(self.selector, "fingerprint", ""), "index": getattr(self.table, "fingerprint", ""),
             "passages": [{"rank": i + 1, "id": p.id, "source": p.source, "distance": float(p.distance), "text": p.text}
                          for i, p in enumerate(passages)],
-            "dropped_passages": dropped, "prefix": list(prefix), "trace": [],
+            "dropped_passages": dropped, "prefix": [], "trace": [], "question_form": form.as_dict(),
+            "evidence": [{"passage": passages[x.passage].id, "rank": x.passage + 1, "relevance": round(x.relevance, 4),
+                          "parts": x.parts, "text": T.join(ev.toks[x.passage][x.start:x.end])}
+                         for x in ev.ranked()[:5] if x.relevance > 0],
+            "refused": False,
         }
-        ptoks = [(i, self._body_tokens(p.text)) for i, p in enumerate(passages)]
+        refusal = unknown or self._refusal(form, passages, ev, s)
+        if refusal:
+            result.update(answer="The knowledge base has no passage that answers this question.", answer_words=[],
+                          refused=True, refusal=refusal, stop_reason="declined: " + refusal,
+                          timings_ms={"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0,
+                                      "accumulate": 0.0, "total": 1000 * (time.perf_counter() - t0)})
+            return result
+        prefix, frame_note = self._start(form, passages, ev, s)
+        result["prefix"], result["frame"] = list(prefix), frame_note
         answer_words = list(prefix)
         generated = 0
         stop = "max_words"
         closing_quote = False  # a sentence ended inside a straight double quote: only '"' may follow
         t_select = t_accumulate = t_propose = 0.0
-        for step in range(s.max_words):
+        first_step = 0
+        cursor: set[tuple[int, int]] = set()  # where in the passages the answer's last word was copied from
+        if form.kind == "yes-no" and s.start == "subject":
+            rec = self._yes_no(prompt, s)
+            result["trace"].append(rec)
+            answer_words.extend(rec["chosen_words"])
+            first_step = 1
+        for step in range(first_step, s.max_words):
             ts = time.perf_counter()
             # Spans never run past max_words (the subject start does not count).
-            cands = self._propose(answer_words, ptoks, passages, replace(s, span_words=min(s.span_words, s.max_words - generated)),
-                                  first=(generated == 0))
-            self._guard(cands, answer_words, generated, s, closing_quote=closing_quote)
+            cands = self._propose(answer_words, ev, passages, replace(s, span_words=min(s.span_words, s.max_words - generated)),
+                                  first=(generated == 0), form=form, framed=bool(frame_note.get("kept")), cursor=cursor)
+            self._guard(cands, answer_words, generated, s, closing_quote=closing_quote,
+                        min_words=s.min_words if form.is_definition else min(s.min_words, 2))
             tp = time.perf_counter()
             live = [c for c in cands if c.blocked is None]
             prev = answer_words[-1] if answer_words else ""
@@ -235,10 +297,11 @@ class Reasoner:
             t_accumulate += tacc - tsel
             answer_words.extend(best.words)
             generated += len(best.words)
+            cursor = {(r, i + len(best.words) - 1) for r, i in best.at}
             if closing_quote:  # the closing quote after the sentence end
                 stop = "sentence end"
                 break
-            if best.words[-1] in T.SENTENCE_END:
+            if T.ends_sentence(answer_words, len(answer_words) - 1):
                 if answer_words.count('"') % 2 == 1 and generated < s.max_words:
                     closing_quote = True  # 'slogan, "Nothing sucks like a VAX!' takes its closing quote
                     continue
@@ -258,11 +321,26 @@ class Reasoner:
 
     # -- steps ---------------------------------------------------------------------------------
     @staticmethod
+    def _about(h, key: str) -> bool:
+        """True when passage ``h``'s headword or one of its aliases is ``key`` (case-folded)."""
+        md = h.metadata or {}
+        if str(md.get("headword", "")).casefold() == key:
+            return True
+        aliases = md.get("aliases")
+        if isinstance(aliases, str) and aliases.startswith("["):
+            try:
+                return key in {str(a).casefold() for a in json.loads(aliases)}
+            except ValueError:
+                return False
+        return False
+
+    @staticmethod
     def _rank_passages(hits, subject: str | None):
         """Passages whose headword (or alias) is the asked term first, then by distance.
 
-        Among the passages about the term, a *stub* (fewer than :data:`STUB_WORDS` words after
-        its ``headword:`` label, e.g. the closing citation chunk "vax: [Jargon File]") comes after
+        Among the passages about the term, the entry's first chunk comes first (it opens the
+        definition; later chunks only continue it), and a *stub* (fewer than :data:`STUB_WORDS` words
+        after its ``headword:`` label, e.g. the closing citation chunk "vax: [Jargon File]") comes after
         the passages that say something: it names the term, so it is close to the question, but
         there is nothing to answer from.
         """
@@ -273,19 +351,120 @@ class Reasoner:
         def stub(h) -> bool:
             return sum(not T.is_punct(w) for w in Reasoner._body_tokens(h.text)) < STUB_WORDS
 
-        def names(h):
-            md = h.metadata or {}
-            out = {str(md.get("headword", "")).casefold()}
+        def chunk(h) -> int:
+            c = (h.metadata or {}).get("chunk", 0)
+            return 0 if c in (0, "0") else 1
+
+        return sorted(hits, key=lambda h: (not Reasoner._about(h, key), stub(h), chunk(h), h.distance))
+
+    def _yes_no(self, prompt: str, s: ReasonerSettings) -> dict:
+        """Step 0 of a yes/no question: the LLM chooses "Yes," or "No," by its calibrated score.
+
+        Calibrated (log-prob after the prompt minus log-prob after a neutral prompt) because a small
+        model prefers "Yes" whatever it read; the relevant sentence that follows is the evidence.
+        """
+        ts = time.perf_counter()
+        cands = [_Cand(("No", ","), ["yes-no"]), _Cand(("Yes", ","), ["yes-no"])]
+        tp = time.perf_counter()
+        scored = self.selector.score(prompt, [self._continuation([], c.words) for c in cands], calibrate=True)
+        tsel = time.perf_counter()
+        sc = replace(s, llm_score="calibrated")
+        feats = {c.words: self._features(c, [], dict(zip([c.words for c in cands], scored)), sc) for c in cands}
+        best = min(cands, key=lambda c: (-feats[c.words]["score"], feats[c.words]["word"]))
+        return self._step_record(0, [], feats, best, s, ts, tp, tsel, time.perf_counter())
+
+    def _evidence(self, form: QuestionForm, passages, s: ReasonerSettings) -> _Evidence:
+        """Answer material of each passage, split into sentences scored for relevance (none for definitions)."""
+        toks = [E.material_tokens(p.text) if s.hygiene else self._body_tokens(p.text) for p in passages]
+        sents: list[list[E.Sentence]] = []
+        sent_of: list[list[int]] = []
+        key = form.subject.casefold() if form.subject else None
+        for r, tk in enumerate(toks):
+            about = bool(key) and self._about(passages[r], key)
+            ss, owner = [], [-1] * len(tk)
+            for j, (a, b) in enumerate(E.sentences(tk)):
+                rel, parts = (0.0, {}) if form.is_definition else E.relevance(form, tk[a:b], about_subject=about)
+                ss.append(E.Sentence(r, a, b, rel, parts))
+                owner[a:b] = [j] * (b - a)
+            sents.append(ss)
+            sent_of.append(owner)
+        return _Evidence(toks, sents, sent_of)
+
+    def _refusal(self, form: QuestionForm, passages, ev: _Evidence, s: ReasonerSettings) -> str | None:
+        """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
+        no sentence is relevant enough. Both thresholds are settings (``refuse_distance``, ``min_relevance``)."""
+        if not passages:
+            return "no passage was retrieved"
+        key = form.subject.casefold() if form.subject else None
+        about = bool(key) and any(self._about(p, key) for p in passages)
+        nearest = min(float(p.distance) for p in passages)
+        if nearest > s.refuse_distance and not about:
+            return (f"the nearest passage is at distance {nearest:.3f} > refuse_distance={s.refuse_distance:g} "
+                    "and none is about the asked term")
+        if not form.is_definition and s.min_relevance > 0:
+            best = max((x.relevance for ss in ev.sentences for x in ss), default=0.0)
+            if form.kind == "stands-for":
+                best = max([best] + [rel for _, _, rel in self._expansions(form, passages, ev)])
+            if best < s.min_relevance:
+                return (f"no sentence of the passages bears on the question: best relevance {best:.2f} < "
+                        f"min_relevance={s.min_relevance:g}")
+        return None
+
+    def _start(self, form: QuestionForm, passages, ev: _Evidence, s: ReasonerSettings) -> tuple[list[str], dict]:
+        """The answer's opening words and a note for the trace on where they came from.
+
+        Definitions open with the subject ("A hash table is"). Other forms open with the frame taken
+        from the question when a relevant sentence continues it (its verb occurs there), else with a
+        span of a relevant sentence (no opening words).
+        """
+        if s.start != "subject":
+            return [], {"kept": False, "why": "start=none"}
+        if form.is_definition:
+            if not form.subject:
+                return [], {"kept": False, "why": "no subject"}
+            prefix = self._subject_prefix(form.subject, passages)
+            return prefix, {"kept": bool(prefix), "words": prefix, "rule": form.rule, "source": "subject of the question"}
+        if not form.frame:
+            return [], {"kept": False, "why": f"question form {form.kind!r} has no frame"}
+        anchored = [x for x in ev.ranked() if x.relevance >= s.min_relevance
+                    and E.frame_anchor(form, ev.toks[x.passage][x.start:x.end]) is not None]
+        if form.kind == "stands-for" and not anchored and self._expansions(form, passages, ev):
+            anchored = ["expansion"]
+        words = list(form.frame)
+        if not anchored:
+            return [], {"kept": False, "words": words, "rule": form.rule,
+                        "why": "no relevant sentence continues the frame"}
+        if words and words[0] == "the":
+            words[0] = "The"
+        return words, {"kept": True, "words": words, "rule": form.rule, "source": "question",
+                       "anchored_in": sorted({passages[x.passage].id for x in anchored if not isinstance(x, str)})}
+
+    def _expansions(self, form: QuestionForm, passages, ev: _Evidence) -> list[tuple[tuple[str, ...], int, float]]:
+        """Expansions of the acronym ``form.subject`` found in the passages' text, labels and aliases.
+
+        Returns ``(words, passage rank, relevance)`` triples; an alias or label counts with relevance 1.
+        """
+        if not form.subject:
+            return []
+        out: dict[tuple[str, ...], tuple[int, float]] = {}
+        for r, p in enumerate(passages):
+            md = p.metadata or {}
+            names = [str(md.get("headword", ""))]
             aliases = md.get("aliases")
             if isinstance(aliases, str) and aliases.startswith("["):
-                import json
                 try:
-                    out.update(str(a).casefold() for a in json.loads(aliases))
+                    names += [str(a) for a in json.loads(aliases)]
                 except ValueError:
                     pass
-            return out
-
-        return sorted(hits, key=lambda h: (key not in names(h), stub(h), h.distance))
+            for name in names:
+                nw = T.words(name)
+                if nw and E.initials_match(form.subject, nw) and T.join(nw).casefold() != form.subject.casefold():
+                    out.setdefault(tuple(nw), (r, 1.0))
+            for x in ev.sentences[r]:
+                sent = ev.toks[r][x.start:x.end]
+                for a, b in E.expansions(form.subject, sent):
+                    out.setdefault(tuple(sent[a:b]), (r, max(x.relevance, 0.5)))
+        return [(w, r, rel) for w, (r, rel) in out.items()]
 
     def _subject_prefix(self, subject: str, passages) -> list[str]:
         """``[article] + subject words + "is"``, the subject spelled as the passages spell it.
@@ -348,10 +527,26 @@ class Reasoner:
                              "shorten the question (or raise the LLM Selector's n_ctx)")
         return prompt, kept, dropped
 
-    def _propose(self, answer_words: list[str], ptoks, passages, s: ReasonerSettings, first: bool) -> list[_Cand]:
+    def _propose(self, answer_words: list[str], ev: _Evidence, passages, s: ReasonerSettings, first: bool,
+                 form: QuestionForm | None = None, framed: bool = False,
+                 cursor: set[tuple[int, int]] | frozenset = frozenset()) -> list[_Cand]:
+        """Candidates for the next step (see the module docstring), each with its sources, support and relevance.
+
+        ``first``: no answer word has been generated yet (after the opening words). Then definitions also
+        get each passage's definition opening (first chunks only), and other question forms get
+        ``answer-span`` candidates: the words after the frame's verb in every relevant sentence that
+        continues the frame (``framed``), or else the openings of the most relevant sentences, plus, for
+        "stands for" questions, the acronym's ``expansion`` found in the passages.
+
+        ``rel`` (the relevance feature) is the relevance of the sentence a candidate *continues the answer
+        in*: a passage successor gets it only where the answer's last word was copied from (``cursor``:
+        ``(passage rank, token index)`` pairs), so an answer that reached the fact sentence keeps copying it
+        instead of jumping to another sentence that shares a word.
+        """
         n_ctx_words = s.context_order - 1
         context = tuple(answer_words[-n_ctx_words:]) if answer_words else ()
         cands: dict[tuple[str, ...], _Cand] = {}
+        ptoks = ev.toks
 
         def cand(words: tuple[str, ...]) -> _Cand:
             return cands.setdefault(words, _Cand(words))
@@ -363,7 +558,7 @@ class Reasoner:
             for n in range(len(context), 0, -1):  # back off to shorter contexts inside passages
                 key = [w.casefold() for w in context[-n:]]
                 found = False
-                for rank, toks in ptoks:
+                for rank, toks in enumerate(ptoks):
                     folded = [w.casefold() for w in toks]
                     for i in range(n - 1, len(toks) - 1):
                         if folded[i - n + 1 : i + 1] != key:
@@ -371,37 +566,68 @@ class Reasoner:
                         found = True
                         support = 1.0 / (1 + rank)
                         pid = passages[rank].id
-                        cand((toks[i + 1],)).add("passage", support, pid)
+                        rel = ev.rel_at(rank, i + 1) if (rank, i) in cursor else 0.0
+                        cand((toks[i + 1],)).add("passage", support, pid, rel, at=(rank, i + 1))
                         span = self._span(toks, i + 1, s.span_words)
                         if len(span) > 1:
-                            cand(span).add("span", support, pid)
+                            cand(span).add("span", support, pid, rel, at=(rank, i + 1))
                 if found:
                     break
-            if first:
-                for rank, toks in ptoks:
+            if first and (form is None or form.is_definition):
+                for rank, toks in enumerate(ptoks):
+                    if (passages[rank].metadata or {}).get("chunk", 0) not in (0, "0"):
+                        continue  # a later chunk of an entry continues a definition, it does not open one
                     span = self._definition_start(toks, s.span_words, lower=bool(answer_words) and answer_words[-1] == "is")
                     if span:
                         cand(span).add("passage-start", 1.0 / (1 + rank), passages[rank].id)
+            elif first:
+                self._propose_answer_spans(cand, ev, passages, s, form, framed)
         if answer_words:
             for w in self.accumulator.expert_edges(answer_words[-1]):
                 cand((w,)).add("expert")
         return sorted(cands.values(), key=lambda c: c.words)
+
+    def _propose_answer_spans(self, cand, ev: _Evidence, passages, s: ReasonerSettings, form: QuestionForm,
+                              framed: bool) -> None:
+        """Step-0 candidates of a non-definitional question: spans of the sentences that bear on it."""
+        if framed and form.kind == "stands-for":
+            for words, rank, rel in self._expansions(form, passages, ev):
+                cand((*words, ".")).add("expansion", 1.0 / (1 + rank), passages[rank].id, rel)
+        n = 0
+        for x in ev.ranked():
+            if x.relevance < s.min_relevance or n >= MAX_ANSWER_SENTENCES:
+                break
+            toks = ev.toks[x.passage]
+            sent = toks[x.start:x.end]
+            if framed:
+                a = E.frame_anchor(form, sent)
+                if a is None:
+                    continue
+                start = x.start + a
+            else:
+                start = x.start
+                while start < x.end and toks[start] in ("(", ",", ";", ":", "-"):
+                    start += 1  # a sentence opening is never a bare bracket or comma
+            span = self._span(toks, start, s.span_words)
+            if span and not T.ends_sentence(toks, start + len(span) - 1):
+                n += 1
+                for words in (span, span[:1]):
+                    cand(words).add("answer-span", 1.0 / (1 + x.passage), passages[x.passage].id, x.relevance,
+                                    at=(x.passage, start))
 
     @staticmethod
     def _span(toks: list[str], start: int, n: int) -> tuple[str, ...]:
         out = []
         for w in toks[start : start + n]:
             out.append(w)
-            if w in T.SENTENCE_END or w == ":":
+            if w == ":" or T.ends_sentence(toks, start + len(out) - 1):
                 break
         return tuple(out)
 
     @staticmethod
     def _body_tokens(text: str) -> list[str]:
         """Word tokens of a passage without its ``headword:`` label (the label's colon is not an edge)."""
-        toks = T.words(text)
-        head = toks[:12]
-        return toks[head.index(":") + 1:] if ":" in head else toks
+        return E.body_tokens(text)
 
     @classmethod
     def _definition_start(cls, toks: list[str], n: int, lower: bool) -> tuple[str, ...]:
@@ -422,12 +648,14 @@ class Reasoner:
 
     @staticmethod
     def _guard(cands: list[_Cand], answer_words: list[str], generated: int, s: ReasonerSettings, *,
-               closing_quote: bool = False) -> None:
+               closing_quote: bool = False, min_words: int | None = None) -> None:
         """Set ``blocked`` (a reason, shown in the trace) on candidates the stopping and repetition rules forbid.
 
         ``closing_quote``: the answer's sentence ended inside a straight double quote, so the only
-        allowed candidate is the closing quote ``"`` itself.
+        allowed candidate is the closing quote ``"`` itself. ``min_words`` overrides ``s.min_words``
+        (a factoid answer may be short: "HTTP uses port 80.").
         """
+        min_words = s.min_words if min_words is None else min_words
         if closing_quote:
             for c in cands:
                 if c.words != ('"',):
@@ -437,10 +665,11 @@ class Reasoner:
         folded = [w.casefold() for w in answer_words]
         seen = {tuple(folded[i : i + n]) for i in range(len(folded) - n + 1)} if n else set()
         for c in cands:
-            if c.words[-1] in T.SENTENCE_END and generated + len(c.words) < s.min_words:
-                c.blocked = f"ends the sentence before min_words={s.min_words}"
+            tail = [*answer_words[-1:], *c.words]  # the previous word tells an initial's dot from a sentence end
+            if T.ends_sentence(tail, len(tail) - 1) and generated + len(c.words) < min_words:
+                c.blocked = f"ends the sentence before min_words={min_words}"
                 continue
-            if any(w in T.SENTENCE_END for w in c.words[:-1]):
+            if any(T.ends_sentence(tail, i) for i in range(len(tail) - len(c.words), len(tail) - 1)):
                 c.blocked = "crosses a sentence end"
                 continue
             if n:
@@ -480,7 +709,7 @@ class Reasoner:
             "n_passages": edge.n_passages if edge is not None else 0,
             "edge": f"{' '.join(edge.context)} -> {edge.word}" if edge is not None else None,
             "edge_passages": list(edge.passages) if edge is not None else [],
-            "ctx": c.ctx,
+            "ctx": c.ctx, "rel": c.rel,
             "llm_logprob": sc.logprob_sum if sc else None, "llm_mean": sc.logprob_mean if sc else None,
             "llm_calibrated": sc.calibrated if sc else None, "llm": llm_value,
             "n_tokens": len(sc.token_ids) if sc else None,
@@ -491,7 +720,7 @@ class Reasoner:
         if llm_value is not None:
             feats["score"] = self.weights.combine(
                 log_p_adj=math.log(p_adj) if p_adj and p_adj > 0 else LOG_P_FLOOR, ctx=c.ctx, llm=llm_value,
-                glob=glob, uses=uses)
+                glob=glob, uses=uses, rel=c.rel)
         return feats
 
     @staticmethod

@@ -118,6 +118,15 @@ def continuation(previous: Sequence[str], word: str) -> str:
     return " " + word
 
 
+def ends_sentence(tokens: Sequence[str], i: int) -> bool:
+    """True when ``tokens[i]`` ends a sentence: ``.``, ``!`` or ``?``, except the dot of a one-letter initial
+    ("Eric S. Raymond": ``S`` ``.`` ``Raymond`` goes on)."""
+    w = tokens[i]
+    if w not in SENTENCE_END:
+        return False
+    return not (w == "." and i > 0 and len(tokens[i - 1]) == 1 and tokens[i - 1].isupper())
+
+
 def join(tokens: Iterable[str]) -> str:
     """Detokenize: join word tokens into text using :func:`continuation` spacing."""
     out: list[str] = []

@@ -80,11 +80,19 @@ def test_max_words_and_trigram_context(reasoner):
     assert res["answer"].startswith("TCP is ")
 
 
-@pytest.mark.parametrize("question,match", [("", "empty"), ("   ", "empty"),
-                                            ("What is a zqxjvw flurbnik?", "none of the words")])
+@pytest.mark.parametrize("question,match", [("", "empty"), ("   ", "empty")])
 def test_bad_questions_are_clear_errors(reasoner, question, match):
     with pytest.raises(InputError, match=match):
         reasoner.answer(question)
+
+
+@pytest.mark.parametrize("question,why", [("What is a zqxjvw flurbnik?", "none of the words"),
+                                          ("Who won the 2018 World Cup?", "")])
+def test_questions_the_passages_do_not_answer_are_declined(reasoner, question, why):
+    res = reasoner.answer(question)
+    assert res["refused"] is True and why in res["refusal"]
+    assert res["answer_words"] == [] and res["trace"] == [] and res["passages"]  # the best passages are shown
+    assert res["stop_reason"].startswith("declined")
 
 
 def test_start_none_still_answers_from_passage_openings(reasoner):
@@ -185,3 +193,21 @@ def test_when_a_reviewer_rejected_every_candidate_the_answer_stops_instead_of_re
     last = second["trace"][-1]
     assert last["candidates"] and all(c["blocked"].startswith("a reviewer's verdict penalized this edge")
                                       and vid in c["verdicts"] for c in last["candidates"])
+
+
+@pytest.mark.parametrize("question,key,start", [
+    ("Who invented Unix?", "Ken Thompson", "Unix was invented"),
+    ("When was Unix invented?", "1969", "Unix was invented"),
+    ("What does TCP stand for?", "transmission control protocol", "TCP stands for"),
+    ("Who is considered a co-author of Unix?", "Dennis Ritchie", ""),
+])
+def test_factoid_questions_are_answered_from_the_sentence_that_holds_the_fact(reasoner, question, key, start):
+    res = reasoner.answer(question)
+    assert not res["refused"], res.get("refusal")
+    assert key.casefold() in res["answer"].casefold(), res["answer"]
+    assert res["answer"].startswith(start) and " ".join(res["prefix"]) == start
+    assert res["question_form"]["kind"] != "definition" and res["evidence"]
+    step0 = res["trace"][0]
+    chosen = next(c for c in step0["candidates"] if c["word"] == step0["chosen"])
+    assert chosen["rel"] > 0 and chosen["passages"]  # the opening span comes from a relevant passage sentence
+    assert {"answer-span", "expansion"} & set(chosen["source"].split("+"))

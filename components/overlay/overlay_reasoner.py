@@ -1,7 +1,7 @@
 """Overlay Reasoner node: answers word by word from the connected knowledge, with a full trace."""
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import BoolInput, DropdownInput, HandleInput, IntInput, MessageTextInput, Output
+from lfx.io import BoolInput, DropdownInput, FloatInput, HandleInput, IntInput, MessageTextInput, Output
 from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
@@ -37,6 +37,15 @@ class OverlayReasoner(Component):
                  info="Stopping rule: sentence-ending punctuation is blocked before this many words."),
         IntInput(name="block_ngram", display_name="Block Repeated n-grams", value=3,
                  info="Repetition control: block candidates repeating an n-gram of this size (0 = off)."),
+        FloatInput(name="refuse_distance", display_name="Decline Beyond Distance", value=0.6,
+                   info="Decline to answer when the nearest passage is farther than this (cosine distance, 0-2) and "
+                        "none is about the asked term. 2 = never decline on distance."),
+        FloatInput(name="min_relevance", display_name="Min Sentence Relevance", value=0.5,
+                   info="Who/when/which/how questions are declined when no passage sentence reaches this relevance "
+                        "(0-1; 0 = never). Only sentences at least this relevant open the answer."),
+        BoolInput(name="hygiene", display_name="Skip Dictionary Furniture", value=True, advanced=True,
+                  info="Pronunciations, sense numbers, <category> tags and citations stay in the passages and the "
+                       "trace but never become answer words."),
         BoolInput(name="passage_candidates", display_name="Passage Candidates", value=True, advanced=True,
                   info="Also propose the words that follow the context inside the retrieved passages."),
         IntInput(name="span_words", display_name="Span Length", value=4, advanced=True,
@@ -46,7 +55,8 @@ class OverlayReasoner(Component):
         DropdownInput(name="llm_score", display_name="LLM Score", options=["mean", "sum", "calibrated"], value="mean",
                       advanced=True, info="Per-token mean log-prob, total log-prob, or calibrated (minus a neutral prompt's)."),
         DropdownInput(name="start_mode", display_name="Start", options=["subject", "none"], value="subject", advanced=True,
-                      info="'subject' starts with the asked term ('A hash table is')."),
+                      info="'subject' starts with the asked term ('A hash table is') or a frame taken from the "
+                           "question ('Unix was invented'); 'none' starts with a passage span."),
     ]
     outputs = [
         Output(display_name="Answer", name="answer", method="build_answer"),
@@ -60,7 +70,8 @@ class OverlayReasoner(Component):
             settings = ReasonerSettings(
                 top_k=self.top_k, n_candidates=self.n_candidates, max_words=self.max_words, min_words=self.min_words,
                 block_ngram=self.block_ngram, passage_candidates=self.passage_candidates, span_words=self.span_words,
-                context_order=3 if self.context_order == "trigram" else 2, llm_score=self.llm_score, start=self.start_mode)
+                context_order=3 if self.context_order == "trigram" else 2, llm_score=self.llm_score, start=self.start_mode,
+                refuse_distance=self.refuse_distance, min_relevance=self.min_relevance, hygiene=self.hygiene)
             reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
                                 weights=acc.weights, settings=settings)
             self._result = reasoner.answer(self.question)

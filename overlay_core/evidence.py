@@ -1,0 +1,261 @@
+"""Which sentences of the retrieved passages bear on the question, and where an answer can start in them.
+
+The reasoner's other candidate sources follow the *last word* of the answer; this module lets an
+answer reach the sentence that holds the fact. For a question read by :mod:`overlay_core.questions`
+it
+
+* turns each passage into **answer material**: its word tokens without the ``headword:`` label and
+  without dictionary furniture (pronunciations ``/koh'bol/``, part-of-speech marks after them, sense
+  numbers ``1.``, ``<category>`` tags, bracketed citations ``[Jargon File]``) — :func:`material_tokens`;
+  the passage text itself is unchanged (the trace shows it whole);
+* splits the material into sentences and scores each one's **relevance** in [0, 1]
+  (:func:`relevance`): the share of the question's focus words it contains (by a crude stem), whether it
+  names the subject (or starts with "It"/"This" inside the subject's own entry), and whether it holds
+  something of the expected answer type (a year for *when*, a number for *how many*, a capitalised name
+  for *who*, an expansion whose initials spell the acronym for *stands for*);
+* finds where the question's **frame** continues inside a sentence (the frame's verb occurs in it:
+  "Unix was invented" + "… invented in 1969 by Ken Thompson …" → the answer goes on with "in 1969 by
+  Ken Thompson") — :func:`frame_anchor`.
+
+Relevance is lexical on purpose: it is cheap, readable in the trace (its parts are listed) and, on the
+factoid sets of ``bench/eval_factoid.py``, picked the fact sentence more often than the embedder's
+cosine did (see docs/evaluation.md). The LLM selector still makes every choice among the spans.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from . import text as T
+from .questions import _PARTICIPLES, _PAST, STOP_WORDS, QuestionForm
+
+#: A ``headword:`` label is a colon among a passage's first 12 word tokens (see ``ingest.foldoc_passages``).
+LABEL_WINDOW = 12
+
+_FURNITURE = [
+    re.compile(r"^\s*/[^/\n]{1,60}/(?:\s*,?\s*(?:n|v|vt|vi|adj|adv|pron|prep|conj|interj)\.)?\s*"),  # /koh'bol/ n.
+    re.compile(r"(?:^|(?<=\n\n)|(?<=[.)]\s))\s*\d{1,2}\.\s+(?=[A-Z<(\"])"),  # sense numbers: "2. "
+    re.compile(r"<[a-z][a-z ,/-]{0,40}>\s*"),  # <language>, <networking, protocol>
+    re.compile(r"\s*\[(?:Jargon File|[A-Z][^\]\n]{0,60}\d{4}[^\]\n]{0,20})\]"),  # [Jargon File], [Raymond, 1991]
+]
+_YEAR = re.compile(r"^(?:1[5-9]\d\d|20\d\d)s?$")
+_NUMBER = re.compile(r"^\d[\d,.]*$")
+_NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve sixteen thirty-two "
+                          "sixty-four hundred thousand million billion dozen".split())
+_MINOR = frozenset({"of", "and", "the", "for", "a", "an", "in", "on", "to", "with", "&", "-"})
+#: Words that may follow a passive frame's participle in a sentence that continues it ("invented by", "in 1969").
+_PASSIVE_NEXT = frozenset({"by", "in", "at", "on", "for", "from", "as", "with", "during", "around", "before", "after",
+                           "about", "to", "under", "into", "between", "using", "through", "since", "until", "while"})
+_NAME_PARTICLES = frozenset({"van", "von", "de", "der", "den", "da", "di", "du", "le", "la", "del", "bin", "ibn"})
+
+
+def _base_forms() -> dict[str, str]:
+    base: dict[str, str] = {}
+    for b, p in _PAST.items():
+        base.setdefault(p, b)
+    for w, p in _PARTICIPLES.items():
+        b = w if w in _PAST else next((k for k, v in _PAST.items() if v == w), w)
+        base.setdefault(p, b)
+        base.setdefault(w, b)
+    base.update({"writer": "write", "author": "write", "authored": "write", "inventor": "invent",
+                 "creator": "create", "designer": "design", "developer": "develop", "founder": "found",
+                 "short": "stand", "stands": "stand", "abbreviation": "stand", "acronym": "stand"})
+    return base
+
+
+_BASE = _base_forms()
+
+
+def stem(word: str) -> str:
+    """A crude English stem for matching question and passage words ("invented", "inventor" → "invent")."""
+    w = word.casefold()
+    w = _BASE.get(w, w)
+    for suf in ("ations", "ation", "ings", "ing", "ions", "ion", "ers", "er", "ors", "or", "ied", "ies", "ed",
+                "es", "s", "ly"):
+        if len(w) - len(suf) >= 4 and w.endswith(suf):
+            w = w[: -len(suf)]
+            break
+    return w[:6]
+
+
+def material_tokens(text: str) -> list[str]:
+    """Word tokens of a passage that may become answer words (label and dictionary furniture removed)."""
+    toks = T.words(text)
+    body = text
+    head = toks[:LABEL_WINDOW]
+    if ":" in head:
+        # cut the label at the first colon of the text (the tokenizer keeps "http://" whole, so the first
+        # ':' token is the label's)
+        body = text.split(":", 1)[1]
+    for rx in _FURNITURE:
+        body = rx.sub(" ", body)
+    return T.words(body)
+
+
+def body_tokens(text: str) -> list[str]:
+    """Word tokens of a passage without its ``headword:`` label (the label's colon is not an edge)."""
+    toks = T.words(text)
+    head = toks[:LABEL_WINDOW]
+    return toks[head.index(":") + 1:] if ":" in head else toks
+
+
+def sentences(toks: list[str]) -> list[tuple[int, int]]:
+    """``(start, end)`` token ranges of the sentences of ``toks`` (end exclusive, the end mark included)."""
+    out, start = [], 0
+    for i in range(len(toks)):
+        if T.ends_sentence(toks, i):
+            if i + 1 > start:
+                out.append((start, i + 1))
+            start = i + 1
+    if start < len(toks):
+        out.append((start, len(toks)))
+    return out
+
+
+def initials_match(acronym: str, words: list[str]) -> bool:
+    """True when ``words`` spell ``acronym``: every content word gives its first letter and, in order, maybe
+    more of its letters ("HyperText Markup Language" and "hypertext markup language" both spell HTML; "Editing
+    MACroS" spells EMACS); minor words ("of", "and", "the", …) may give none."""
+    letters = "".join(c.casefold() for c in acronym if c.isalnum())
+    ws = [w.casefold() for w in words if not T.is_punct(w)]
+    if len(letters) < 2 or not ws or len(ws) > len(letters) + 4:
+        return False
+
+    def match(j: int, k: int) -> bool:  # words from j on spell letters from k on
+        if j == len(ws):
+            return k == len(letters)
+        w = ws[j]
+        if w in _MINOR and match(j + 1, k):
+            return True
+        if k == len(letters) or w[0] != letters[k]:
+            return False
+        # the word gives its first letter, then any of its later letters in order (a subsequence)
+        ends, pos, kk = [k + 1], 1, k + 1
+        while kk < len(letters):
+            p = w.find(letters[kk], pos)
+            if p < 0:
+                break
+            pos, kk = p + 1, kk + 1
+            ends.append(kk)
+        return any(match(j + 1, e) for e in reversed(ends))
+
+    return match(0, 0)
+
+
+def expansions(acronym: str, toks: list[str], max_words: int = 8) -> list[tuple[int, int]]:
+    """Token ranges in ``toks`` whose words spell ``acronym`` (see :func:`initials_match`), longest first."""
+    out = []
+    n = len(toks)
+    for i in range(n):
+        if T.is_punct(toks[i]) or toks[i].casefold() in _MINOR:
+            continue
+        for j in range(min(n, i + max_words), i + 1, -1):
+            seg = toks[i:j]
+            if any(T.is_punct(w) and w != "-" for w in seg) or seg[-1].casefold() in _MINOR:
+                continue
+            if initials_match(acronym, seg) and T.join(seg).casefold() != acronym.casefold():
+                out.append((i, j))
+                break
+    return out
+
+
+def _type_match(form: QuestionForm, sent: list[str]) -> bool:
+    t = form.answer_type
+    if t == "year":
+        return any(_YEAR.match(w) for w in sent)
+    if t == "number":
+        return any(_NUMBER.match(w) or w.casefold() in _NUMBER_WORDS for w in sent)
+    if t == "person":
+        # a capitalised name after "by" ("invented by Guido van Rossum"), or two capitalised words in a row
+        # ("Ken Thompson", "Larry Wall"; particles such as "van" may come between)
+        caps = [w[:1].isupper() and w[:1].isalpha() and w.casefold() not in STOP_WORDS for w in sent]
+        if any(sent[i].casefold() == "by" and caps[i + 1] for i in range(len(sent) - 1)):
+            return True
+        for i in range(len(sent) - 1):
+            j = i + 1
+            while j < len(sent) - 1 and sent[j] in _NAME_PARTICLES:
+                j += 1
+            if caps[i] and caps[j] and sent[i].isalpha() and sent[j].isalpha():
+                return True
+        return False
+    if t == "expansion" and form.subject:
+        return bool(expansions(form.subject, sent))
+    return False
+
+
+@dataclass
+class Sentence:
+    """One sentence of the answer material of a retrieved passage, with its relevance to the question.
+
+    Attributes:
+        passage: rank index (0-based) of the passage among the reasoner's passages.
+        start, end: token range in that passage's material tokens (end exclusive).
+        relevance: in [0, 1] (see :func:`relevance`).
+        parts: the terms of the relevance (``focus``, ``subject``, ``type``), for the trace.
+    """
+
+    passage: int
+    start: int
+    end: int
+    relevance: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool) -> tuple[float, dict[str, float]]:
+    """Relevance of one sentence (word tokens) to the question, in [0, 1], and its parts.
+
+    ``focus`` is the share of the question's focus words whose stem occurs in the sentence;
+    ``subject`` is 1 when every subject word occurs, 0.75 for any other sentence of the subject's own
+    entry (``about_subject``: "It conventionally uses port 80." in the HTTP entry); ``type`` is 1 when the
+    sentence holds something of the expected answer type. Weighted 2 : 1 : 2 (terms that do not apply
+    are left out: a question without subject or answer type is scored on its focus words alone).
+    """
+    stems = {stem(w) for w in sent if not T.is_punct(w)}
+    focus = [f for f in form.focus if f.casefold() not in STOP_WORDS]
+    f_share = sum(stem(f) in stems for f in focus) / len(focus) if focus else 0.0
+    parts = {"focus": f_share}
+    terms = [(2.0, f_share)] if focus else []
+    if form.subject:
+        subj = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w)]
+        folded = {w.casefold() for w in sent}
+        s = 1.0 if subj and all(w in folded for w in subj) else 0.0
+        if not s and about_subject:
+            s = 0.75
+        parts["subject"] = s
+        terms.append((1.0, s))
+    if form.answer_type not in ("any", "definition", "yes-no"):
+        ty = 1.0 if _type_match(form, sent) else 0.0
+        parts["type"] = ty
+        terms.append((2.0, ty))
+    if not terms:
+        return 0.0, parts
+    return sum(w * v for w, v in terms) / sum(w for w, _ in terms), parts
+
+
+def frame_anchor(form: QuestionForm, sent: list[str]) -> int | None:
+    """Index in ``sent`` right after the frame's verb (where the frame continues in this sentence), or None.
+
+    For "stands for" frames the anchor is after "stands for"/"stand for"/"short for" in the sentence.
+    The verb is matched by stem ("invented" ~ "invented", "developed" ~ "developed"), never at the
+    sentence's last token.
+    """
+    if not form.frame:
+        return None
+    if form.kind == "stands-for":
+        for i in range(len(sent) - 2):
+            if sent[i].casefold() in ("stands", "stand", "short") and sent[i + 1].casefold() == "for":
+                return i + 2
+        return None
+    verb = form.verb or form.frame[-1]
+    vs = stem(verb)
+    passive = len(form.frame) >= 2 and form.frame[-2].casefold() in ("was", "were", "is", "are")
+    for i, w in enumerate(sent[:-1]):
+        if w.casefold() == verb.casefold() or (len(vs) >= 4 and "-" not in w and stem(w) == vs and not w[:1].isupper()):
+            nxt = sent[i + 1]
+            if nxt in T.SENTENCE_END or nxt == ",":
+                continue
+            if passive and nxt.casefold() not in _PASSIVE_NEXT:
+                continue  # "Berners-Lee invented the web": active voice, "the web was invented the web" is no answer
+            return i + 1
+    return None

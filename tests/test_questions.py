@@ -1,0 +1,79 @@
+"""Question forms, frames and sentence relevance (no model: fast unit tests beside the reasoner's e2e tests)."""
+
+import pytest
+
+from overlay_core import evidence as E
+from overlay_core.questions import analyze, participle, past, third_person
+from overlay_core.text import words
+
+
+@pytest.mark.parametrize("question,kind,subject,frame,answer_type", [
+    ("What is a hash table?", "definition", "hash table", "", "definition"),
+    ("what's TCP", "definition", "TCP", "", "definition"),
+    ("Define recursion.", "definition", "recursion", "", "definition"),
+    ("Who is Richard Stallman?", "definition", "Richard Stallman", "", "definition"),
+    ("What does TCP stand for?", "stands-for", "TCP", "TCP stands for", "expansion"),
+    ("What is ANSI short for?", "stands-for", "ANSI", "ANSI stands for", "expansion"),
+    ("Who invented Unix?", "who", "Unix", "Unix was invented", "person"),
+    ("Who wrote the Jargon File?", "who", "Jargon File", "the Jargon File was written", "person"),
+    ("When was COBOL designed?", "when", "COBOL", "COBOL was designed", "year"),
+    ("In what year was Perl released?", "when", "Perl", "Perl was released", "year"),
+    ("When did Unix begin?", "when", "Unix", "Unix began", "year"),
+    ("Where was Unix developed?", "where", "Unix", "Unix was developed", "place"),
+    ("Which company developed Java?", "which", "Java", "Java was developed", "any"),
+    ("What port does HTTP use?", "what", "HTTP", "HTTP uses", "any"),
+    ("What language is Emacs written in?", "what", "Emacs", "Emacs is written", "any"),
+    ("How many bits are in a byte?", "how-many", None, "", "number"),
+    ("Why is COBOL verbose?", "why", None, "", "any"),
+    ("How does a hash table work?", "how", None, "", "any"),
+    ("Is TCP connection-oriented?", "yes-no", None, "", "yes-no"),
+    ("What is the difference between TCP and UDP?", "difference", "TCP", "", "any"),
+    ("What is the default port of HTTP?", "what", "HTTP", "", "any"),
+    ("Who is considered a co-author of Unix?", "who", "Unix", "", "person"),
+])
+def test_every_common_question_form_is_read(question, kind, subject, frame, answer_type):
+    f = analyze(question)
+    assert (f.kind, f.subject, " ".join(f.frame), f.answer_type) == (kind, subject, frame, answer_type)
+    assert f.rule != "none"
+
+
+def test_focus_words_leave_out_question_words_and_the_subject():
+    assert analyze("Who invented Unix?").focus == ("invented",)
+    assert analyze("How many bits are in a byte?").focus == ("bits", "byte")
+    assert "considered" in analyze("Who is considered a co-author of Unix?").focus
+
+
+def test_verb_forms():
+    assert [participle(v) for v in ("invented", "wrote", "build", "designed")] == ["invented", "written", "built", "designed"]
+    assert [past(v) for v in ("develop", "create", "apply", "begin")] == ["developed", "created", "applied", "began"]
+    assert [third_person(v) for v in ("use", "support", "do", "carry", "have")] == ["uses", "supports", "does", "carries", "has"]
+
+
+def test_material_drops_dictionary_furniture_but_keeps_the_words():
+    text = "cobol: /koh'bol/ (COBOL) A programming language. 2. <language> An imperative language [Jargon File]"
+    toks = E.material_tokens(text)
+    assert toks[:3] == ["(", "COBOL", ")"] and "koh'bol" not in " ".join(toks)
+    assert "2" not in toks and "<" not in toks and "Jargon" not in toks
+    assert E.material_tokens("hacker: (Originally) 1. A person.\n\n2. One who programs.") == \
+        ["(", "Originally", ")", "A", "person", ".", "One", "who", "programs", "."]
+    assert E.material_tokens("v: In version 2. The next")[-4:] == ["2", ".", "The", "next"]  # not a sense number
+
+
+def test_acronym_expansions():
+    assert E.expansions("TCP", words("the Transmission Control Protocol is")) == [(1, 4)]
+    assert E.expansions("EMACS", words("(Editing MACroS, or")) == [(1, 3)]
+    assert E.initials_match("ANSI", words("american national standards institute"))
+    assert not E.initials_match("TCP", words("Transmission Control Protocol is"))
+
+
+def test_relevance_prefers_the_sentence_with_the_fact():
+    form = analyze("Who invented Unix?")
+    fact = words("An interactive operating system invented in 1969 by Ken Thompson after Bell Labs left Multics.")
+    other = words("Unix subsequently underwent mutations and expansions.")
+    r_fact, parts = E.relevance(form, fact, about_subject=True)
+    r_other, _ = E.relevance(form, other, about_subject=True)
+    assert r_fact > r_other and parts == {"focus": 1.0, "subject": 0.75, "type": 1.0}
+    assert E.frame_anchor(form, fact) == fact.index("invented") + 1
+    assert E.frame_anchor(form, other) is None
+    when = analyze("When was COBOL designed?")
+    assert E.relevance(when, words("COBOL was designed by CODASYL in April 1960."), about_subject=True)[1]["type"] == 1.0
