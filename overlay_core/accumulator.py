@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import storage
-from .errors import InputError
+from .errors import InputError, StateFileError
 
 FORMAT_VERSION = 1
 KIND = "accumulator"
@@ -93,6 +93,32 @@ _DESCRIPTIONS = {
     "delta_source_utf8": "uint8[M]: UTF-8 bytes of each delta's source id (verdict id), concatenated",
     "delta_source_offsets": "int64[D+1]: offsets of each delta's source id in delta_source_utf8",
 }
+
+
+def _check_layout(path: Path, t: dict[str, np.ndarray]) -> None:
+    """Raise :class:`StateFileError` unless ``t`` holds every tensor of :data:`_DESCRIPTIONS` with consistent sizes.
+
+    A labelled file can still be unusable (written by hand, cut by another tool, or holding only metadata);
+    the message names the file, what is wrong, and how to get a good one back.
+    """
+    fix = (f"delete {path} and run `overlay review apply` (it is rebuilt from the verdict log), or restore a "
+           "backup")
+    missing = [n for n in _DESCRIPTIONS if n not in t]
+    if missing:
+        raise StateFileError(f"accumulator file {path} is labelled as one but lacks the tensor(s) "
+                             f"{', '.join(missing)}; {fix}")
+    n_e, n_d = len(t["score"]), len(t["delta_edge"])
+    sizes = {"edge_offsets": n_e + 1, "uses": n_e, "expert_added": n_e, "delta_value": n_d,
+             "delta_source_offsets": n_d + 1}
+    bad = [f"{k} has {len(t[k])} entries, expected {v}" for k, v in sizes.items() if len(t[k]) != v]
+    for buf, offs in (("edge_utf8", "edge_offsets"), ("delta_source_utf8", "delta_source_offsets")):
+        o = np.asarray(t[offs])
+        if len(o) and (o[0] != 0 or o[-1] != len(t[buf]) or np.any(np.diff(o) < 0)):
+            bad.append(f"{offs} does not index {buf}")
+    if n_d and (np.min(t["delta_edge"]) < 0 or np.max(t["delta_edge"]) >= n_e):
+        bad.append("delta_edge points outside the edges")
+    if bad:
+        raise StateFileError(f"accumulator file {path} is inconsistent ({'; '.join(bad)}); {fix}")
 
 
 def _pack(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -238,6 +264,7 @@ class Accumulator:
 
     def _load(self, path: Path) -> None:
         t, meta = storage.load(path, kind=KIND, version=FORMAT_VERSION)
+        _check_layout(path, t)
         edges = [tuple(k.split("\t", 1)) for k in _unpack(t["edge_utf8"], t["edge_offsets"])]
         for i, e in enumerate(edges):
             if t["score"][i] != 0.0:

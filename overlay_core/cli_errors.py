@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 #: stderr console of every command (created once; rich looks up ``sys.stderr`` at print time).
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)  # "it_:x:" is an id, not an emoji shortcode
 
 _MARKER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
 

@@ -81,8 +81,18 @@ WRITE_BATCH = 256
 #: Seconds to wait for another process's write before giving up.
 LOCK_TIMEOUT_S = 600.0
 #: How a damaged store is rebuilt (shown in errors).
-REBUILD_HINT = ("rebuild it from the source documents with `overlay build --rebuild` (it deletes the folder "
+REBUILD_HINT = ("rebuild it from the source documents with `overlay build --rebuild{home}` (it deletes the folder "
                 "{path} first; from Python: `overlay_core.retrieval.remove_store(path)`)")
+
+
+def rebuild_hint(path: str | Path) -> str:
+    """:data:`REBUILD_HINT` for the store folder ``path``, runnable as printed: a state folder's store
+    (``<home>/chroma``) gets ``--home <home>`` (shell-quoted), so it never rebuilds ``./.overlay`` instead."""
+    import shlex
+
+    p = Path(path)
+    home = f" --home {shlex.quote(str(p.parent.resolve()))}" if p.name == "chroma" else ""
+    return REBUILD_HINT.format(path=p, home=home)
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -307,7 +317,7 @@ class _Store:
             except BaseException as exc:  # pyo3 panics are BaseException
                 _reraise_fatal(exc)
                 _evict_failed_system(str(self.path))
-                hint = REBUILD_HINT.format(path=self.path)
+                hint = rebuild_hint(self.path)
                 if existed and _is_corruption(exc):
                     raise RetrievalError(f"the passage store {self.path} is damaged ({exc}); {hint}") from exc
                 raise RetrievalError(f"cannot open the passage store {self.path}: {exc}; if the store is damaged, "
@@ -608,7 +618,7 @@ class KnowledgeBase:
     def _wrap(self, exc: BaseException, what: str) -> RetrievalError:
         if self._store.path is not None and _is_corruption(exc):
             return RetrievalError(f"{what} failed: the {self._store.where} is damaged ({exc}); "
-                                  f"{REBUILD_HINT.format(path=self._store.path)}")
+                                  f"{rebuild_hint(self._store.path)}")
         return RetrievalError(f"{what} failed on collection {self.collection_name!r} in {self._store.where}: {exc}")
 
     # -- ingest -----------------------------------------------------------------------------

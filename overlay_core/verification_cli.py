@@ -42,7 +42,7 @@ from .knowledge import state_paths
 
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                          help="Reviewer queue: list, show, verdict, revert, apply, export.")
-_err = Console(stderr=True, soft_wrap=True)  # messages stay one line (paths, ids) for grep
+_err = Console(stderr=True, soft_wrap=True, emoji=False, markup=False, highlight=False)  # one line, text as typed
 
 DbOpt = typer.Option(None, "--db", help="Review database: SQLite file path or SQLAlchemy URL "
                      "(default: $OVERLAY_DB_URL, else reviews.sqlite3 in the state folder).")

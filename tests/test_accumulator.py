@@ -63,3 +63,23 @@ def test_file_is_labelled(tmp_path):
         assert meta["overlay.kind"] == "accumulator"
         assert set(json.loads(meta["overlay.tensors"])) == set(f.keys())
         assert np.array_equal(f.get_tensor("score"), np.array([1.0], dtype=np.float32))
+
+
+@pytest.mark.parametrize("drop", ["all", "score"])
+def test_a_labelled_file_without_its_tensors_is_a_clear_error(tmp_path, drop):
+    """A valid safetensors file labelled as an accumulator but holding no (or not all) tensors: no KeyError."""
+    from overlay_core import storage
+    from overlay_core.accumulator import FORMAT_VERSION, KIND
+
+    good = tmp_path / "good.safetensors"
+    acc = Accumulator(good)
+    acc.apply_delta("is", "a", -1.0, "vd_1")
+    acc.save()
+    t, _ = storage.load(good, kind=KIND, version=FORMAT_VERSION)
+    kept = {} if drop == "all" else {k: v for k, v in t.items() if k != drop}
+    path = tmp_path / "accumulator.safetensors"
+    storage.save(path, kept, kind=KIND, version=FORMAT_VERSION, descriptions={k: "test" for k in kept})
+    before = path.read_bytes()
+    with pytest.raises(StateFileError, match="lacks the tensor.*overlay review apply"):
+        Accumulator(path)
+    assert path.read_bytes() == before  # nothing overwritten

@@ -122,10 +122,21 @@ def test_damaged_chroma_store_is_a_clear_error_and_rebuild_recovers(env_home):
     db = env_home / "chroma" / "chroma.sqlite3"
     data = db.read_bytes()
     db.write_bytes(data[: len(data) // 2])
-    assert_clear_error(run("ask", "What is TCP?", home=env_home), "overlay build --rebuild")
-    p = run("build", "--rebuild", "--limit", "20", "--json", home=env_home, check=True)
+    err = run("ask", "What is TCP?", home=env_home)
+    assert_clear_error(err, "overlay build --rebuild")
+    # the hint is runnable as printed: it names this state folder, not ./.overlay
+    import re
+    import shlex
+
+    cmd = shlex.split(re.search(r"`(overlay build --rebuild[^`]*)`", err.stderr).group(1))
+    assert cmd[cmd.index("--home") + 1] == str(env_home.resolve())
+    env = {k: v for k, v in os.environ.items() if k != "OVERLAY_HOME"}
+    p = subprocess.run([OVERLAY, *cmd[1:], "--limit", "20", "--json"], capture_output=True, text=True, env=env,
+                       cwd=env_home.parent, timeout=600)
+    assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout.strip().splitlines()[-1])
     assert report["ingest"]["added"] == report["n_passages"] > 0 and report["cached"] is False
+    assert not (env_home.parent / ".overlay").exists()
 
 
 def _cli(*args, env=None):

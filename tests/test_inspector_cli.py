@@ -221,3 +221,14 @@ def test_default_output_folder_is_git_ignored():
     res = subprocess.run(["git", "check-ignore", "-v", "model.gguf.inspect/report.md"], cwd=root,
                          capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.startswith(".gitignore:") and "*.inspect/" in res.stdout
+
+
+def test_a_metadata_only_file_gets_a_report_not_a_traceback(tmp_path):
+    """A valid safetensors file with metadata and zero tensors: the report says so; no plot is attempted."""
+    p = tmp_path / "empty.safetensors"
+    save_file({}, str(p), metadata={"kind": "test"})
+    out = tmp_path / "report"
+    res = inspect(p, "--out", out)
+    assert res.exit_code == 0, res.output
+    md = (out / "report.md").read_text()
+    assert "metadata only: no tensors" in md and not list(out.glob("*.png"))

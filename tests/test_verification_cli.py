@@ -428,3 +428,10 @@ def test_exports_get_shareable_permissions(db, tmp_path, umask, mode):
             assert os.stat(out).st_mode & 0o777 == mode, (fmt, oct(os.stat(out).st_mode))
     finally:
         os.umask(old)
+
+
+def test_ids_in_messages_are_shown_as_typed_not_as_emoji(db):
+    path, _ = db
+    res = review("show", "it_:x:", "--db", str(path))
+    assert_error(res, "unknown review item 'it_:x:'")
+    assert "\u274c" not in res.stderr

@@ -381,6 +381,8 @@ def write_figures(insp: Inspection, out_dir: str | Path, *, field: str = "out") 
 
 def _write_figures(insp: Inspection, out: Path) -> dict[str, str]:
     mi = insp.model
+    if not mi.tensors:  # a file holding only metadata: nothing to draw (the report says what it holds)
+        return {}
     figs = {"tensor_map": plots.plot_tensor_map(mi, out / "tensor_map.png").name}
     if insp.stats is not None:
         figs["head_stats"] = plots.plot_head_grid(insp.stats, out / "head_stats.png",

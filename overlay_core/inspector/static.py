@@ -655,7 +655,8 @@ def _resolve_geometry(mi: ModelInspection) -> None:
             mi.family = Fact(fam, "inferred", f"tensor naming scheme {mi.scheme!r}")
         else:
             mi.family = Fact(None, "unknown", "no config, no metadata and no known tensor naming scheme")
-            notes.append("Tensor names follow no known scheme: roles and heads cannot be located.")
+            notes.append("The file holds metadata only: no tensors, so no weights and no heads." if not mi.tensors
+                         else "Tensor names follow no known scheme: roles and heads cannot be located.")
 
     # --- shape evidence ---------------------------------------------------------------
     layers = sorted({t.layer for t in mi.tensors.values() if t.layer is not None})
