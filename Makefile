@@ -20,7 +20,7 @@ demo: install
 	$(VENV)/lfx run --format text flows/overlay_answer.json "$(QUESTION)"
 
 test: install
-	$(VENV)/pytest
+	bash scripts/test.sh $(ARGS)
 
 flows: install
 	$(VENV)/python scripts/gen_flows.py
