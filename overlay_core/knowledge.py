@@ -52,6 +52,11 @@ class StatePaths:
         return self.home / "knowledge.json"
 
     @property
+    def build_marker(self) -> Path:
+        """Present while a build runs (and after one that was killed): ``build.incomplete``."""
+        return self.home / "build.incomplete"
+
+    @property
     def review_db(self) -> str:
         """Where verdicts live: ``$OVERLAY_DB_URL`` (e.g. PostgreSQL) when set, else ``reviews.sqlite3`` here."""
         return os.environ.get("OVERLAY_DB_URL") or str(self.reviews)
@@ -107,9 +112,11 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         passages = list(passages)
         if not passages:
             raise CorpusError("no passages to build from: the documents were empty")
+        # ids, texts and metadata: ids alone are not enough (a caller may give empty or reused ids)
         h = hashlib.sha256()
-        for p in sorted(passages, key=lambda p: p.id):
-            h.update(p.id.encode())
+        for p in sorted(passages, key=lambda p: (p.id, p.text)):
+            h.update(json.dumps([p.id, p.text, dict(p.metadata or {})], sort_keys=True, default=str).encode()
+                     + b"\0")
         fingerprint = h.hexdigest()[:16] + f"-o{order}"
     else:
         params = {"limit": limit, "headwords": sorted(headwords) if headwords else None, "order": order,
@@ -127,6 +134,10 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         # or a passage store that lost passages (e.g. its folder was deleted): build again; passages
         # already in ChromaDB are found unchanged and not embedded again.
     t0 = time.perf_counter()
+    paths.home.mkdir(parents=True, exist_ok=True)
+    # until the report is written, the state folder says a build is under way (or was killed): ask refuses it
+    write_atomic(paths.build_marker, json.dumps({"fingerprint": fingerprint, "started": time.time(),
+                                                 "pid": os.getpid()}).encode())
     if passages is None:
         passages = foldoc_passages(corpus, limit=limit, headwords=headwords)
     t_parse = time.perf_counter() - t0
@@ -153,6 +164,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
               "timings_s": {"parse": round(t_parse, 3), "ingest": round(t_ingest, 3), "total": round(t_total, 3)},
               "cached": False}
     write_atomic(paths.report, json.dumps(report, indent=2).encode())
+    paths.build_marker.unlink(missing_ok=True)
     return report
 
 
@@ -212,6 +224,13 @@ def load_table(path: str | Path):
                                  f"{path.parent}` (or run the Build Knowledge flow)")
         raise StateFileError(f"no adjacency table at {path}; build the knowledge first: `overlay build`"
                              " (or run the Build Knowledge flow)")
+    marker = state_paths(path.parent).build_marker
+    if marker.exists():
+        import shlex
+
+        raise StateFileError(f"the last build in {path.parent} did not finish (it was interrupted or is still "
+                             f"running: {marker.name} is there); run `overlay build --home "
+                             f"{shlex.quote(str(path.parent))}` (or the Build Knowledge flow) and let it finish")
     table = get_adjacency_table(path)
     if not table.tokenization_current:
         raise StateFileError(f"{path} was built by an older Overlay with other word-token rules "

@@ -100,3 +100,32 @@ def test_a_new_chunking_rebuilds_instead_of_reporting_cached(home_copy, monkeypa
     monkeypatch.setattr(ingest, "CHUNKING", ingest.CHUNKING + "-changed")
     report = build_knowledge(home_copy, headwords=SUBSET, order=3)
     assert report["cached"] is False and report["ingest"]["added"] == 0  # same chunks: nothing embedded again
+
+
+def test_same_ids_with_other_texts_are_built_again_not_reported_cached(tmp_path):
+    """Empty (or reused) ids must not make two different corpora look the same: nothing is lost silently."""
+    from overlay_core.ingest import Passage
+
+    home = tmp_path / "h"
+    a = build_knowledge(home, passages=[Passage("", "alpha beta gamma delta epsilon.", {"source": "t"})])
+    b = build_knowledge(home, passages=[Passage("", "zeta eta theta iota kappa.", {"source": "t"})])
+    assert a["cached"] is False and b["cached"] is False and b["fingerprint"] != a["fingerprint"]
+    assert build_knowledge(home, passages=[Passage("", "zeta eta theta iota kappa.", {"source": "t"})])["cached"]
+
+
+def test_an_interrupted_build_is_named_as_such_by_ask(home_copy):
+    """A build killed half-way leaves its marker: ask says the build did not finish, not 'no such words'."""
+    import pytest
+
+    from overlay_core.errors import StateFileError
+    from overlay_core.knowledge import load_table
+
+    paths = state_paths(home_copy)
+    paths.build_marker.write_text("{}")  # what a killed `overlay build` leaves behind
+    with pytest.raises(StateFileError, match="the last build .* did not finish.*overlay build --home"):
+        load_table(paths.adjacency)
+    paths.build_marker.unlink()
+    load_table(paths.adjacency)
+    # a build that finishes removes its marker
+    build_knowledge(home_copy, headwords=SUBSET, order=3)
+    assert not paths.build_marker.exists()
