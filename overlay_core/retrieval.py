@@ -70,6 +70,7 @@ from .embeddings import (DIMENSION, EMBEDDING_FUNCTION_NAME, MODEL_NAME, MODEL_S
 from .errors import InputError, OverlayError, RetrievalError
 from .ingest import Passage, passage_id
 from .storage import write_atomic
+from .text import normalize, utf8_safe
 
 #: Metadata key (added by :meth:`KnowledgeBase.upsert`) holding ``"<source>:<document>"`` of chunked passages.
 DOC_KEY = "overlay_doc"
@@ -174,7 +175,9 @@ def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "passa
     * ``None`` values are dropped;
     * ``list``/``tuple``/``set``/``dict`` become JSON strings (sets sorted);
     * numpy scalars become Python scalars; integers outside int64 become strings;
-    * any other object becomes ``str(value)``; keys become ``str``.
+    * any other object becomes ``str(value)``; keys become ``str``;
+    * strings that cannot be stored as UTF-8 (lone surrogates, e.g. a non-UTF-8 file name decoded with
+      ``surrogateescape``) keep every byte, written as ``\\xNN`` escapes (:func:`utf8_safe`).
 
     Raises:
         InputError: a float (also inside a list/dict) is NaN or infinite, or a key is empty
@@ -209,7 +212,7 @@ def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "passa
                                  "drop them or give finite numbers") from exc
         else:
             out[k] = str(value)
-    return out
+    return {utf8_safe(k): utf8_safe(v) if isinstance(v, str) else v for k, v in out.items()}
 
 
 def _doc_key(meta: Mapping[str, Any]) -> str | None:
@@ -628,10 +631,11 @@ class KnowledgeBase:
             text = getattr(p, "text", None)
             if not isinstance(text, str):
                 raise InputError(f"passage #{i} has text of type {type(text).__name__}; expected str")
+            text = normalize(text)  # the shared convention: lone surrogates become U+FFFD, controls spaces, NFC
             if not text.strip():
                 report.skipped_empty += 1
                 continue
-            pid = str(getattr(p, "id", "") or "").strip()
+            pid = utf8_safe(str(getattr(p, "id", "") or "").strip())
             where = f"passage #{i} ({pid or 'no id'})"
             meta = sanitize_metadata(getattr(p, "metadata", None), where=where)
             meta.pop(DOC_KEY, None)
@@ -781,6 +785,7 @@ class KnowledgeBase:
         """
         if not isinstance(text, str) or not text.strip():
             raise InputError(f"query text must be a non-empty string, got {text!r}")
+        text = normalize(text)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be an integer >= 1, got {k!r}")
         vec = self._encoder.encode([text])

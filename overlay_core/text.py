@@ -82,6 +82,21 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+def utf8_safe(s: str) -> str:
+    """``s`` if it encodes as UTF-8; else the same text with each undecodable byte (a lone surrogate from
+    ``surrogateescape``) written as a ``\\xNN`` escape, so a file name like ``b"x\\xff.txt"`` stays distinguishable."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape" if _only_escapes(s) else "surrogatepass").decode(
+            "utf-8", "backslashreplace")
+
+
+def _only_escapes(s: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in s)
+
+
 def words(text: str) -> list[str]:
     """Split ``text`` into word tokens by the shared convention (see module docstring)."""
     return _WORD_RE.findall(normalize(text))
@@ -118,13 +133,21 @@ def continuation(previous: Sequence[str], word: str) -> str:
     return " " + word
 
 
+#: Abbreviations that precede a name or a number, so their dot never ends a sentence ("Dr. Dixon", "No. 5").
+TITLES = frozenset({"Dr", "Mr", "Mrs", "Ms", "Prof", "Rev", "Gen", "Sen", "Rep", "Mt", "Ft", "No", "Nos", "Fig",
+                    "vs", "cf", "approx", "ca", "Vol", "pp"})
+
+
 def ends_sentence(tokens: Sequence[str], i: int) -> bool:
     """True when ``tokens[i]`` ends a sentence: ``.``, ``!`` or ``?``, except the dot of a one-letter initial
-    ("Eric S. Raymond": ``S`` ``.`` ``Raymond`` goes on)."""
+    ("Eric S. Raymond": ``S`` ``.`` ``Raymond`` goes on) or of a title (:data:`TITLES`: "Dr. Dixon")."""
     w = tokens[i]
     if w not in SENTENCE_END:
         return False
-    return not (w == "." and i > 0 and len(tokens[i - 1]) == 1 and tokens[i - 1].isupper())
+    if w != "." or i == 0:
+        return True
+    prev = tokens[i - 1]
+    return not ((len(prev) == 1 and prev.isupper()) or prev in TITLES)
 
 
 def join(tokens: Iterable[str]) -> str:

@@ -479,8 +479,10 @@ class ReviewStore:
         if not question.strip():
             raise InputError("enqueue: question is empty")
         _validate_trace(trace)
+        # text from a terminal may hold undecodable bytes (lone surrogates): stored with \\xNN escapes, not lost
+        question, answer = ot.utf8_safe(question), ot.utf8_safe(answer)
         try:
-            trace_json = json.dumps(trace, ensure_ascii=False, sort_keys=False)
+            trace_json = ot.utf8_safe(json.dumps(trace, ensure_ascii=False, sort_keys=False))
         except (TypeError, ValueError) as e:
             raise InputError(f"enqueue: the trace is not JSON-serializable ({e})") from None
         item_id = _new_id("it")
@@ -556,6 +558,7 @@ class ReviewStore:
             raise InputError(f"step must be an integer step number or None, got {step!r}")
         if not isinstance(comment, str):
             raise InputError(f"comment must be a string, got {type(comment).__name__}")
+        comment = ot.utf8_safe(comment)
         if not isinstance(new_edge, bool):
             raise InputError(f"new_edge must be True or False, got {new_edge!r}")
         rubric_json = _check_rubric(rubric)
@@ -596,6 +599,7 @@ class ReviewStore:
         reviewer = _check_reviewer(reviewer)
         if not isinstance(comment, str):
             raise InputError(f"comment must be a string, got {type(comment).__name__}")
+        comment = ot.utf8_safe(comment)
         rid = _new_id("vd")
         try:
             with self._write() as conn, conn.begin():
@@ -821,7 +825,7 @@ def read_export(path: str | Path) -> list[dict]:
 def _check_reviewer(reviewer: Any) -> str:
     if not isinstance(reviewer, str) or not reviewer.strip():
         raise InputError(f"reviewer id is empty (got {reviewer!r}); give who is reviewing, e.g. `reviewer='alice'`")
-    return reviewer.strip()
+    return ot.utf8_safe(reviewer.strip())  # undecodable bytes from a terminal: kept as \xNN escapes
 
 
 def _check_rubric(rubric: Mapping[str, int] | None) -> str | None:

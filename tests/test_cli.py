@@ -221,3 +221,21 @@ def test_ask_enqueue_refuses_a_foreign_sqlite_file(tmp_path):
         "give --db the reviews.sqlite3 of an Overlay state folder. Nothing was changed.\n")
     assert foreign.read_bytes() == data and foreign.stat().st_mtime_ns == mtime
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chroma.sqlite3"]
+
+
+def test_undecodable_bytes_on_the_command_line_lose_nothing(env_home, tmp_path):
+    """`ask --enqueue $'...\\xff'` used to compute the answer, then die with UnicodeEncodeError and lose it."""
+    db = tmp_path / "q.sqlite3"
+    env = dict(os.environ, OVERLAY_HOME=str(env_home))
+    p = subprocess.run([OVERLAY, "ask", "--enqueue", "--db", str(db), b"What is TCP\xff?"], capture_output=True,
+                       env=env, timeout=600)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    item = p.stdout.decode().strip().splitlines()[-1].split()[-1]
+    assert item.startswith("it_")
+    show = subprocess.run([OVERLAY, "review", "show", item, "--db", str(db)], capture_output=True, env=env, timeout=60)
+    assert show.returncode == 0 and b"What is TCP\\xff?" in show.stdout  # the byte is kept, as an escape
+    v = subprocess.run([OVERLAY, "review", "verdict", item, "--db", str(db), "--reviewer", b"al\xffce", "--kind",
+                        "approve"], capture_output=True, env=env, timeout=60)
+    assert v.returncode == 0, v.stderr.decode(errors="replace")
+    listed = subprocess.run([OVERLAY, "review", "show", item, "--db", str(db)], capture_output=True, env=env, timeout=60)
+    assert b"by al\\xffce" in listed.stdout

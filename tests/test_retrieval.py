@@ -467,3 +467,17 @@ def test_progress_bar(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "4/4" in err and "passage" in err
     close_store(tmp_path / "chroma")
+
+
+def test_lone_surrogates_and_undecodable_file_names_are_stored_without_loss(stores):
+    """Text with a lone surrogate is normalized (U+FFFD) instead of crashing the tokenizer; a non-UTF-8 file
+    name (surrogateescape) keeps its byte as a \\xNN escape instead of failing the whole upsert."""
+    kb = stores.kb()
+    rep = kb.upsert([Passage("s1", "bad \ud800 text about stacks", {"source": "t"}),
+                     Passage("s2", "a queue holds items", {"source": "t", "file_path": "/tmp/x\udcff.txt"})])
+    assert rep.added == 2
+    hits = kb.query("what \ud800 is a stack", k=2)
+    assert hits and all("\ud800" not in h.text for h in hits)
+    got = {h.id: h for h in kb.query("queue", k=2)}
+    assert got["s2"].metadata["file_path"] == "/tmp/x\\xff.txt"
+    assert got["s1"].text == "bad \ufffd text about stacks"
