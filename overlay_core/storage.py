@@ -147,9 +147,10 @@ def read_header(path: str | Path) -> tuple[dict, int]:
             raise StateFileError(f"{path} is not a safetensors file: only {size} bytes (truncated?)")
         (n,) = struct.unpack("<Q", head)
         if n > MAX_HEADER_BYTES and _looks_like_text(head):
-            start = (head + fh.read(32)).decode("utf-8", "replace")
+            # the file's contents are not echoed: this message reaches API callers of the inspect flow, and the
+            # path may name any readable file on the server
             raise StateFileError(
-                f"{path} is not a safetensors file: it starts with text {start!r}"
+                f"{path} is not a safetensors file: it starts with text, not with a safetensors header"
                 " (an HTML/text file renamed .safetensors, e.g. an error page saved by a download?)")
         if n > MAX_HEADER_BYTES or n > size - 8:
             raise StateFileError(

@@ -27,6 +27,7 @@ Example session::
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from contextlib import contextmanager
@@ -212,11 +213,12 @@ def _looks_like_safetensors(head: bytes) -> bool:
     return len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 1 << 40
 
 
-def check_export_target(path: Path, db_target: str) -> None:
+def check_export_target(path: Path, db_target: str, *, force: bool = False) -> None:
     """Refuse to overwrite the review database being exported (or its ``-wal``/``-shm``/``-journal``
     file), or any existing file that is not a previous text export: an SQLite database, a safetensors
-    file (Overlay's adjacency table, accumulator) or another binary file (a NUL byte in its first 4 KiB:
-    ChromaDB index files, models). A previous JSONL/CSV export may be replaced.
+    file (Overlay's adjacency table, accumulator), another binary file (a NUL byte in its first 4 KiB:
+    ChromaDB index files, models), an Overlay state file (``knowledge.json`` next to an adjacency table) or
+    any other text file (``force`` replaces a text file). A previous JSONL/CSV export may be replaced.
 
     Raises:
         InputError: naming the path and why; nothing is written.
@@ -247,9 +249,30 @@ def check_export_target(path: Path, db_target: str) -> None:
         why = "it is a safetensors file (Overlay state such as adjacency.safetensors or accumulator.safetensors)"
     elif b"\x00" in head:
         why = "it is a binary file, not a JSONL/CSV export (e.g. a ChromaDB index file or a model)"
-    else:
+    elif path.name in ("knowledge.json", "build.incomplete") and (path.parent / "adjacency.safetensors").exists():
+        why = "it is an Overlay state file (the build report of this state folder)"
+    elif not head.strip() or _looks_like_export(head) or force:
         return
+    else:
+        raise InputError(f"cannot export to {path}: it is an existing text file that is not an earlier export; "
+                         "choose another file name, or add --force to replace it. Nothing was written.")
     raise InputError(f"cannot export to {path}: {why}; {keep}")
+
+
+def _looks_like_export(head: bytes) -> bool:
+    """True when ``head`` starts like a ``review export`` file: a one-line JSON object (JSONL) or a CSV header
+    with an ``id`` column and ``item_id`` or ``question``."""
+    first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    if first.startswith('{"') and b"\n" not in head:
+        return True  # one JSONL row longer than the bytes read (a queue item with its whole trace)
+    if first.startswith("{"):
+        try:
+            row = json.loads(first)
+        except ValueError:
+            return False
+        return isinstance(row, dict)  # a JSONL file (one object per line)
+    cols = first.split(",")
+    return "id" in cols and ("item_id" in cols or "question" in cols)
 
 
 def _short(text: str, n: int) -> str:
@@ -421,6 +444,7 @@ def export_cmd(
     what: str = typer.Option("verdicts", "--what", help="verdicts (the log, with deltas) or queue (the items)."),
     db: Optional[str] = DbOpt,
     home: Optional[Path] = HomeOpt,
+    force: bool = typer.Option(False, "--force", help="Replace an existing text file that is not an earlier export."),
 ) -> None:
     """Export the verdict log or the queue, every field kept (CSV: nested values as JSON cells).
 
@@ -428,7 +452,7 @@ def export_cmd(
     readable by others (mode 0644 less the umask)."""
     try:
         check_export_path(path)
-        check_export_target(path, db or default_db(home))
+        check_export_target(path, db or default_db(home), force=force)
         with _store(db, home, ctx) as store:
             try:
                 n = store.export(path, fmt=fmt, what=what)

@@ -717,3 +717,25 @@ def test_node_on_plain_tensor_file_and_on_a_transformer(tmp_path, monkeypatch):
         _inspector_node()(path=str(plain), out_dir=str(plain)).build_report()
     assert str(exc.value) == (f"`out_dir` {plain} is a file, not a folder: give a folder for the report (it is created "
                               f"if missing), e.g. `out_dir={plain}.inspect`")
+
+
+def test_node_pictures_stay_in_the_output_folder_for_a_path_ending_in_dotdot(tmp_path, monkeypatch):
+    """A model path "folder/sub/.." names the folder: pictures go to inspect/folder/, not one level above."""
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "mymodel"
+    (folder / "sub").mkdir(parents=True)
+    storage.save(folder / "model.safetensors", {"counts": np.arange(6, dtype=np.int32)}, kind="adjacency", version=1,
+                 descriptions={"counts": "raw n-gram counts"})
+    node = _inspector_node()(path=str(folder / "sub" / ".."))
+    node.build_report()
+    assert (tmp_path / "home" / "inspect" / "mymodel" / "tensor_map.png").is_file()
+    assert not list((tmp_path / "home").glob("*.png"))
+
+
+def test_a_text_file_given_as_a_model_is_refused_without_echoing_its_contents(tmp_path):
+    """The inspect flow is reachable over the API: its error must not print the first bytes of any file."""
+    secret = tmp_path / "notes.safetensors"
+    secret.write_text("root:x:0:0:secret-password-line:/root:/bin/bash\n")
+    with pytest.raises(StateFileError) as exc:
+        inspect_model(secret)
+    assert "secret" not in str(exc.value).replace(str(secret), "") and "starts with text" in str(exc.value)

@@ -435,3 +435,22 @@ def test_ids_in_messages_are_shown_as_typed_not_as_emoji(db):
     res = review("show", "it_:x:", "--db", str(path))
     assert_error(res, "unknown review item 'it_:x:'")
     assert "\u274c" not in res.stderr
+
+
+def test_export_refuses_other_text_files_and_state_files_unless_forced(db, tmp_path):
+    """`review export knowledge.json` used to replace the build report silently."""
+    path, _ = db
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "adjacency.safetensors").write_bytes(b"x")
+    report = state / "knowledge.json"
+    report.write_text('{\n  "fingerprint": "abc"\n}\n')
+    for args in ([], ["--force"]):  # a state file is never replaced
+        assert_error(review("export", str(report), "--db", str(path), *args), "Overlay state file")
+    assert report.read_text().startswith('{\n  "fingerprint"')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert_error(review("export", str(notes), "--db", str(path)), "not an earlier export", "--force")
+    assert notes.read_text() == "my notes\n"
+    assert review("export", str(notes), "--db", str(path), "--force").exit_code == 0
+    assert review("export", str(notes), "--db", str(path)).exit_code == 0  # now an earlier export: replaced

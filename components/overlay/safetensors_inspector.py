@@ -50,7 +50,9 @@ class OverlaySafetensorsInspector(Component):
             # (0, 0) is the default: let inspect_model pick the first head only when the geometry is known.
             head = None if (self.layer, self.head) == (0, 0) else (self.layer, self.head)
             self._insp = inspect_model(path, probe=self.probe, head=head)
-            out = Path(self.out_dir) if self.out_dir else state_paths().home / "inspect" / Path(path).name
+            # resolve first: "models/x/.." names the folder "models", never ".." (pictures above the output folder)
+            name = Path(path).resolve().name or "model"
+            out = Path(self.out_dir) if self.out_dir else state_paths().home / "inspect" / name
             self._figures = {k: str(out / v) for k, v in write_figures(self._insp, out, field="out_dir").items()}
             heads = "no attention heads" if no_heads_reason(self._insp.model) else f"head {self._insp.head}"
             self.status = f"{Path(path).name}: {len(tensor_table(self._insp))} tensors, {heads}"
