@@ -180,15 +180,22 @@ class Reasoner:
     def retrieve(self, question: str, settings: ReasonerSettings | None = None) -> tuple[list, list]:
         """The passages an answer to ``question`` is built from: ``(top_k ranked passages, all hits)``.
 
-        Over-fetches ``max(3 * top_k, 10)`` nearest passages, then puts the entries *about* the
-        asked term first (in a 14k-entry corpus the defining entry is often not among the 3 nearest
+        Over-fetches ``max(3 * top_k, 10)`` nearest passages (plus, when none of them is about the asked
+        term, the passages whose headword is that term), then puts the entries *about* the asked term first (in a 14k-entry corpus the defining entry is often not among the 3 nearest
         by embedding alone) — the entry's first chunk before its later ones — then by distance.
         ``question`` is used as given (:meth:`answer` normalizes it first). Both lists hold
         ``RetrievedPassage`` objects.
         """
         s = settings or self.settings
         hits = self.kb.query(question, k=max(3 * s.top_k, 10))
-        return self._rank_passages(hits, analyze(question).subject)[: s.top_k], hits
+        subject = analyze(question).subject
+        if subject and not any(self._about(h, subject.casefold()) for h in hits):
+            # the entry named by the question can be far from it by embedding ("What does CLUT stand for?"
+            # is near other questions, not near "clut: colour look-up table …"): fetch it by its headword
+            seen = {h.id for h in hits}
+            hits = hits + [h for h in self.kb.query(question, k=s.top_k, where={"headword": subject.casefold()})
+                           if h.id not in seen]
+        return self._rank_passages(hits, subject)[: s.top_k], hits
 
     def answer(self, question: str, **overrides: Any) -> dict:
         """Answer ``question``; returns the trace dict described in :mod:`overlay_core.trace`.
@@ -426,7 +433,9 @@ class Reasoner:
             return prefix, {"kept": bool(prefix), "words": prefix, "rule": form.rule, "source": "subject of the question"}
         if not form.frame:
             return [], {"kept": False, "why": f"question form {form.kind!r} has no frame"}
-        anchored = [x for x in ev.ranked() if x.relevance >= s.min_relevance
+        # a frame claims something about its subject: the sentence that continues it must name the subject
+        # or belong to the subject's own entry ("The iPhone was released" must not continue an iPad sentence)
+        anchored = [x for x in ev.ranked() if x.relevance >= s.min_relevance and x.parts.get("subject", 1.0) > 0
                     and E.frame_anchor(form, ev.toks[x.passage][x.start:x.end]) is not None]
         if form.kind == "stands-for" and not anchored and self._expansions(form, passages, ev):
             anchored = ["expansion"]
@@ -600,7 +609,7 @@ class Reasoner:
             toks = ev.toks[x.passage]
             sent = toks[x.start:x.end]
             if framed:
-                a = E.frame_anchor(form, sent)
+                a = E.frame_anchor(form, sent) if x.parts.get("subject", 1.0) > 0 else None
                 if a is None:
                     continue
                 start = x.start + a

@@ -106,3 +106,46 @@ def test_e2e_core(foldoc_home, questions):
     b = r["breakdown_ms_median"]
     assert b["total"] >= b["retrieve"] + b["propose"] + b["select"] + b["accumulate"] - 1e-6
     assert r["generated_words_median"] >= 8 and not math.isnan(r["answer_ms_median"])
+
+
+# ------------------------------------------------------------------ factoid evaluation (issue 15)
+def test_factoid_set_keys_occur_in_their_source_entries():
+    """Every answerable key is in its FOLDOC entry's text or headwords; the sets are as the README says."""
+    import json
+    import re
+
+    from overlay_core.ingest import bundled_foldoc, clean_foldoc_body, read_dictd
+
+    rows = [json.loads(line) for line in (BENCH / "data" / "factoid_foldoc.jsonl").read_text().splitlines()]
+    ans = [r for r in rows if r["answerable"]]
+    assert len(ans) >= 100 and sum(not r["answerable"] for r in rows) >= 20
+    assert len({r["kind"] for r in ans}) >= 4 and len({r["id"] for r in rows}) == len(rows)
+    entries: dict[str, list[str]] = {}  # a headword may name several entries ("lynx")
+    for e in read_dictd(bundled_foldoc()):
+        text = re.sub(r"\s+", " ", " ".join(e.headwords) + " " + clean_foldoc_body(e)[1]).casefold()
+        for h in e.headwords:
+            entries.setdefault(h, []).append(text)
+    for r in ans:
+        assert any(k.casefold() in text for text in entries[r["source"]] for k in r["answers"]), r
+
+
+def test_factoid_hit_folds_case_punctuation_and_hyphens():
+    import eval_factoid as ef
+
+    assert ef.hit("Pascal was designed by Niklaus Wirth around 1970.", ["Wirth"])
+    assert ef.hit("RAM stands for random-access memory.", ["random access memory"])
+    assert not ef.hit("It runs on port 8080.", ["80"])  # whole words only
+    assert ef.supported_share("Ken Thompson wrote it.", ["Unix: written by Ken Thompson"]) == 2 / 4
+
+
+def test_factoid_bench_runs_every_system_on_real_parts(foldoc_home):
+    import eval_factoid as ef
+
+    rows = [{"id": "t1", "question": "Who invented Unix?", "answers": ["Thompson"], "kind": "who", "answerable": True},
+            {"id": "t2", "question": "Who won the 2018 World Cup?", "answers": [], "kind": "unanswerable",
+             "answerable": False}]
+    out = ef.run(foldoc_home, rows, ef.SYSTEMS, log=lambda m: None)
+    assert out[0]["ceiling"] is True and out[0]["overlay"]["hit"] is True
+    assert out[1]["overlay"]["refused"] is True and out[1]["overlay"]["hit"] is None
+    summary = ef.summarize(out, ef.SYSTEMS)
+    assert summary["hit_rate"]["overlay"][0] == 1.0 and summary["refusal_unanswerable"][0] == 1.0

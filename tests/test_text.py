@@ -62,3 +62,11 @@ def test_urls_emails_abbreviations_and_numbers_are_one_token():
     # dots between words still split when followed by a space or at the end
     assert T.words("end. Next") == ["end", ".", "Next"]
     assert T.words("...and") == [".", ".", ".", "and"]
+
+
+def test_initials_and_titles_do_not_end_a_sentence():
+    from overlay_core.text import ends_sentence, words
+
+    toks = words("Maintained by Eric S. Raymond under Dr. Dixon. Next one.")
+    ends = [i for i in range(len(toks)) if ends_sentence(toks, i)]
+    assert [toks[i - 1] for i in ends] == ["Dixon", "one"]
