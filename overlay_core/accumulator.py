@@ -204,6 +204,12 @@ class Accumulator:
             self._deltas.append((edge, float(delta), source_id))
             return True
 
+    def holds(self, op: str, prev: str, word: str, source_id: str) -> bool:
+        """True when this accumulator already holds the change ``op`` (``delta``, ``add_edge`` or ``remove_edge``)
+        of ``source_id`` on ``prev -> word`` — what the review log's apply uses to resume after a crash."""
+        prefix = {"delta": "", "add_edge": "add:", "remove_edge": "remove:"}[op]
+        return (f"{prefix}{source_id}", (prev, word)) in self._applied
+
     def add_edge(self, prev: str, word: str, source_id: str) -> bool:
         """Mark ``prev -> word`` as an expert-added candidate edge (idempotent per source)."""
         if not source_id:

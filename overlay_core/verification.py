@@ -684,7 +684,9 @@ class ReviewStore:
         The accumulator is the judge of "already applied" (``apply_delta``/``add_edge``/
         ``remove_edge`` are idempotent per ``(source_id, edge)``), so a freshly rebuilt
         accumulator receives the whole history and a second call changes nothing.
-        Every change it accepted is appended to the ``applications`` table.
+        Every change it accepted is appended to the ``applications`` table. Apply is resumable: a change
+        the accumulator already holds but the table does not record (a process killed between saving the
+        file and writing the table) is recorded by the next call, marked ``"recovered": True``.
 
         Args:
             accumulator: an :class:`overlay_core.accumulator.Accumulator`.
@@ -701,10 +703,21 @@ class ReviewStore:
                           deltas_t.c.word, deltas_t.c.delta)
                 .join(verdicts_t, verdicts_t.c.id == deltas_t.c.verdict_id)
                 .order_by(verdicts_t.c.seq, deltas_t.c.seq)).all()
+            recorded = {(r[0], r[1], r[2], r[3]) for r in conn.execute(
+                sa.select(applications_t.c.verdict_id, applications_t.c.op, applications_t.c.prev,
+                          applications_t.c.word).where(applications_t.c.accumulator
+                                                       == str(getattr(accumulator, "path", None) or "")))}
         acc_path = str(getattr(accumulator, "path", None) or "")
         done: list[dict] = []
+        recovered: list[dict] = []
         now = _now()
+        holds = getattr(accumulator, "holds", None)
         for vid, op, prev, word, delta in planned:
+            if holds is not None and (vid, op, prev, word) not in recorded and holds(op, prev, word, vid):
+                # in the file but not in the audit table: an earlier apply died between the two writes
+                recovered.append({"verdict_id": vid, "op": op, "prev": prev, "word": word, "delta": float(delta),
+                                  "accumulator": acc_path, "applied_at": now})
+                continue
             if op == "delta":
                 changed = accumulator.apply_delta(prev, word, float(delta), vid)
             elif op == "add_edge":
@@ -716,12 +729,12 @@ class ReviewStore:
             if changed:
                 done.append({"verdict_id": vid, "op": op, "prev": prev, "word": word, "delta": float(delta),
                              "accumulator": acc_path, "applied_at": now})
-        if done:
-            if save:
-                accumulator.save()
+        if done and save:
+            accumulator.save()
+        if done or recovered:
             with self._write() as conn, conn.begin():
-                conn.execute(applications_t.insert(), done)
-        return done
+                conn.execute(applications_t.insert(), recovered + done)
+        return done + [dict(r, recovered=True) for r in recovered]
 
     def applications(self, verdict_id: str | None = None) -> list[dict]:
         """The record of applied changes, in order (optionally for one verdict)."""

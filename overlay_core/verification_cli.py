@@ -432,8 +432,14 @@ def apply_cmd(
         return
     for d in done:
         change = f"{d['delta']:+g}" if d["op"] == "delta" else d["op"]
-        print(f"{d['verdict_id']}\t{d['prev']}\t{d['word']}\t{change}")
-    _err.print(f"applied {len(done)} change(s) from {len({d['verdict_id'] for d in done})} verdict(s) to {path}")
+        print(f"{d['verdict_id']}\t{d['prev']}\t{d['word']}\t{change}" + ("\trecovered" if d.get("recovered") else ""))
+    new = [d for d in done if not d.get("recovered")]
+    rec = len(done) - len(new)
+    if new:
+        _err.print(f"applied {len(new)} change(s) from {len({d['verdict_id'] for d in new})} verdict(s) to {path}")
+    if rec:
+        _err.print(f"recorded {rec} change(s) that {path} already held: an earlier apply was interrupted before it "
+                   "wrote its audit rows")
 
 
 @review_app.command("export")

@@ -653,3 +653,26 @@ def test_export_file_mode_follows_the_umask(store, item, tmp_path):
     finally:
         os.umask(old)
     assert V.EXPORT_MODE == 0o644 and os.stat(tmp_path / "v.jsonl").st_mode & 0o777 == 0o644
+
+
+def test_apply_killed_between_saving_the_file_and_writing_the_audit_rows_is_resumed(store, item, tmp_path, monkeypatch):
+    """kill -9 after the accumulator was saved but before the applications rows: the next apply records them."""
+    from overlay_core.verification import apply_to_file
+
+    vid = store.verdict(item, reviewer="alice", kind="reject", step=2)
+    path = tmp_path / "acc.safetensors"
+    real_write = store._write
+
+    def dies_on_write():  # the process dies here: the file is saved, the audit rows are not written
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(store, "_write", dies_on_write)
+    with pytest.raises(SystemExit):
+        apply_to_file(store, path)
+    monkeypatch.setattr(store, "_write", real_write)
+    assert Accumulator(path).global_score("a", "data") == -REJECT_PENALTY and store.applications() == []
+    done = apply_to_file(store, path)
+    assert [(d["verdict_id"], d["prev"], d["word"], d.get("recovered")) for d in done] == [(vid, "a", "data", True)]
+    assert [a["verdict_id"] for a in store.applications()] == [vid]
+    assert Accumulator(path).global_score("a", "data") == -REJECT_PENALTY  # applied once, not twice
+    assert apply_to_file(store, path) == []  # and then nothing is pending
