@@ -86,3 +86,33 @@ def test_inspect_flow_reports_the_gguf_model(tmp_path, monkeypatch):
     text = res[0].outputs[0].results["message"].text
     assert "What the file does not say" in text and "n_heads" in text
     assert (tmp_path / "inspect" / default_model_path().name / "tensor_map.png").stat().st_size > 10_000
+
+
+def test_a_node_whose_saved_code_was_edited_says_so(env_home, tmp_path):
+    """A saved flow runs its own copy of each node's code: an edited reasoner must not answer silently."""
+    import json
+
+    flow = json.loads((FLOWS / "overlay_answer.json").read_text())
+    (node,) = [n for n in flow["data"]["nodes"] if n["data"]["type"] == "OverlayReasoner"]
+    code = node["data"]["node"]["template"]["code"]
+    code["value"] = code["value"].replace("        r = self._run()\n", "        r = self._run()  # edited\n", 1)
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(flow))
+    env = dict(os.environ, OVERLAY_HOME=str(env_home))
+    p = subprocess.run([str(BIN / "lfx"), "run", "--format", "text", str(edited), "What is TCP?"],
+                       capture_output=True, text=True, env=env, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.startswith("**Warning:** node 'Overlay Reasoner' runs code that differs from the installed "
+                               "component"), p.stdout[:500]
+    assert "overlay_reasoner.py (1 changed line)" in p.stdout and "TCP is" in p.stdout
+
+
+def test_code_drift_is_none_for_the_installed_code_and_names_the_node_otherwise():
+    from overlay_core.component_code import code_drift
+
+    src = (ROOT / "components" / "overlay" / "trace_view.py").read_text()
+    assert code_drift(src, "OverlayTraceView", "Trace View") is None
+    assert code_drift(src.replace("\n", "\r\n"), "OverlayTraceView") is None  # line endings are not an edit
+    msg = code_drift(src + "\nX = 1\nY = 2\n", "OverlayTraceView", "Trace View")
+    assert msg.startswith("node 'Trace View' runs code that differs") and "(3 changed lines)" in msg
+    assert code_drift(src, "NotAnOverlayNode") is None and code_drift(None, "OverlayTraceView") is None

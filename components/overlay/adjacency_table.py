@@ -5,6 +5,7 @@ from lfx.io import IntInput, MessageTextInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 
 from overlay_core.adjacency import AdjacencyTable
+from overlay_core.component_code import warn_if_edited
 from overlay_core.knowledge import load_table, state_paths
 from overlay_core.text import words
 
@@ -26,6 +27,10 @@ class OverlayAdjacencyTable(Component):
         Output(display_name="Adjacency Table", name="adjacency_table", method="build_table"),
         Output(display_name="Next Words", name="next_words", method="lookup"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def build_table(self) -> AdjacencyTable:
         table = load_table(state_paths(self.home or None).adjacency)

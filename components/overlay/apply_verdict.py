@@ -5,6 +5,7 @@ from lfx.io import BoolInput, DropdownInput, IntInput, MessageTextInput, Output,
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.knowledge import parse_json_object, state_paths
 from overlay_core.verification import ReviewStore, apply_to_file
 
@@ -39,6 +40,10 @@ class OverlayApplyVerdict(Component):
         Output(display_name="Applied", name="applied", method="apply"),
         Output(display_name="Summary", name="summary", method="summary"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def _request(self) -> dict:
         """The verdict fields: the node's inputs, overridden by a JSON object typed in Review Item ID."""

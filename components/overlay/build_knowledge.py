@@ -5,6 +5,7 @@ from lfx.io import BoolInput, DropdownInput, HandleInput, IntInput, Output, StrI
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.ingest import passages_from_records
 from overlay_core.knowledge import build_knowledge
 
@@ -35,6 +36,10 @@ class OverlayBuildKnowledge(Component):
         Output(display_name="Report", name="report", method="build_report"),
         Output(display_name="Summary", name="summary", method="build_summary"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def _build(self) -> dict:
         if getattr(self, "_report", None) is None:

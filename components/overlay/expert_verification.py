@@ -5,6 +5,7 @@ from lfx.io import DataInput, Output, StrInput
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.knowledge import state_paths
 from overlay_core.verification import ReviewStore
 
@@ -28,6 +29,10 @@ class OverlayExpertVerification(Component):
         Output(display_name="Review Item", name="item", method="enqueue"),
         Output(display_name="Receipt", name="receipt", method="receipt"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def _enqueue(self) -> dict:
         if getattr(self, "_item", None) is None:

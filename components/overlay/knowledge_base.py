@@ -4,6 +4,7 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import BoolInput, HandleInput, IntInput, MessageTextInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.ingest import passages_from_records
 from overlay_core.knowledge import state_paths
 from overlay_core.retrieval import KnowledgeBase, get_knowledge_base
@@ -36,6 +37,10 @@ class OverlayKnowledgeBase(Component):
         Output(display_name="Knowledge Base", name="knowledge_base", method="build_knowledge_base"),
         Output(display_name="Passages", name="passages", method="preview"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def _kb(self) -> KnowledgeBase:
         kb = get_knowledge_base(state_paths(self.home or None).chroma, collection=self.collection or "overlay",

@@ -4,6 +4,7 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import IntInput, Output, StrInput
 from lfx.schema.data import Data
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.selector import LLMSelector, get_selector
 
 
@@ -28,6 +29,10 @@ class OverlayLLMSelector(Component):
         Output(display_name="LLM Selector", name="llm_selector", method="build_selector"),
         Output(display_name="Model Info", name="model_info", method="model_info"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def build_selector(self) -> LLMSelector:
         sel = get_selector(self.model_path or None, n_ctx=self.n_ctx, n_threads=self.n_threads or None,

@@ -6,6 +6,7 @@ from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.reasoner import Reasoner, ReasonerSettings
 from overlay_core.trace import to_markdown, to_rows
 
@@ -64,6 +65,10 @@ class OverlayReasoner(Component):
         Output(display_name="Trace Table", name="trace_table", method="build_trace_table"),
     ]
 
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
+
     def _run(self) -> dict:
         if getattr(self, "_result", None) is None:
             acc = self.score_accumulator
@@ -75,13 +80,16 @@ class OverlayReasoner(Component):
             reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
                                 weights=acc.weights, settings=settings)
             self._result = reasoner.answer(self.question)
+            if getattr(self, "_code_warning", None):
+                self._result["warnings"] = [self._code_warning]
             n_words, n_steps = len(self._result["answer_words"]), len(self._result["trace"])
             self.status = f"answer: {n_words} word{'s' * (n_words != 1)}, {n_steps} step{'s' * (n_steps != 1)}"
         return self._result
 
     def build_answer(self) -> Message:
         r = self._run()
-        return Message(text=f"{r['answer']}\n\n---\n\n{to_markdown(r)}")
+        warning = "".join(f"**Warning:** {w}\n\n" for w in r.get("warnings", []))
+        return Message(text=f"{warning}{r['answer']}\n\n---\n\n{to_markdown(r)}")
 
     def build_trace(self) -> Data:
         return Data(data=self._run())

@@ -12,6 +12,7 @@ from lfx.io import BoolInput, IntInput, MessageTextInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.inspector import inspect_model, no_heads_reason, report_markdown, tensor_table, write_figures
 from overlay_core.knowledge import state_paths
 
@@ -43,6 +44,10 @@ class OverlaySafetensorsInspector(Component):
         Output(display_name="Report", name="report", method="build_report"),
         Output(display_name="Tensors", name="tensors", method="build_tensors"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def _inspect(self):
         if getattr(self, "_insp", None) is None:

@@ -5,6 +5,7 @@ from lfx.io import FloatInput, IntInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 
 from overlay_core.accumulator import Accumulator, ScoreAccumulator, ScoreWeights
+from overlay_core.component_code import warn_if_edited
 from overlay_core.knowledge import state_paths
 
 
@@ -37,6 +38,10 @@ class OverlayScoreAccumulator(Component):
         Output(display_name="Score Accumulator", name="score_accumulator", method="build_accumulator"),
         Output(display_name="Edges", name="edges", method="edges"),
     ]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def build_accumulator(self) -> ScoreAccumulator:
         acc = Accumulator(state_paths(self.home or None).accumulator)

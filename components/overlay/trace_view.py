@@ -4,6 +4,7 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import DataInput, IntInput, Output
 from lfx.schema.message import Message
 
+from overlay_core.component_code import warn_if_edited
 from overlay_core.trace import to_markdown
 
 
@@ -19,6 +20,10 @@ class OverlayTraceView(Component):
                  info="Rows per step table (the rest are counted)."),
     ]
     outputs = [Output(display_name="Markdown", name="markdown", method="render")]
+
+    def _pre_run_setup(self):
+        # a saved flow runs its own copy of this code: say so when it is not the installed file
+        self._code_warning = warn_if_edited(self)
 
     def render(self) -> Message:
         text = to_markdown(self.trace.data, max_candidates=self.max_candidates)
