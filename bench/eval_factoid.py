@@ -15,7 +15,10 @@ answer, case-insensitive, after folding punctuation and hyphens to spaces), **su
 answer words (found in its passages' text; also with the passages' names — headword and aliases, which the
 reasoner reads for acronym expansions — and with the question, whose frame opens the answer), Overlay's
 **false refusal**
-rate on answerable questions and **refusal rate** on unanswerable ones, and median answer times.
+rate on answerable questions and **refusal rate** on unanswerable ones, and times: each system starts from a cold
+prompt (the selector's cache is cleared), and ``overlay_vs_free_time_ratio`` is the median over questions of
+Overlay's time over free generation's time for as many tokens as Overlay's answer (``bench/e2e.py``'s measure:
+retrieval + prefill + tokens × the measured decode time per token).
 
 Question sets: ``bench/data/factoid_<set>.jsonl`` (``bench/make_factoid_foldoc.py`` writes the FOLDOC one).
 Index: the whole bundled FOLDOC state folder (``--home``, default ``$OVERLAY_HOME`` or ``./.overlay``; run
@@ -97,8 +100,10 @@ def run(home: Path, rows: list[dict], systems, log=print) -> list[dict]:
     for i, q in enumerate(rows, 1):
         s = reasoner.settings
         question = T.normalize(q["question"]).strip()
+        t0 = time.perf_counter()
         ranked, _ = reasoner.retrieve(question, s)
         prompt, kept, _ = reasoner._prompt(question, ranked, s)
+        retrieve_ms = 1000 * (time.perf_counter() - t0)
         texts = [p.text for p in kept]
         # what a system can read of a passage: its text and its record's names (headword, aliases)
         readable = texts + [" ; ".join(str((p.metadata or {}).get(f, "")) for f in ("headword", "aliases"))
@@ -107,6 +112,7 @@ def run(home: Path, rows: list[dict], systems, log=print) -> list[dict]:
              "answerable": q["answerable"], "passages": [p.source for p in kept],
              "ceiling": hit(" ".join(readable), q["answers"]) if q["answerable"] else None}
         if "overlay" in systems:
+            reasoner.selector._reset_cache()  # a cold prompt, as for a new question (the bench's fairness rule)
             t0 = time.perf_counter()
             res = reasoner.answer(question)
             r["overlay"] = {"answer": res["answer"], "refused": res["refused"], "refusal": res.get("refusal"),
@@ -116,9 +122,19 @@ def run(home: Path, rows: list[dict], systems, log=print) -> list[dict]:
                             "supported_or_question": None if res["refused"] else
                             supported_share(res["answer"], readable + [question])}
         if "free" in systems:
+            # cold prompt too; prefill and decode timed apart so a same-length time can be composed (bench/e2e.py)
+            reasoner.selector._reset_cache()
             t0 = time.perf_counter()
+            reasoner.selector.generate(prompt, 0)
+            t1 = time.perf_counter()
             ans = reasoner.selector.generate(prompt, FREE_MAX_TOKENS)  # as bench/eval_grounding.py
-            r["free"] = {"answer": ans.strip(), "ms": 1000 * (time.perf_counter() - t0)}
+            t2 = time.perf_counter()
+            per_tok = 1000 * (t2 - t1) / max(reasoner.selector.count_tokens(ans) if ans else 0, 1)
+            r["free"] = {"answer": ans.strip(), "ms": retrieve_ms + 1000 * (t2 - t0), "prefill_ms": 1000 * (t1 - t0),
+                         "ms_per_token": per_tok}
+            if "overlay" in r and not r["overlay"]["refused"]:
+                n = reasoner.selector.count_tokens(r["overlay"]["answer"])
+                r["free"]["same_length_ms"] = retrieve_ms + 1000 * (t1 - t0) + per_tok * n
         sents = sentences_of(kept)
         if "first" in systems:
             first = sentences_of(kept[:1])
@@ -166,6 +182,11 @@ def summarize(rows: list[dict], systems) -> dict:
         res["ratio_to_ceiling"] = res["hit_rate"]["overlay"][0] / res["ceiling"][0] if res["ceiling"][0] else None
     if "free" in systems:
         res["free_ms_median"] = statistics.median(r["free"]["ms"] for r in rows)
+        ratios = [r["overlay"]["ms"] / r["free"]["same_length_ms"] for r in rows
+                  if "overlay" in r and r["free"].get("same_length_ms")]
+        if ratios:
+            # bench/e2e.py's measure: Overlay's time over free generation of as many tokens, same prompt, cold
+            res["overlay_vs_free_time_ratio"] = statistics.median(ratios)
     return res
 
 
