@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .cli_errors import err, fail as _fail, print_error
 from .errors import InputError, OverlayError
@@ -27,6 +28,8 @@ HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder
 @app.command()
 def build(
     ctx: typer.Context,
+    paths: Optional[list[Path]] = typer.Argument(None, help="Files or folders of your own documents (.txt, .md, "
+                                                  ".html, .pdf); none = the dictionary (--corpus or FOLDOC)."),
     home: Optional[Path] = HomeOpt,
     corpus: Optional[Path] = typer.Option(None, help="A dictd .index file (default: the bundled FOLDOC)."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N dictionary entries."),
@@ -35,14 +38,32 @@ def build(
     server_url: Optional[str] = typer.Option(None, envvar="OVERLAY_CHROMA_URL", help="Chroma server URL (default: embedded)."),
     json_out: bool = typer.Option(False, "--json", help="Print the build report as JSON."),
 ) -> None:
-    """Build the knowledge: passages into ChromaDB and the adjacency table (cached by corpus fingerprint)."""
+    """Build the knowledge: passages into ChromaDB and the adjacency table (cached by corpus fingerprint).
+
+    With PATHs, from your own documents (bad files are skipped, one line each); else from a dictd dictionary."""
     from .knowledge import build_knowledge
 
+    problems: list[tuple[str, str]] = []
     try:
+        passages = None
+        if paths:
+            from .documents import load_paths
+
+            if corpus is not None or limit is not None:
+                raise InputError("--corpus and --limit are for a dictionary; give either PATHs of documents or "
+                                 "--corpus, not both")
+            passages, problems = load_paths(paths)
+            for f, why in problems:
+                err.print(f"skipped {escape(f)}: {escape(why)}", highlight=False, soft_wrap=True)
+            if not passages:
+                raise InputError(f"none of the {len(problems)} file(s) given could be loaded (see the lines above); "
+                                 "give .txt, .md, .html or .pdf files with text")
         report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
-                                 progress=not json_out, server_url=server_url)
+                                 progress=not json_out, server_url=server_url, passages=passages)
     except OverlayError as exc:
         _fail(exc, ctx)
+    if problems:
+        report = dict(report, skipped=[{"file": f, "why": why} for f, why in problems])
     if json_out:
         print(json.dumps(report))
         return
