@@ -95,7 +95,8 @@ def _plain_inline(s: str) -> str:
 
 
 def html_sections(text: str) -> list[Section]:
-    """Sections of an HTML document, split at ``h1``–``h6`` (beautifulsoup4; scripts and styles dropped)."""
+    """Sections of an HTML document, split at ``h1``–``h6`` and at definition-list terms (``dt``: a term heads its
+    ``dd`` description) (beautifulsoup4; scripts and styles dropped)."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
@@ -103,13 +104,19 @@ def html_sections(text: str) -> list[Section]:
         tag.decompose()
     root = soup.body or soup
     sections, path, buf = [], [], []
+    term = False  # the current section is a definition-list term's (``dt``): the next term replaces it
     for el in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "dd", "dt", "blockquote"]):
-        if el.name[0] == "h" and el.name[1:].isdigit():
+        if (el.name[0] == "h" and el.name[1:].isdigit()) or el.name == "dt":
             if buf:
                 sections.append(Section("\n\n".join(buf), list(path)))
                 buf = []
-            level = int(el.name[1])
-            path = path[: level - 1] + [" ".join(el.get_text(" ").split())]
+            title = " ".join(el.get_text(" ").split())
+            if el.name == "dt":  # a term of a definition list heads its description, like a sub-heading
+                path = (path[:-1] if term else path) + [title]
+                term = True
+            else:
+                level = int(el.name[1])
+                path, term = path[: level - 1] + [title], False
         elif not el.find_parent(["p", "li", "pre", "td", "dd", "dt", "blockquote"]):
             chunk = " ".join(el.get_text(" ").split()) if el.name != "pre" else el.get_text()
             if chunk.strip():

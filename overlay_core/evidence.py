@@ -34,7 +34,8 @@ from .questions import _PARTICIPLES, _PAST, STOP_WORDS, QuestionForm
 LABEL_WINDOW = 12
 
 _FURNITURE = [
-    re.compile(r"^\s*/[^/\n]{1,60}/(?:\s*,?\s*(?:n|v|vt|vi|adj|adv|pron|prep|conj|interj)\.)?\s*"),  # /koh'bol/ n.
+    # /koh'bol/ n. — the closing slash ends a word (so a path such as /etc/shadow is never taken for one)
+    re.compile(r"^\s*/[^/\n]{1,60}/(?=\s|$|[,.;])(?:\s*,?\s*(?:n|v|vt|vi|adj|adv|pron|prep|conj|interj)\.)?\s*"),
     re.compile(r"(?:^|(?<=\n\n)|(?<=[.)]\s))\s*\d{1,2}\.\s+(?=[A-Z<(\"])"),  # sense numbers: "2. "
     re.compile(r"<[a-z][a-z ,/-]{0,40}>\s*"),  # <language>, <networking, protocol>
     re.compile(r"\s*\[(?:Jargon File|[A-Z][^\]\n]{0,60}\d{4}[^\]\n]{0,20})\]"),  # [Jargon File], [Raymond, 1991]
@@ -154,7 +155,8 @@ def expansions(acronym: str, toks: list[str], max_words: int = 8) -> list[tuple[
             seg = toks[i:j]
             if any(T.is_punct(w) and w != "-" for w in seg) or seg[-1].casefold() in _MINOR:
                 continue
-            if initials_match(acronym, seg) and T.join(seg).casefold() != acronym.casefold():
+            # an expansion never contains the acronym itself ("NFS since" is not what NFS stands for)
+            if initials_match(acronym, seg) and acronym.casefold() not in {w.casefold() for w in seg}:
                 out.append((i, j))
                 break
     return out

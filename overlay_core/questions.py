@@ -161,7 +161,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p, re.IGNORECASE)
                   r"began|drew|took|gave|found|led|ran|chose|bought|sold|won|held|set|put|came|grew|spoke|taught|"
                   r"brought|sent)\s+" + _TERM + _END),
     ("which-does", r"^\s*(?:which|what)\s+" + _NOUN + r"\s+(?P<aux>does|do|did)\s+" + _TERM
-                   + r"\s+(?P<verb>[a-z]+)(?:\s+(?P<rest>.+?))?" + _END),
+                   + r"\s+(?P<verb>[a-z]+)(?:\s+(?P<rest>(?:in|at|by|on|for|as|to|with|from)\b.*?))?" + _END),
     ("which-is", r"^\s*(?:which|what)\s+" + _NOUN + r"\s+(?P<aux>is|are|was|were)\s+" + _TERM
                  + r"\s+(?P<verb>[a-z]+ed|written|made|built|begun|run|known|used|found)(?:\s+(?P<rest>.+?))?" + _END),
     ("who-is", r"^\s*who\s+(?:is|was|are|were)\s+" + _TERM + _END),
@@ -169,14 +169,16 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p, re.IGNORECASE)
     ("how", r"^\s*how\s+(?:does|do|did|is|are|was|were|can|could)\s+(?P<rest>.+?)" + _END),
     ("yes-no", r"^\s*(?P<aux>is|are|was|were|does|do|did|can|could|has|have|had|will|would|should)\s+(?P<rest>.+?)"
                + _END),
-    ("definition", r"^\s*(?:(?:what|who)(?:'s|\s+(?:is|are|was|were|does|do))|define|explain|describe|"
+    ("means", r"^\s*what\s+(?:does|do)\s+" + _TERM + r"\s+mean" + _END),
+    ("definition", r"^\s*(?:(?:what|who)(?:'s|\s+(?:is|are|was|were))|define|explain|describe|"
                    r"tell\s+me\s+about)\s+" + _TERM + _END),
 ]]
 
 #: Words that make a "What is X?" term more than a plain definitional subject ("What is X used for?").
 #: "What is the N of X?" is read separately (see :func:`analyze`); "What is sum of products type?" stays a
 #: definition: dictionary headwords hold "of" and "for" ("American Standard Code for Information Interchange").
-_NOT_A_TERM = re.compile(r"\b(?:used\s+(?:for|in|by|to|as)|called|does|did|when|where|why|how)\b", re.IGNORECASE)
+_NOT_A_TERM = re.compile(r"\b(?:(?:used|useful|good|needed|required|responsible)\s+(?:for|in|by|to|as)|called|does|"
+                         r"did|when|where|why|how)\b|\s(?:for|of|to|in|by)$", re.IGNORECASE)
 
 
 def focus_words(question: str, exclude: str | None = None) -> tuple[str, ...]:
@@ -265,10 +267,14 @@ def analyze(question: str) -> QuestionForm:
             return QuestionForm("how", None, (), all_focus, "any", name)
         if name == "yes-no":
             return QuestionForm("yes-no", None, (), all_focus, "yes-no", name)
+        if name == "means":
+            return QuestionForm(DEFINITION, term, (), focus, "definition", name)
         if name == "definition":
             if term and (_NOT_A_TERM.search(term) or (g.get("article", "").casefold() == "the"
                                                        and re.search(r"\bof\b", term))):
-                of = _of_subject(term)
+                m = _NOT_A_TERM.search(term)
+                # "the port of HTTP" -> HTTP; "the voice group useful for" -> voice group
+                of = _of_subject(term) or (term[: m.start()].strip() if m and m.start() > 0 else None)
                 return QuestionForm("what", of, (), focus_words(q, of), "any", "what-of")
             return QuestionForm(DEFINITION, term, (), focus, "definition", name)
     if q.casefold().startswith(("what", "which")):

@@ -408,6 +408,10 @@ class Reasoner:
         if nearest > s.refuse_distance and not about:
             return (f"the nearest passage is at distance {nearest:.3f} > refuse_distance={s.refuse_distance:g} "
                     "and none is about the asked term")
+        if form.is_definition and form.subject and not about:
+            words = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w)]
+            if words and not any(all(w in {t.casefold() for t in toks} for w in words) for toks in ev.toks):
+                return f"no passage is about {form.subject!r} or names it"
         if not form.is_definition and s.min_relevance > 0:
             best = max((x.relevance for ss in ev.sentences for x in ss), default=0.0)
             if form.kind == "stands-for":

@@ -149,3 +149,15 @@ def test_factoid_bench_runs_every_system_on_real_parts(foldoc_home):
     assert out[1]["overlay"]["refused"] is True and out[1]["overlay"]["hit"] is None
     summary = ef.summarize(out, ef.SYSTEMS)
     assert summary["hit_rate"]["overlay"][0] == 1.0 and summary["refusal_unanswerable"][0] == 1.0
+
+
+def test_second_factoid_set_keys_occur_in_its_document():
+    import json
+
+    import make_factoid_debian as md
+
+    rows = [json.loads(line) for line in (BENCH / "data" / "factoid_debian.jsonl").read_text().splitlines()]
+    assert sum(r["answerable"] for r in rows) >= 50 and sum(not r["answerable"] for r in rows) >= 20
+    text = md.document_text().casefold()
+    for r in rows:
+        assert not r["answerable"] or any(k.casefold() in text for k in r["answers"]), r

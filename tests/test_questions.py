@@ -30,6 +30,8 @@ from overlay_core.text import words
     ("What is the difference between TCP and UDP?", "difference", "TCP", "", "any"),
     ("What is the default port of HTTP?", "what", "HTTP", "", "any"),
     ("Who is considered a co-author of Unix?", "who", "Unix", "", "person"),
+    ("What is the voice group useful for?", "what", "voice group", "", "any"),  # never "Voice group useful for is"
+    ("What is least recently used?", "definition", "least recently used", "", "definition"),
 ])
 def test_every_common_question_form_is_read(question, kind, subject, frame, answer_type):
     f = analyze(question)
@@ -57,6 +59,7 @@ def test_material_drops_dictionary_furniture_but_keeps_the_words():
     assert E.material_tokens("hacker: (Originally) 1. A person.\n\n2. One who programs.") == \
         ["(", "Originally", ")", "A", "person", ".", "One", "who", "programs", "."]
     assert E.material_tokens("v: In version 2. The next")[-4:] == ["2", ".", "The", "next"]  # not a sense number
+    assert E.material_tokens("shadow: /etc/shadow is readable")[0] == "/etc/shadow"  # a path, not a pronunciation
 
 
 def test_acronym_expansions():
