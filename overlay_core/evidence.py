@@ -145,7 +145,7 @@ def initials_match(acronym: str, words: list[str]) -> bool:
 
 
 def expansions(acronym: str, toks: list[str], max_words: int = 8) -> list[tuple[int, int]]:
-    """Token ranges in ``toks`` whose words spell ``acronym`` (see :func:`initials_match`), longest first."""
+    """Token ranges in ``toks`` whose capitalised words spell ``acronym`` (see :func:`initials_match`), longest first."""
     out = []
     n = len(toks)
     for i in range(n):
@@ -155,8 +155,11 @@ def expansions(acronym: str, toks: list[str], max_words: int = 8) -> list[tuple[
             seg = toks[i:j]
             if any(T.is_punct(w) and w != "-" for w in seg) or seg[-1].casefold() in _MINOR:
                 continue
-            # an expansion never contains the acronym itself ("NFS since" is not what NFS stands for)
-            if initials_match(acronym, seg) and acronym.casefold() not in {w.casefold() for w in seg}:
+            # an expansion never contains the acronym itself ("NFS since"), and in running text it is capitalised
+            # ("no files on a system" spells NFS too); lower-case expansions come from a record's aliases only
+            content = [w for w in seg if w.casefold() not in _MINOR]
+            if (initials_match(acronym, seg) and acronym.casefold() not in {w.casefold() for w in seg}
+                    and all(w[:1].isupper() for w in content)):
                 out.append((i, j))
                 break
     return out

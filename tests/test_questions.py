@@ -67,6 +67,8 @@ def test_acronym_expansions():
     assert E.expansions("EMACS", words("(Editing MACroS, or")) == [(1, 3)]
     assert E.initials_match("ANSI", words("american national standards institute"))
     assert not E.initials_match("TCP", words("Transmission Control Protocol is"))
+    assert E.expansions("NFS", words("no files on a system")) == []  # running text: capitalised words only
+    assert E.expansions("NFS", words("NFS since 1984")) == []  # never the acronym itself
 
 
 def test_relevance_prefers_the_sentence_with_the_fact():
