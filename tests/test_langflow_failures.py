@@ -314,3 +314,16 @@ def test_server_refuses_malformed_flows_and_keeps_running(langflow_server, tmp_p
     finally:  # keep the server's flow list as the UI tests expect it
         langflow_server.delete(f"/api/v1/flows/{flow['id']}")
     assert langflow_server.alive()
+
+
+def test_inspect_flow_refuses_a_text_file_in_one_line_over_the_api(langflow_server, tmp_path):
+    """The inspect flow is reachable by anyone with the key: a wrong path gets one line — no file contents,
+    no server traceback."""
+    secret = tmp_path / "notes.safetensors"
+    secret.write_text("root:x:0:0:secret-password-line:/root:/bin/bash\n")
+    r = langflow_server.run("overlay-inspect", str(secret))
+    assert r.status_code >= 400
+    detail = r.text
+    assert "is not a safetensors file" in detail and "secret-password" not in detail, detail[:2000]
+    assert "Traceback" not in detail and 'File "' not in detail, detail[:2000]
+    assert langflow_server.alive()

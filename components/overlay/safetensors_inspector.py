@@ -13,6 +13,7 @@ from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
 from overlay_core.component_code import warn_if_edited
+from overlay_core.errors import OverlayError
 from overlay_core.inspector import inspect_model, no_heads_reason, report_markdown, tensor_table, write_figures
 from overlay_core.knowledge import state_paths
 
@@ -54,7 +55,12 @@ class OverlaySafetensorsInspector(Component):
             path = str(self.path or "").strip().strip('"')
             # (0, 0) is the default: let inspect_model pick the first head only when the geometry is known.
             head = None if (self.layer, self.head) == (0, 0) else (self.layer, self.head)
-            self._insp = inspect_model(path, probe=self.probe, head=head)
+            try:
+                self._insp = inspect_model(path, probe=self.probe, head=head)
+            except OverlayError as exc:  # one line for the person (or API caller) who typed the path
+                if isinstance(exc, ValueError):
+                    raise
+                raise ValueError(str(exc)) from None
             # resolve first: "models/x/.." names the folder "models", never ".." (pictures above the output folder)
             name = Path(path).resolve().name or "model"
             out = Path(self.out_dir) if self.out_dir else state_paths().home / "inspect" / name
