@@ -324,8 +324,9 @@ def run_systems(reasoner: Reasoner, q: Question, systems=SYSTEMS, **overrides) -
             res = reasoner.answer(q.question, **overrides)
             ids = [p["id"] for p in res["passages"]]
             assert ids == [p.id for p in kept], (ids, [p.id for p in kept])  # same passages as (b), (c)
-            out["overlay"] = {"answer": res["answer"], "stop_reason": res["stop_reason"], "steps": len(res["trace"]),
-                              "timings_ms": res["timings_ms"]}
+            # a declined question has no answer words (scored as an empty answer, as a refusal was before)
+            out["overlay"] = {"answer": "" if res.get("refused") else res["answer"], "stop_reason": res["stop_reason"],
+                              "steps": len(res["trace"]), "timings_ms": res["timings_ms"]}
         except InputError as exc:  # e.g. retrieval found nothing about the term: an empty answer, visibly
             out["overlay"] = {"answer": "", "error": str(exc)}
         out["overlay"]["ms"] = 1000 * (time.perf_counter() - t0)

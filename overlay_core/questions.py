@@ -129,11 +129,6 @@ def third_person(verb: str) -> str:
     return v + "s"
 
 
-def _looks_past(verb: str) -> bool:
-    v = verb.casefold()
-    return v.endswith("ed") or v in _PARTICIPLES and v not in _PAST
-
-
 _TERM = r"(?:(?P<article>an?|the)\s+)?(?P<term>.+?)"
 #: A noun after "which/what" is never an auxiliary ("What is advanced revelation?" is a definition).
 _NOUN = r"(?P<noun>(?!(?:is|are|was|were|does|do|did)\b)[a-z]+(?:\s+(?!(?:is|are|was|were|does|do|did)\b)[a-z]+)?)"
@@ -178,7 +173,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p, re.IGNORECASE)
 #: "What is the N of X?" is read separately (see :func:`analyze`); "What is sum of products type?" stays a
 #: definition: dictionary headwords hold "of" and "for" ("American Standard Code for Information Interchange").
 _NOT_A_TERM = re.compile(r"\b(?:(?:used|useful|good|needed|required|responsible)\s+(?:for|in|by|to|as)|called|does|"
-                         r"did|when|where|why|how)\b|\s(?:for|of|to|in|by)$", re.IGNORECASE)
+                         r"did|when|where|why|how)\b|\sfor$", re.IGNORECASE)  # not "jack in", "log in": headwords
 
 
 def focus_words(question: str, exclude: str | None = None) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from overlay_core.text import words
     ("Who is considered a co-author of Unix?", "who", "Unix", "", "person"),
     ("What is the voice group useful for?", "what", "voice group", "", "any"),  # never "Voice group useful for is"
     ("What is least recently used?", "definition", "least recently used", "", "definition"),
+    ("What is jack in?", "definition", "jack in", "", "definition"),
 ])
 def test_every_common_question_form_is_read(question, kind, subject, frame, answer_type):
     f = analyze(question)
