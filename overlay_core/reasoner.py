@@ -6,8 +6,12 @@ Overlay never lets the model write freely. Each step:
    the adjacency table's top-N successors of the last word(s) (``source="corpus"``),
    the successors of the same context inside the retrieved passages (``"passage"``),
    multi-word spans that follow the context in a passage (``"span"``), the opening
-   of each passage's definition right after the subject (``"passage-start"``), and
-   edges an expert added (``"expert"``).
+   of each passage's definition right after the subject (``"passage-start"``), for other
+   question forms the spans of the sentences that bear on the question (``"answer-span"``,
+   with their relevance as the feature ``rel``; :mod:`overlay_core.evidence`) and an
+   acronym's expansion (``"expansion"``), and edges an expert added (``"expert"``).
+   The question is read first (:mod:`overlay_core.questions`): its form decides the
+   opening words (subject or a frame from the question) and whether it is declined.
 2. **Guardrails** mark candidates ``blocked`` (kept in the trace, not scored): a repeated
    n-gram (``block_ngram``) or ending the sentence before ``min_words``.
 3. **Select**: the LLM scores every remaining candidate as a continuation of
