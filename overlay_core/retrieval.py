@@ -837,6 +837,43 @@ class KnowledgeBase:
         return [Passage(i, d or "", {k: v for k, v in (m or {}).items() if k != DOC_KEY})
                 for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
 
+    def metadata(self, where: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """``{id: metadata}`` of the stored passages matching a Chroma metadata filter (no texts, no vectors),
+        e.g. ``{"file_type": {"$in": ["markdown", "pdf"]}}``. Empty when the collection does not exist."""
+        with self._store.reading():
+            try:
+                col = self._collection()
+                if col is None:
+                    return {}
+                got = col.get(where=dict(where), include=["metadatas"])
+            except OverlayError:
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "get") from exc
+        return {i: {k: v for k, v in (m or {}).items() if k != DOC_KEY} for i, m in zip(got["ids"], got["metadatas"])}
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete the passages with these ids (ids not stored are ignored); returns how many were deleted."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return 0
+        with self._store.writing() as w:
+            try:
+                col = self._collection()
+                if col is None:
+                    return 0
+                present = col.get(ids=ids, include=[])["ids"]
+                if present:
+                    w.changed = True
+                    col.delete(ids=present)
+            except OverlayError:
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "delete") from exc
+        return len(present)
+
     def clear(self) -> None:
         """Delete every passage of this collection (the collection is recreated empty)."""
         with self._store.writing() as w:

@@ -226,6 +226,22 @@ def test_empty_documents_are_skipped_and_ids_never_empty(stores):
     assert kb.upsert(ps) == IngestReport(0, 0, 2, 2, 4, 0)
 
 
+def test_metadata_by_filter_and_delete_by_ids(stores):
+    kb = stores.kb()
+    assert kb.metadata({"file_type": "text"}) == {} and kb.delete(["nope"]) == 0  # no collection yet
+    ps = [Passage("d1", "notes: the first document passage", {"source": "/d/a.txt", "file_path": "/d/a.txt",
+                                                                "file_type": "text", "chunk": 0}),
+          Passage("d2", "notes: the second document passage", {"source": "/d/b.txt", "file_path": "/d/b.txt",
+                                                                 "file_type": "text", "chunk": 0}),
+          P("cache: a small fast memory in front of a slower one.", "cache", 0, 1)]
+    kb.upsert(ps)
+    got = kb.metadata({"file_type": {"$in": ["text", "pdf"]}})
+    assert set(got) == {"d1", "d2"} and got["d2"]["file_path"] == "/d/b.txt"
+    assert all("overlay_doc" not in m for m in got.values())  # the internal document key stays internal
+    assert kb.delete(["d2", "d2", "missing"]) == 1
+    assert set(kb.metadata({"file_type": "text"})) == {"d1"} and kb.count() == 2
+
+
 def test_repeated_ids_in_one_call(stores):
     kb = stores.kb()
     p = P("cache: a small fast memory in front of a slower one.", "cache", 0, 1)
