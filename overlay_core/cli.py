@@ -43,33 +43,41 @@ def build(
     With PATHs, from your own documents (bad files are skipped, one line each); else from a dictd dictionary."""
     from .knowledge import build_knowledge
 
-    problems: list[tuple[str, str]] = []
+    def skipped(f: str, why: str) -> None:
+        err.print(f"skipped {escape(f)}: {escape(why)}", highlight=False, soft_wrap=True)
+
     try:
-        passages = None
         if paths:
-            from .documents import load_paths
+            from .documents import build_documents
 
             if corpus is not None or limit is not None:
                 raise InputError("--corpus and --limit are for a dictionary; give either PATHs of documents or "
                                  "--corpus, not both")
-            passages, problems = load_paths(paths)
-            for f, why in problems:
-                err.print(f"skipped {escape(f)}: {escape(why)}", highlight=False, soft_wrap=True)
-            if not passages:
-                raise InputError(f"none of the {len(problems)} file(s) given could be loaded (see the lines above); "
-                                 "give .txt, .md, .html or .pdf files with text")
-        report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
-                                 progress=not json_out, server_url=server_url, passages=passages)
+            report = build_documents(paths, home, order=order, rebuild=rebuild, progress=not json_out,
+                                     server_url=server_url, on_problem=skipped)
+        else:
+            report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
+                                     progress=not json_out, server_url=server_url)
     except OverlayError as exc:
         _fail(exc, ctx)
-    if problems:
-        report = dict(report, skipped=[{"file": f, "why": why} for f, why in problems])
     if json_out:
         print(json.dumps(report))
         return
     state = "already built (cached)" if report.get("cached") else "built"
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
               f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']})")
+    if "files" in report:
+        status = [f["status"] for f in report["files"]]
+        err.print(f"documents: {len(status)} files loaded ({status.count('new')} new, {status.count('changed')} "
+                  f"changed, {status.count('unchanged')} unchanged), {len(report['skipped'])} skipped"
+                  + (f", {len(report['removed_files'])} removed from the store (no longer there or now skipped: "
+                     + ", ".join(escape(f["file"]) for f in report["removed_files"]) + ")"
+                     if report["removed_files"] else ""), highlight=False, soft_wrap=True)
+    if not report.get("cached"):
+        ing = report.get("ingest", {})
+        err.print(f"passages: {ing.get('added', 0)} added, {ing.get('updated', 0)} updated, "
+                  f"{ing.get('unchanged', 0)} unchanged (not embedded again), {ing.get('removed', 0)} old chunks "
+                  "removed", highlight=False, soft_wrap=True)
     if report.get("store_extra"):
         err.print(f"note: the passage store also holds {report['store_extra']} passages that are not in this build "
                   "(an earlier, larger build or documents added through the Knowledge Base node); they can still be "

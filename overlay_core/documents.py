@@ -1,36 +1,70 @@
 """Your own documents as passages: plain text, Markdown, HTML and PDF files and folders (``overlay build PATH…``).
 
-Loaders are maintained libraries, each the usual choice for its format: ``markdown-it-py`` (the CommonMark
-parser rich already uses) for Markdown, ``beautifulsoup4`` for HTML, ``pypdf`` for PDF text; the chunking is
-the project's ``langchain-text-splitters`` (:mod:`overlay_core.ingest`).
+Loaders are maintained libraries, each the usual choice for its format and each pure Python with no
+native code: ``markdown-it-py`` (the CommonMark parser rich already uses) with ``mdit-py-plugins`` (its
+companion package, for YAML front matter and definition lists) for Markdown, ``beautifulsoup4`` for HTML
+(and its ``EncodingDetector`` for a declared ``<meta charset>``), ``pypdf`` for the text layer and the
+bookmarks (outline) of a PDF. The chunking is the project's ``langchain-text-splitters``
+(:mod:`overlay_core.ingest`). A heavier extractor (``trafilatura``, ``unstructured``) would guess at page
+furniture; these documents are the user's own, so every block of text is kept.
 
-A document is cut into **sections** at its headings (Markdown ``#``/underlined headings, HTML ``h1``–``h6``);
-a PDF is one section per page. Every chunk of a section becomes a passage whose text reads
-``"<heading>: <chunk>"`` — the label convention FOLDOC passages use, so the reasoner ranks the section about
-the asked term first and keeps the label out of the answer — with metadata ``source`` (the file path),
-``file_path``, ``headword`` (the section's heading, else the file name), ``headings`` (the heading path,
-``" > "``-joined), ``page`` (PDF), ``chunk`` and ``n_chunks``. Heading syntax (``#``, ``===``) never reaches a
-passage: headings are taken from the parsed document, not from its text.
+A document is cut into **sections** at its headings — Markdown ``#`` and underlined (``===``/``---``)
+headings, HTML ``h1``–``h6``, definition-list terms (HTML ``dt``, Markdown ``Term`` / ``: definition``),
+the same two heading conventions in a plain-text file, a PDF's bookmarks (one section per page, under the
+bookmark in force there). Every chunk of a section becomes a passage whose text reads
+``"<heading>: <chunk>"`` — the label convention FOLDOC passages use (:func:`overlay_core.ingest.foldoc_passages`),
+which the reasoner reads as the passage's subject and keeps out of the answer
+(:func:`overlay_core.evidence.material_tokens` cuts the text at its first colon if that colon is within the first
+:data:`~overlay_core.evidence.LABEL_WINDOW` word tokens; so a label has no colon of its own and is cut short
+enough for its colon to fall in that window). Heading syntax (``#``, ``===``, ``---``) never reaches a passage: headings are
+taken from the parsed document, not from its text; rules (``***``, ``---``) and tables' delimiter rows are
+dropped. Code blocks are kept verbatim (a ``#`` there is a comment, not a heading).
 
-Bad files never stop a build: :func:`load_paths` returns every problem as ``(path, why)`` — unreadable, empty, a
-binary file with a text extension, a broken PDF, an unsupported type — and loads the rest.
+Metadata of a passage (flat, as ChromaDB stores it):
+
+* ``source`` and ``file_path``: the file's absolute path (resolved, so ``docs/a.md`` and ``./docs/a.md`` are
+  one document: one set of passages, replaced as a whole when the file changes, see
+  :mod:`overlay_core.retrieval`);
+* ``file_type``: ``text``, ``markdown``, ``html`` or ``pdf``;
+* ``headword``: the section's heading, case-folded (else the file name without suffix);
+* ``headings``: the heading path, outermost first, ``" > "``-joined (``""`` before the first heading);
+* ``page`` (PDF only, 1-based), ``chunk`` (0-based) and ``n_chunks``.
+
+Bad files never stop a build: :func:`load_paths` returns every problem as ``(path, why)`` — unreadable, empty,
+a binary file with a text extension, a broken or encrypted PDF, a PDF without a text layer, an unsupported
+type — and loads the rest. :func:`build_documents` is the one-call API (the CLI's ``overlay build PATH…``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable, Iterator
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .errors import CorpusError
+from .evidence import LABEL_WINDOW
 from .ingest import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, Passage, _splitter, passage_id
+from .text import join as join_tokens
 from .text import normalize, utf8_safe
+from .text import words as word_tokens
 
 TEXT_SUFFIXES = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
                  ".htm": "html"}
 SUFFIXES = {**TEXT_SUFFIXES, ".pdf": "pdf"}
-#: bytes read to tell a text file from a binary one (a NUL byte there = binary)
+#: the ``file_type`` values of document passages (how a build finds the documents it stored earlier)
+FILE_TYPES = tuple(sorted(set(SUFFIXES.values())))
+#: bytes (and, decoded, characters) looked at to tell a text file from a binary one
 SNIFF_BYTES = 8192
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+#: control characters that occur in text files (tab, line feed, vertical tab, form feed, carriage return,
+#: backspace, escape), as Perl's ``-T``/``-B`` file test counts them
+_TEXT_CONTROLS = frozenset("\t\n\x0b\x0c\r\b\x1b")
 
 
 @dataclass
@@ -42,56 +76,183 @@ class Section:
     page: int | None = None
 
 
-class DocumentError(ValueError):
-    """One file cannot be loaded; the message says why (the build skips the file and goes on)."""
+class DocumentError(CorpusError, ValueError):
+    """One file cannot be loaded; the message says why (a build skips the file and goes on)."""
 
 
-def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+# --------------------------------------------------------------------------- bytes -> text
+
+
+def decode_text(data: bytes, *, html: bool = False) -> str:
+    """The text of a file's bytes, or :class:`DocumentError` for a binary file.
+
+    Encoding: a byte-order mark (UTF-8/16/32) wins; then, for HTML, the declared ``<meta charset>``; then
+    UTF-8; then Windows-1252 (the usual legacy encoding of Western text, a superset of ISO 8859-1's printable
+    characters). Binary: a NUL byte in the first :data:`SNIFF_BYTES` bytes (without a UTF-16/32 byte-order
+    mark; git's rule), or more than a third of the first :data:`SNIFF_BYTES` characters being control
+    characters other than tab, newlines, form feed, backspace and escape (Perl's ``-B`` file test).
+
+    Raises:
+        DocumentError: binary, or not decodable with the encodings above.
+    """
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return _refuse_controls(data.decode(codec))
+            except UnicodeDecodeError as exc:
+                raise DocumentError(f"starts with a {codec} byte-order mark but is not {codec} text "
+                                    f"({exc.reason} at byte {exc.start})") from None
     if b"\x00" in data[:SNIFF_BYTES]:
         raise DocumentError("a binary file with a text extension (it holds NUL bytes); not ingested")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
+    codecs = ["utf-8", "cp1252"]
+    if html:
+        from bs4.dammit import EncodingDetector
+
+        declared = EncodingDetector.find_declared_encoding(data[:SNIFF_BYTES * 4], is_html=True)
+        if declared:
+            codecs.insert(0, declared)
+    for codec in codecs:
         try:
-            return data.decode("cp1252")
-        except UnicodeDecodeError as exc:
-            raise DocumentError(f"not UTF-8 or Windows-1252 text ({exc.reason} at byte {exc.start})") from None
-
-
-def markdown_sections(text: str) -> list[Section]:
-    """Sections of a Markdown document, split at its headings (markdown-it-py tokens; syntax removed)."""
-    from markdown_it import MarkdownIt
-
-    tokens = MarkdownIt("commonmark").parse(text)
-    sections, path, buf = [], [], []
-    i = 0
-    while i < len(tokens):
-        t = tokens[i]
-        if t.type == "heading_open":
-            if buf:
-                sections.append(Section("\n\n".join(buf), list(path)))
-                buf = []
-            level = int(t.tag[1])
-            title = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
-            path = path[: level - 1] + [_plain_inline(title)]
-            i += 3
+            return _refuse_controls(data.decode(codec))
+        except (UnicodeDecodeError, LookupError):
             continue
-        if t.type == "inline":
-            buf.append(_plain_inline(t.content))
-        elif t.type in ("fence", "code_block"):
-            buf.append(t.content.strip())
-        i += 1
-    if buf:
-        sections.append(Section("\n\n".join(buf), list(path)))
+    raise DocumentError("not text in UTF-8 or Windows-1252 (nor a declared encoding); convert it to UTF-8, "
+                        "or it is a binary file with a text extension")
+
+
+def _refuse_controls(text: str) -> str:
+    head = text[:SNIFF_BYTES]
+    odd = sum(1 for c in head if c not in _TEXT_CONTROLS and unicodedata.category(c) == "Cc")
+    if head and 3 * odd > len(head):
+        raise DocumentError(f"a binary file with a text extension ({odd} of its first {len(head)} characters are "
+                            "control characters); not ingested")
+    return text
+
+
+# --------------------------------------------------------------------------- formats -> sections
+
+
+#: a line of one mark repeated (3+ times): an underline, an overline or a rule
+_RULE = re.compile(r"^ {0,3}([=\-~^*#_+])(?:[ ]*\1){2,}[ \t]*$")
+_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
+#: underline marks of a heading: ``=`` is level 1, the others level 2 (Markdown setext; reStructuredText)
+_UNDERLINES = {"=": 1, "-": 2, "~": 2, "^": 2}
+
+
+def text_sections(text: str) -> list[Section]:
+    """Sections of a plain-text file, cut at the heading conventions plain text shares with Markdown.
+
+    A line ``# Title`` (1–6 ``#``) is a heading of that level; a single line underlined with ``===`` (level 1)
+    or ``---``/``~~~``/``^^^`` (level 2) is a heading; any other line made of one repeated mark (an overline,
+    a rule) is dropped. Everything else is kept verbatim, line breaks included.
+    """
+    sections: list[Section] = []
+    path: list[str] = []
+    buf: list[str] = []
+
+    def flush() -> None:
+        body = "\n".join(buf).strip()
+        if body:
+            sections.append(Section(body, list(path)))
+        buf.clear()
+
+    for line in text.splitlines():
+        rule = _RULE.match(line)
+        if rule:
+            mark = rule.group(1)
+            single = bool(buf) and buf[-1].strip() and (len(buf) == 1 or not buf[-2].strip())
+            if mark in _UNDERLINES and single and len(buf[-1].strip()) <= 120:
+                title = buf.pop().strip()
+                flush()
+                level = _UNDERLINES[mark]
+                path = path[: level - 1] + [title]
+            continue
+        atx = _ATX.match(line)
+        if atx and atx.group(2).strip():
+            flush()
+            level = len(atx.group(1))
+            path = path[: level - 1] + [atx.group(2).strip()]
+            continue
+        buf.append(line)
+    flush()
     return sections
 
 
-def _plain_inline(s: str) -> str:
-    """Inline Markdown to plain text: links keep their text, emphasis/code marks go."""
-    s = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", s)
-    s = re.sub(r"(\*\*|__|\*|_|`)(.+?)\1", r"\2", s)
-    return s.strip()
+def _markdown():
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.deflist import deflist_plugin
+    from mdit_py_plugins.front_matter import front_matter_plugin
+
+    return (MarkdownIt("commonmark").enable(["table", "strikethrough"])
+            .use(front_matter_plugin).use(deflist_plugin))
+
+
+def _inline_text(token) -> str:
+    """Plain text of a markdown-it ``inline`` token: text and code spans kept, link text kept (not the URL),
+    an image by its alt text, emphasis marks and inline HTML tags dropped."""
+    out = []
+    for c in token.children or ():
+        if c.type in ("text", "code_inline", "image"):
+            out.append(c.content)
+        elif c.type == "softbreak":
+            out.append(" ")
+        elif c.type == "hardbreak":
+            out.append("\n")
+    return "".join(out).strip()
+
+
+def markdown_sections(text: str) -> list[Section]:
+    """Sections of a Markdown document (CommonMark + tables, strikethrough, front matter, definition lists),
+    from markdown-it-py's tokens: heading syntax, emphasis marks, link targets, raw HTML tags and YAML front
+    matter never reach the text. A table row becomes one line, its cells joined by ``"; "``; a definition
+    list's term heads its definition (as a sub-heading) until the list ends."""
+    from bs4 import BeautifulSoup
+
+    tokens = _markdown().parse(text)
+    sections: list[Section] = []
+    path: list[str] = []
+    outer: list[list[str]] = []  # heading paths outside the definition lists we are in
+    buf: list[str] = []
+    row: list[str] | None = None
+
+    def flush() -> None:
+        body = "\n\n".join(b for b in buf if b).strip()
+        if body:
+            sections.append(Section(body, list(path)))
+        buf.clear()
+
+    i = 0
+    while i < len(tokens):
+        t = tokens[i]
+        if t.type in ("heading_open", "dt_open"):
+            flush()
+            title = _inline_text(tokens[i + 1]) if i + 1 < len(tokens) and tokens[i + 1].type == "inline" else ""
+            if t.type == "heading_open":
+                level = int(t.tag[1])
+                path = path[: level - 1] + [title] if title else path[: level - 1]
+            else:
+                path = (outer[-1] if outer else path) + [title] if title else list(outer[-1] if outer else path)
+            i += 3  # open, inline, close
+            continue
+        if t.type == "dl_open":
+            outer.append(list(path))
+        elif t.type == "dl_close" and outer:
+            flush()
+            path = outer.pop()
+        elif t.type == "tr_open":
+            row = []
+        elif t.type == "tr_close" and row is not None:
+            buf.append("; ".join(c for c in row if c))
+            row = None
+        elif t.type == "inline":
+            (row if row is not None else buf).append(_inline_text(t))
+        elif t.type in ("fence", "code_block"):
+            buf.append(t.content.rstrip("\n"))
+        elif t.type == "html_block":
+            buf.append(" ".join(BeautifulSoup(t.content, "html.parser").get_text(" ").split()))
+        i += 1
+    flush()
+    return sections
 
 
 def html_sections(text: str) -> list[Section]:
@@ -130,88 +291,257 @@ def html_sections(text: str) -> list[Section]:
     return sections
 
 
-def pdf_sections(path: Path) -> list[Section]:
-    """One section per page of a PDF with a text layer (pypdf)."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+def _pdf_outline(reader) -> list[tuple[int, list[str]]]:
+    """``(0-based page, heading path)`` of each bookmark of a PDF that points at a page, by page (stable)."""
+    out: list[tuple[int, list[str]]] = []
 
-    import logging
+    def walk(items, parents: list[str]) -> None:
+        last = None
+        for it in items:
+            if isinstance(it, list):  # the children of the bookmark before them
+                walk(it, parents + [last] if last else parents)
+                continue
+            last = " ".join(str(getattr(it, "title", "") or "").split())
+            try:
+                page = reader.get_destination_page_number(it)
+            except Exception:  # a bookmark to nowhere (broken or external): no heading from it
+                page = None
+            if last and page is not None and page >= 0:
+                out.append((page, parents + [last]))
+
+    try:
+        walk(reader.outline, [])
+    except Exception:  # a damaged outline does not make the text unreadable
+        return []
+    return sorted(out, key=lambda x: x[0])
+
+
+def pdf_sections(path: Path) -> list[Section]:
+    """One section per page of a PDF with a text layer (pypdf), under the last bookmark that starts on or before
+    the page (its heading path). A word hyphenated at a line end is joined again."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # its repair notes ("EOF marker not found") are not ours
     try:
         reader = PdfReader(str(path))
-        pages = [(i + 1, page.extract_text() or "") for i, page in enumerate(reader.pages)]
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise DocumentError(f"not a readable PDF ({exc})") from None
-    sections = [Section(" ".join(t.split()), [], page=n) for n, t in pages if t.strip()]
+        if reader.is_encrypted:
+            try:
+                reader.decrypt("")  # an owner password alone still lets anyone read the text
+            except Exception:
+                pass
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except FileNotDecryptedError:
+        raise DocumentError("an encrypted PDF (it needs a password); save a copy without a password") from None
+    except DependencyError as exc:
+        raise DocumentError(f"a PDF this installation cannot decrypt ({exc})") from None
+    except RecursionError:
+        raise DocumentError("not a readable PDF (its object structure is circular or too deep)") from None
+    except Exception as exc:  # pypdf parses untrusted bytes: any failure is this file's problem, not the build's
+        raise DocumentError(f"not a readable PDF ({type(exc).__name__}: {exc})") from None
+    outline = _pdf_outline(reader)
+    sections = []
+    for n, raw in enumerate(pages):
+        text = " ".join(re.sub(r"(\w)-\n(?=[a-z])", r"\1", raw).split())
+        if text:
+            heads = next((h for p, h in reversed(outline) if p <= n), [])
+            sections.append(Section(text, list(heads), page=n + 1))
     if not sections:
         raise DocumentError("a PDF without a text layer (scanned pages?); nothing to ingest")
     return sections
 
 
-def load_file(path: Path) -> list[Section]:
-    """The sections of one file (see the module docstring). Raises :class:`DocumentError` with the reason."""
+def load_file(path: str | Path) -> list[Section]:
+    """The sections of one file (see the module docstring).
+
+    Raises:
+        DocumentError: with the reason (unsupported type, unreadable, binary, broken, empty, no text).
+    """
+    path = Path(path)
     kind = SUFFIXES.get(path.suffix.casefold())
     if kind is None:
         raise DocumentError(f"unsupported file type {path.suffix or '(none)'!r}; give .txt, .md, .html or .pdf files")
     try:
         if kind == "pdf":
             return pdf_sections(path)
-        text = normalize(_read_text(path))
+        data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"cannot read it ({exc.strerror or exc})") from None
-    if not text.strip():
+    if not data.strip():
         raise DocumentError("empty")
-    if kind == "markdown":
-        return markdown_sections(text)
-    if kind == "html":
-        return html_sections(text)
-    return [Section(text)]
+    text = normalize(decode_text(data, html=kind == "html"))
+    if not text.strip():
+        raise DocumentError("empty (only invisible or control characters)")
+    sections = {"markdown": markdown_sections, "html": html_sections, "text": text_sections}[kind](text)
+    if not sections:
+        raise DocumentError("no text besides markup and headings")
+    return sections
 
 
-def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:
-    """Every file named or inside a named folder (recursively, sorted, hidden ones skipped): ``(path, problem)``."""
+def iter_files(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = ()) -> Iterator[tuple[Path, str | None]]:
+    """Every file named or inside a named folder (recursively, sorted; hidden files and folders skipped, and
+    anything inside an ``exclude`` folder, e.g. the state folder; each file once, as its resolved absolute path):
+    ``(path, problem)``; ``problem`` is None or why it is not a file."""
+    seen: set[Path] = set()
+    skip = [Path(e).expanduser().resolve() for e in exclude]
     for raw in paths:
-        p = Path(raw)
+        p = Path(raw).expanduser()
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
-                    yield f, None
+            files = sorted(f for f in p.rglob("*")
+                           if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
         elif p.is_file():
-            yield p, None
+            files = [p]
         else:
             yield p, "no such file or folder"
+            continue
+        for f in files:
+            f = f.resolve()
+            if f not in seen and not any(e == f or e in f.parents for e in skip):
+                seen.add(f)
+                yield f, None
+
+
+def _label(heading: str) -> str:
+    """The passage label of a heading: no colon (the reasoner cuts the label at the first colon) and cut to the
+    longest run of its word tokens whose colon still falls within :data:`~overlay_core.evidence.LABEL_WINDOW`."""
+    label = " ".join(heading.replace(":", " -").split())
+    toks = word_tokens(label)
+    n = len(toks)
+    while n > 1 and ":" not in word_tokens(f"{label}: x")[:LABEL_WINDOW]:
+        n -= 1
+        label = join_tokens(toks[:n])
+    return label
+
+
+def document_passages(path: Path, sections: list[Section], *, kind: str, splitter) -> list[Passage]:
+    """The passages of one loaded file (see the module docstring for text and metadata)."""
+    shown = utf8_safe(str(path))
+    out: list[Passage] = []
+    for sec in sections:
+        head = sec.headings[-1] if sec.headings else path.stem
+        label = _label(head) or _label(path.stem) or "document"
+        chunks = splitter.split_text(normalize(sec.text).strip())
+        headings = " > ".join(sec.headings)
+        for k, chunk in enumerate(chunks):
+            meta: dict[str, Any] = {"source": shown, "file_path": shown, "file_type": kind,
+                                    "headword": head.casefold(), "headings": headings, "chunk": k,
+                                    "n_chunks": len(chunks)}
+            if sec.page is not None:
+                meta["page"] = sec.page
+            text = f"{label}: {chunk}"
+            out.append(Passage(passage_id(text, {"source": shown, "page": sec.page, "h": headings}), text, meta))
+    return out
 
 
 def load_paths(paths: Iterable[str | Path], *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-               chunk_overlap: int = DEFAULT_CHUNK_OVERLAP) -> tuple[list[Passage], list[tuple[str, str]]]:
+               chunk_overlap: int = DEFAULT_CHUNK_OVERLAP, exclude: Iterable[str | Path] = (),
+               on_problem: Callable[[str, str], None] | None = None) -> tuple[list[Passage], list[tuple[str, str]]]:
     """Passages of every loadable file under ``paths`` and ``[(file, why)]`` for every file skipped.
 
-    Files of an unsupported type inside a folder are skipped silently only when they are hidden; all others are
-    reported, so a user sees what was not ingested.
+    Every file that is not loaded is reported (also an unsupported type inside a folder; hidden files and
+    folders are not looked at, nor ``exclude`` folders), so a user sees what was not ingested.
+    ``on_problem(file, why)`` is called as each problem is found (the CLI prints it then).
     """
     splitter = _splitter(chunk_size, chunk_overlap)
     passages: list[Passage] = []
     problems: list[tuple[str, str]] = []
-    for path, problem in iter_files(paths):
-        shown = utf8_safe(str(path))
-        if problem:
-            problems.append((shown, problem))
+
+    def problem(path: Path, why: str) -> None:
+        problems.append((utf8_safe(str(path)), why))
+        if on_problem is not None:
+            on_problem(*problems[-1])
+
+    for path, missing in iter_files(paths, exclude=exclude):
+        if missing:
+            problem(path, missing)
             continue
         try:
             sections = load_file(path)
         except DocumentError as exc:
-            problems.append((shown, str(exc)))
+            problem(path, str(exc))
             continue
-        for sec in sections:
-            head = sec.headings[-1] if sec.headings else path.stem
-            chunks = splitter.split_text(normalize(sec.text).strip())
-            for k, chunk in enumerate(chunks):
-                meta = {"source": shown, "file_path": shown, "headword": head.casefold(), "chunk": k,
-                        "n_chunks": len(chunks), "headings": " > ".join(sec.headings)}
-                if sec.page is not None:
-                    meta["page"] = sec.page
-                text = f"{head}: {chunk}"
-                passages.append(Passage(passage_id(text, {"source": shown, "page": sec.page, "h": meta["headings"]}),
-                                        text, meta))
+        except Exception as exc:  # a parser failing on one odd file must not cost the others
+            problem(path, f"could not be parsed as {SUFFIXES[path.suffix.casefold()]} ({type(exc).__name__}: {exc})")
+            continue
+        passages.extend(document_passages(path, sections, kind=SUFFIXES[path.suffix.casefold()],
+                                          splitter=splitter))
     return passages, problems
+
+
+# --------------------------------------------------------------------------- the build
+
+
+def build_documents(paths: Iterable[str | Path], home: str | Path | None = None, *, order: int = 3,
+                    rebuild: bool = False, progress: bool = False, server_url: str | None = None,
+                    collection: str = "overlay", chunk_size: int = DEFAULT_CHUNK_SIZE,
+                    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+                    on_problem: Callable[[str, str], None] | None = None) -> dict:
+    """Build the knowledge from files and folders of documents: load, store, index (``overlay build PATH…``).
+
+    Incremental: passages already stored are not embedded again (:meth:`~overlay_core.retrieval.KnowledgeBase.upsert`),
+    a changed file's old passages are replaced, and the passages of a file that was built from one of
+    ``paths`` before but is no longer there (deleted, or now skipped as bad) are removed from the store. The
+    same documents again: the report of the last build, ``cached`` True
+    (:func:`overlay_core.knowledge.build_knowledge`).
+
+    Args:
+        paths: files and folders (``.txt``, ``.md``, ``.html``, ``.pdf``; folders recursively).
+        home: state folder (:func:`overlay_core.knowledge.state_paths`).
+        order, rebuild, progress, server_url, collection: as :func:`overlay_core.knowledge.build_knowledge`.
+        chunk_size, chunk_overlap: characters, for the text splitter.
+        on_problem: called with ``(file, why)`` for each file skipped, as it is found.
+
+    Returns:
+        The build report of :func:`~overlay_core.knowledge.build_knowledge` plus ``files`` (every file loaded:
+        ``file``, ``type``, ``passages``, ``status`` — ``new``, ``changed`` or ``unchanged`` against the store
+        before this build), ``skipped`` (``file``, ``why``) and ``removed_files`` (``file``, ``passages``:
+        files of an earlier build from these paths that are gone or now skipped).
+
+    Raises:
+        CorpusError: no file could be loaded (each reason was given to ``on_problem`` and is in the message).
+        RetrievalError, StateFileError: as :func:`~overlay_core.knowledge.build_knowledge`.
+    """
+    from .knowledge import build_knowledge, state_paths
+    from .retrieval import get_knowledge_base
+
+    paths = list(paths)
+    state = state_paths(home)
+    # the state folder may sit inside a documents folder (`overlay build . --home state`): never ingest it
+    passages, problems = load_paths(paths, chunk_size=chunk_size, chunk_overlap=chunk_overlap, exclude=[state.home],
+                                    on_problem=on_problem)
+    if not passages:
+        shown = "; ".join(f"{f}: {why}" for f, why in problems[:3]) + ("; …" if len(problems) > 3 else "")
+        raise CorpusError(f"none of the {len(problems)} file(s) given could be loaded ({shown}); "
+                          "give .txt, .md, .html or .pdf files with text")
+    ids_by_file: dict[str, set[str]] = {}
+    kinds: dict[str, str] = {}
+    for p in passages:
+        ids_by_file.setdefault(p.metadata["file_path"], set()).add(p.id)
+        kinds[p.metadata["file_path"]] = p.metadata["file_type"]
+
+    stored: dict[str, set[str]] = {}
+    kb = None
+    if server_url is not None or state.chroma.exists():
+        kb = get_knowledge_base(state.chroma, collection=collection, server_url=server_url)
+        for pid, meta in kb.metadata({"file_type": {"$in": list(FILE_TYPES)}}).items():
+            stored.setdefault(str(meta.get("file_path", "")), set()).add(pid)
+    roots = [Path(p).expanduser().resolve() for p in paths]
+
+    def under_roots(f: str) -> bool:
+        fp = Path(f)
+        return any(fp == r or r in fp.parents for r in roots)
+
+    gone = sorted(f for f in stored if f not in ids_by_file and under_roots(f))
+    removed_files = []
+    if gone and kb is not None:
+        # before the build, so its report counts the store without them
+        kb.delete([pid for f in gone for pid in stored[f]])
+        removed_files = [{"file": f, "passages": len(stored[f])} for f in gone]
+
+    report = build_knowledge(home, passages=passages, order=order, rebuild=rebuild, progress=progress,
+                             server_url=server_url, collection=collection)
+    files = [{"file": f, "type": kinds[f], "passages": len(ids),
+              "status": "unchanged" if stored.get(f) == ids else "changed" if f in stored else "new"}
+             for f, ids in ids_by_file.items()]
+    return dict(report, files=files, skipped=[{"file": f, "why": why} for f, why in problems],
+                removed_files=removed_files)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from overlay_core.documents import html_sections, load_paths, markdown_sections
+from overlay_core import text as T
+from overlay_core.documents import (DocumentError, build_documents, decode_text, html_sections, load_file, load_paths,
+                                    markdown_sections, text_sections)
+from overlay_core.evidence import material_tokens
 
 OVERLAY = str(Path(sys.executable).parent / "overlay")
 
@@ -25,25 +28,73 @@ The Zephyr Toolkit was written by Margarethe Olsson in 2011 at the Bergen Instit
 It was first released in 2012.
 """
 
+#: Markdown furniture: front matter, a rule, a table, a definition list, raw HTML, inline marks, a code fence
+FURNITURE = """---
+title: Furniture
+tags: [a, b]
+---
+# Setup: the basics
 
-@pytest.fixture(scope="module")
-def docs(tmp_path_factory) -> Path:
-    """txt, md with headings, html, a real one-page PDF, a broken PDF, a binary file named .txt, an empty file."""
+Use *snake_case_names* and **bold** text, a [link](https://example.org/x) and ![a diagram](d.png) &amp; <b>tags</b>.
+
+***
+
+| option | meaning |
+|--------|---------|
+| -v     | verbose |
+
+Cache
+: a store of recent results
+
+<div class="note">A raw <em>HTML</em> block.</div>
+
+```sh
+# a shell comment stays in code
+make install
+```
+
+Usage
+-----
+
+Run it.
+"""
+
+
+def write_pdf(path: Path, pages: list[str], bookmarks: list[tuple[str, int, int | None]] = ()) -> None:
+    """A real PDF with a text layer (matplotlib's PDF backend, TrueType text) and optional bookmarks
+    ``(title, page index, parent bookmark index)`` (pypdf)."""
     import matplotlib
 
     matplotlib.use("pdf")
     matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType text: extractable by pypdf
     import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_pdf import PdfPages
 
+    with PdfPages(path) as pdf:
+        for text in pages:
+            fig = plt.figure(figsize=(8.5, 11))
+            fig.text(0.1, 0.9, text, fontsize=12)
+            pdf.savefig(fig)
+            plt.close(fig)
+    if bookmarks:
+        from pypdf import PdfWriter
+
+        w = PdfWriter(clone_from=path)
+        made = []
+        for title, page, parent in bookmarks:
+            made.append(w.add_outline_item(title, page, parent=made[parent] if parent is not None else None))
+        w.write(path)
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory) -> Path:
+    """txt, md with headings, html, a real one-page PDF, a broken PDF, a binary file named .txt, an empty file."""
     d = tmp_path_factory.mktemp("docs")
     (d / "guide.md").write_text(GUIDE)
     (d / "boreal.html").write_text("<html><body><h1>Boreal Database</h1><p>Boreal is a column store designed by "
                                    "Ivo Karlsson.</p><script>var x = 1;</script></body></html>")
     (d / "notes.txt").write_text("Plain notes: the Tundra scheduler was created by Ada Lindqvist in 2015.\n")
-    fig = plt.figure(figsize=(8.5, 11))
-    fig.text(0.1, 0.9, "The Aurora compiler was designed by Lena Berg in 2009.", fontsize=12)
-    fig.savefig(d / "aurora.pdf")
-    plt.close(fig)
+    write_pdf(d / "aurora.pdf", ["The Aurora compiler was designed by Lena Berg in 2009."])
     (d / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
     (d / "junk.txt").write_bytes(b"a\x00b\x00\x01binary")
     (d / "empty.md").write_text("")
@@ -59,17 +110,130 @@ def test_markdown_and_html_sections_keep_headings_as_context_not_as_text():
     assert [(s.headings, s.text) for s in h] == [(["A"], "one"), (["A", "B"], "two")]
 
 
+def test_markdown_furniture_never_reaches_the_text():
+    secs = markdown_sections(FURNITURE)
+    assert [s.headings for s in secs] == [["Setup: the basics"], ["Setup: the basics", "Cache"],
+                                          ["Setup: the basics"], ["Setup: the basics", "Usage"]]
+    body = "\n".join(s.text for s in secs)
+    # inline marks, link targets, image syntax, tags and entities are rendered away, the words stay
+    assert secs[0].text.startswith("Use snake_case_names and bold text, a link and a diagram & tags.")
+    assert "option; meaning\n\n-v; verbose" in secs[0].text  # a table row is a line; no delimiter row
+    assert secs[1].text == "a store of recent results"  # a definition-list term heads its definition
+    assert "A raw HTML block." in secs[2].text and "# a shell comment stays in code\nmake install" in secs[2].text
+    for junk in ("title:", "tags:", "***", "---", "===", "|", "](", "<b>", "&amp;", "**"):
+        assert junk not in body, junk
+
+
+def test_plain_text_headings_and_rules():
+    text = ("Project Foo\n===========\n\nIntro text.\nSecond line.\n\nInstall\n-------\nRun it.\n\n"
+            "# Usage\nuse it\n*****\nend\n")
+    assert [(s.headings, s.text) for s in text_sections(text)] == [
+        (["Project Foo"], "Intro text.\nSecond line."), (["Project Foo", "Install"], "Run it."),
+        (["Usage"], "use it\nend")]
+    assert [s.text for s in text_sections("no headings here\n")] == ["no headings here"]
+
+
+def test_text_or_binary():
+    assert decode_text("UTF-16 from Notepad\n".encode("utf-16")) == "UTF-16 from Notepad\n"  # NULs, but a BOM
+    assert decode_text("café".encode("cp1252")) == "café"
+    assert decode_text(b'<meta charset="iso-8859-15"><p>\xa4</p>', html=True).endswith("<p>€</p>")
+    assert decode_text(b"\x1b[31mred\x1b[0m log line\n").startswith("\x1b")  # escape codes are text
+    with pytest.raises(DocumentError, match="binary file with a text extension .it holds NUL bytes"):
+        decode_text(b"PK\x03\x04\x00\x00text")
+    with pytest.raises(DocumentError, match=r"binary file with a text extension \(4 of its first 4 characters"):
+        decode_text(b"\x01\x02\x03\x04")
+
+
+def test_pdf_pages_take_their_heading_path_from_the_bookmarks(tmp_path):
+    pdf = tmp_path / "book.pdf"
+    write_pdf(pdf, ["The Aurora compiler was designed by Lena Berg. It compiles quick-\nly.", "Borealis text.",
+                    "Install text."], bookmarks=[("Aurora", 0, None), ("Borealis", 1, 0), ("Installation", 2, None)])
+    secs = load_file(pdf)
+    assert [(s.page, s.headings) for s in secs] == [(1, ["Aurora"]), (2, ["Aurora", "Borealis"]),
+                                                     (3, ["Installation"])]
+    assert secs[0].text == "The Aurora compiler was designed by Lena Berg. It compiles quickly."  # de-hyphenated
+    from pypdf import PdfWriter
+
+    w = PdfWriter(clone_from=pdf)
+    w.encrypt("secret")
+    w.write(tmp_path / "locked.pdf")
+    with pytest.raises(DocumentError, match="an encrypted PDF"):
+        load_file(tmp_path / "locked.pdf")
+    (tmp_path / "cut.pdf").write_bytes(pdf.read_bytes()[:3000])
+    with pytest.raises(DocumentError, match="not a readable PDF"):
+        load_file(tmp_path / "cut.pdf")
+
+
+def test_passage_label_is_what_the_reasoner_reads_as_the_label(tmp_path):
+    """A heading with a colon, or too long for the reasoner's label window, still leaves exactly the chunk as
+    answer material (evidence.material_tokens cuts the label at the first colon within 12 tokens)."""
+    long = "A heading that goes on for many more words than any label window of the reasoner can hold"
+    (tmp_path / "a.md").write_text(f"# Step 1: Install\n\nRun the installer now.\n\n# {long}\n\nSecond body text.\n")
+    passages, problems = load_paths([tmp_path])
+    assert problems == []
+    by_head = {p.metadata["headings"]: p for p in passages}
+    assert set(by_head) == {"Step 1: Install", long}  # the full heading path is kept in the metadata
+    assert by_head["Step 1: Install"].metadata["headword"] == "step 1: install"
+    for p, body in [(by_head["Step 1: Install"], "Run the installer now."), (by_head[long], "Second body text.")]:
+        assert material_tokens(p.text) == T.words(body), p.text
+
+
 def test_bad_files_are_reported_one_line_each_and_the_rest_is_loaded(docs):
     passages, problems = load_paths([docs])
     why = {Path(f).name: w for f, w in problems}
     assert set(why) == {"broken.pdf", "junk.txt", "empty.md"}
     assert why["junk.txt"].startswith("a binary file with a text extension")
     assert why["broken.pdf"].startswith("not a readable PDF") and why["empty.md"] == "empty"
+    assert all("\n" not in w for w in why.values())
     files = {Path(p.metadata["file_path"]).name for p in passages}
     assert files == {"guide.md", "boreal.html", "notes.txt", "aurora.pdf"}
+    root = docs.resolve()
+    assert all(p.metadata["source"] == p.metadata["file_path"] == str(root / Path(p.metadata["file_path"]).name)
+               for p in passages)  # the absolute path: one document however the folder was spelled
     pdf = [p for p in passages if p.metadata["file_path"].endswith("aurora.pdf")]
-    assert pdf[0].metadata["page"] == 1 and "Lena Berg" in pdf[0].text
+    assert pdf[0].metadata["page"] == 1 and pdf[0].metadata["file_type"] == "pdf" and "Lena Berg" in pdf[0].text
     assert all("#" not in p.text for p in passages)
+
+
+def test_rerun_ingests_only_what_changed_and_forgets_what_is_gone(tmp_path, monkeypatch):
+    """Real ChromaDB: a re-run embeds only new passages, a changed file replaces its passages, a deleted (or now
+    broken) file's passages leave the store, and another spelling of the same folder is the same build. The state
+    folder sits inside the documents folder: it is never read as documents."""
+    from overlay_core.knowledge import state_paths
+    from overlay_core.retrieval import get_knowledge_base
+
+    d = tmp_path / "docs"
+    home = d / "state"
+    d.mkdir()
+    (d / "a.md").write_text("# Alpha\n\nAlpha was written by Ann.\n")
+    (d / "b.txt").write_text("Beta was written by Bob.\n")
+    first = build_documents([d], home)
+    assert first["ingest"]["added"] == 2 and not first["cached"] and first["skipped"] == []
+    assert {Path(f["file"]).name: f["status"] for f in first["files"]} == {"a.md": "new", "b.txt": "new"}
+    assert build_documents([d], home)["cached"] is True
+
+    (d / "c.html").write_text("<h1>Gamma</h1><p>Gamma was written by Cid.</p>")
+    added = build_documents([d], home)
+    assert (added["ingest"]["added"], added["ingest"]["unchanged"]) == (1, 2)
+    assert {Path(f["file"]).name: f["status"] for f in added["files"]} == {"a.md": "unchanged", "b.txt": "unchanged",
+                                                                           "c.html": "new"}
+    (d / "a.md").write_text("# Alpha\n\nAlpha was rewritten by Ada.\n")
+    changed = build_documents([d], home)
+    assert (changed["ingest"]["added"], changed["ingest"]["removed"]) == (1, 1)  # the old version is gone
+    assert [f["status"] for f in changed["files"] if f["file"].endswith("a.md")] == ["changed"]
+
+    (d / "b.txt").unlink()
+    (d / "c.html").write_bytes(b"\x00\x01\x02")  # now binary: skipped, and its old passage goes too
+    gone = build_documents([d], home)
+    assert sorted(Path(f["file"]).name for f in gone["removed_files"]) == ["b.txt", "c.html"]
+    assert [Path(s["file"]).name for s in gone["skipped"]] == ["c.html"]
+    kb = get_knowledge_base(state_paths(home).chroma)
+    texts = [p.text for p in kb.get(list(kb.metadata({"file_type": {"$in": ["html", "markdown", "text"]}})))]
+    assert texts == ["Alpha: Alpha was rewritten by Ada."] and gone["store_count"] == 1 == kb.count()
+
+    monkeypatch.chdir(d)  # a relative spelling of the same folder: same passages, nothing new in the store
+    again = build_documents(["."], home)
+    assert again["cached"] is True and kb.count() == 1
 
 
 def test_build_from_documents_then_ask_a_factoid_question(docs, tmp_path):
@@ -77,11 +241,13 @@ def test_build_from_documents_then_ask_a_factoid_question(docs, tmp_path):
     p = subprocess.run([OVERLAY, "build", str(docs), "--json"], capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr
     assert p.stderr.count("skipped ") == 3 and "Traceback" not in p.stderr
+    assert all(len(line.split("skipped ", 1)[1].split(": ", 1)) == 2 for line in p.stderr.splitlines()
+               if line.startswith("skipped "))  # "skipped FILE: WHY", one line each
     report = json.loads(p.stdout.strip().splitlines()[-1])
     assert {Path(s["file"]).name for s in report["skipped"]} == {"broken.pdf", "junk.txt", "empty.md"}
-    again = subprocess.run([OVERLAY, "build", str(docs), "--json"], capture_output=True, text=True, env=env,
-                           timeout=600)
-    assert json.loads(again.stdout.strip().splitlines()[-1])["cached"] is True  # idempotent
+    again = subprocess.run([OVERLAY, "build", str(docs)], capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and "already built (cached)" in again.stderr  # idempotent
+    assert "documents: 4 files loaded (0 new, 0 changed, 4 unchanged), 3 skipped" in again.stderr
     for question, key in [("Who wrote the Zephyr Toolkit?", "Margarethe Olsson"),
                           ("Who designed the Aurora compiler?", "Lena Berg")]:
         a = subprocess.run([OVERLAY, "ask", "--json", question], capture_output=True, text=True, env=env, timeout=600)
@@ -89,3 +255,12 @@ def test_build_from_documents_then_ask_a_factoid_question(docs, tmp_path):
         res = json.loads(a.stdout)
         assert key in res["answer"] and not res["refused"], res["answer"]
         assert "#" not in res["answer"]
+        assert any(Path(p["source"].rsplit(":", 1)[0]).parent == docs.resolve() for p in res["passages"])
+
+
+def test_no_loadable_file_is_one_clear_error(tmp_path):
+    (tmp_path / "x.bin").write_bytes(b"\x00")
+    p = subprocess.run([OVERLAY, "build", str(tmp_path), "--home", str(tmp_path / "h")], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "skipped " in p.stderr and "none of the 1 file(s) given could be loaded" in p.stderr
