@@ -68,11 +68,13 @@ def build(
               f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']})")
     if "files" in report:
         status = [f["status"] for f in report["files"]]
-        err.print(f"documents: {len(status)} files loaded ({status.count('new')} new, {status.count('changed')} "
-                  f"changed, {status.count('unchanged')} unchanged), {len(report['skipped'])} skipped"
-                  + (f", {len(report['removed_files'])} removed from the store (no longer there or now skipped: "
-                     + ", ".join(escape(f["file"]) for f in report["removed_files"]) + ")"
-                     if report["removed_files"] else ""), highlight=False, soft_wrap=True)
+        files = f"{len(status)} file" + ("s" if len(status) != 1 else "")
+        gone = report["removed_files"]
+        err.print(f"documents: {files} loaded ({status.count('new')} new, {status.count('changed')} changed, "
+                  f"{status.count('unchanged')} unchanged), {len(report['skipped'])} skipped"
+                  + (f", {len(gone)} removed from the store (no longer there or now skipped: "
+                     + ", ".join(escape(f["file"]) for f in gone) + ")" if gone else ""),
+                  highlight=False, soft_wrap=True)
     if not report.get("cached"):
         ing = report.get("ingest", {})
         err.print(f"passages: {ing.get('added', 0)} added, {ing.get('updated', 0)} updated, "
