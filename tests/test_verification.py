@@ -676,3 +676,43 @@ def test_apply_killed_between_saving_the_file_and_writing_the_audit_rows_is_resu
     assert [a["verdict_id"] for a in store.applications()] == [vid]
     assert Accumulator(path).global_score("a", "data") == -REJECT_PENALTY  # applied once, not twice
     assert apply_to_file(store, path) == []  # and then nothing is pending
+
+
+_KILLED_APPLY = """
+import os, signal, sys
+from overlay_core.verification import ReviewStore, apply_to_file
+
+def die():  # the accumulator file is saved; kill -9 before the audit rows are written
+    os.kill(os.getpid(), signal.SIGKILL)
+
+store = ReviewStore(sys.argv[1])
+store._write = die
+apply_to_file(store, sys.argv[2])
+"""
+
+
+def test_review_apply_killed_before_its_audit_rows_is_completed_by_the_next_apply(tmp_path, monkeypatch):
+    """A real kill -9 between saving the accumulator and writing `applications`: the next `overlay review apply`
+    records the rows (marked recovered, said on stderr), applies nothing twice, and the export shows them."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("OVERLAY_HOME", str(state))
+    monkeypatch.delenv("OVERLAY_DB_URL", raising=False)
+    store = ReviewStore(state / "reviews.sqlite3")
+    t = make_trace()
+    iid = store.enqueue(flow="answer", question=t["question"], answer=t["answer"], trace=t,
+                        model_fingerprint="m", index_fingerprint="i")
+    vid = store.verdict(iid, reviewer="alice", kind="reject", step=2)
+    acc_path = state / "accumulator.safetensors"
+    p = subprocess.run([sys.executable, "-c", _KILLED_APPLY, str(state / "reviews.sqlite3"), str(acc_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert Accumulator(acc_path).global_score("a", "data") == -REJECT_PENALTY and store.applications() == []
+    res = _cli(["apply"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == f"{vid}\ta\tdata\t{-REJECT_PENALTY:+g}\trecovered\n"
+    assert "recorded 1 change(s) that" in res.stderr and "interrupted" in res.stderr and "applied" not in res.stderr
+    assert Accumulator(acc_path).global_score("a", "data") == -REJECT_PENALTY  # once, not twice
+    res = _cli(["export", str(tmp_path / "v.jsonl")])
+    (row,) = read_export(tmp_path / "v.jsonl")
+    assert row["id"] == vid and [(a["prev"], a["word"]) for a in row["applications"]] == [("a", "data")]
+    assert "nothing to apply" in _cli(["apply"]).stderr
