@@ -1,9 +1,9 @@
 """Review queue, append-only verdict log, application to the accumulator, reviewer CLI.
 
-Every store test runs on SQLite (a temp file, WAL) and, when ``OVERLAY_TEST_DATABASE_URL`` is
-set (``.ci/run`` starts a throwaway server with ``scripts/ci_postgres.sh``), on PostgreSQL
-too — each test in its own schema, dropped afterwards. Under CI (``CI`` set) a missing URL
-is a failure, not a skip, so the PostgreSQL path cannot silently stop being tested.
+Every store test runs on SQLite (a temp file, WAL) and on PostgreSQL (``OVERLAY_TEST_DATABASE_URL``;
+``make test`` starts a throwaway server with ``scripts/ci_postgres.sh``) — each test in its own schema,
+dropped afterwards. Under ``make test`` or CI a missing URL is a failure, not a skip
+(``conftest.service_url``), so the PostgreSQL path cannot silently stop being tested.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import sqlalchemy as sa
 from overlay_core import verification as V
 from overlay_core.accumulator import Accumulator
 from overlay_core.errors import InputError, OverlayError, StateFileError, VerificationError
+from conftest import service_url
 from overlay_core.verification import (APPROVE_BONUS, CORRECT_BONUS, REJECT_PENALTY, ReviewStore, read_export)
 
 REPO = Path(__file__).resolve().parents[1]
-PG_URL = os.environ.get("OVERLAY_TEST_DATABASE_URL")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,13 +77,9 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield str(tmp_path / "reviews.sqlite3")
         return
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but OVERLAY_TEST_DATABASE_URL is not: .ci/run must start PostgreSQL "
-                        "with scripts/ci_postgres.sh and export the URL")
-        pytest.skip("OVERLAY_TEST_DATABASE_URL not set (run scripts/ci_postgres.sh)")
-    admin = sa.create_engine(PG_URL)
-    schema, url = _pg_schema_url(PG_URL)
+    pg_url = service_url("OVERLAY_TEST_DATABASE_URL", "PostgreSQL", "scripts/ci_postgres.sh")
+    admin = sa.create_engine(pg_url)
+    schema, url = _pg_schema_url(pg_url)
     with admin.begin() as c:
         c.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
@@ -376,9 +372,8 @@ def test_log_refuses_update_and_delete(store, item, sql):
     assert store.get_verdict(vid).reviewer == "alice"
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no TRUNCATE
 def test_postgres_refuses_truncate(store, item):
-    if store.dialect != "postgresql":
-        pytest.skip("TRUNCATE is PostgreSQL-only (SQLite has no TRUNCATE)")
     store.verdict(item, reviewer="alice", kind="reject")
     with pytest.raises(sa.exc.DatabaseError, match="append-only"):
         with store.engine.begin() as c:
