@@ -2,8 +2,8 @@
 
 Commands: ``build`` (ingest + adjacency table), ``ask`` (answer with trace; ``--json``),
 ``neighbors`` (look up the adjacency table), ``review …`` (reviewer queue and verdicts),
-``inspect`` (SafeTensors/GGUF inspector). User mistakes (:class:`OverlayError`) are printed
-as one clear message with exit code 2, never a traceback.
+``inspect`` (SafeTensors/GGUF inspector), ``check-flow`` (the code a saved flow's nodes carry).
+User mistakes (:class:`OverlayError`) are printed as one clear message with exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -186,6 +186,43 @@ def neighbors(
     for e in edges:
         eg = table.passage_source(e.passages[0]) if e.passages else ""
         print(f"{' '.join(e.context)} -> {e.word}\tp={e.prob:.3f}\tcount={e.count}\tpassages={e.n_passages}\te.g. {eg}")
+
+
+@app.command("check-flow")
+def check_flow(
+    ctx: typer.Context,
+    flows: list[Path] = typer.Argument(..., help="Saved LangFlow flow files (.json)."),
+) -> None:
+    """Check the code each node of a saved flow carries: syntax errors and Overlay nodes edited away from the
+    installed components, each named by node and id (lfx run names neither). Exit code 1 when any is found."""
+    from .component_code import flow_code_problems
+
+    found = 0
+    for path in flows:
+        try:
+            try:
+                flow = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise InputError(f"flow file {path} does not exist") from None
+            except IsADirectoryError:
+                raise InputError(f"{path} is a folder; give flow files (.json)") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"cannot read flow file {path}: {exc}") from None
+            except ValueError as exc:
+                raise InputError(f"{path} is not JSON ({exc}); give a flow file saved by LangFlow") from None
+            if not isinstance(flow, dict):
+                raise InputError(f"{path}: a flow file holds a JSON object, got a JSON {type(flow).__name__}")
+        except OverlayError as exc:
+            _fail(exc, ctx)
+        problems = flow_code_problems(flow)
+        found += len(problems)
+        for problem in problems:
+            print(f"{path}: {problem}")
+        if not problems:
+            err.print(f"{escape(str(path))}: every node's code compiles and every Overlay node is as installed",
+                      highlight=False, soft_wrap=True)
+    if found:
+        raise typer.Exit(1)
 
 
 def _mount_optional() -> None:

@@ -7,9 +7,12 @@ State folder (``$OVERLAY_HOME``, default ``./.overlay``)::
     accumulator.safetensors    global edge scores + verdict deltas (labelled tensors)
     reviews.sqlite3            review queue + append-only verdict log
     knowledge.json             build report: corpus fingerprint, counts, timings
+    build.incomplete           present while a build runs, and after one that was killed
 
 :func:`build_knowledge` is idempotent: with the same corpus and parameters it finds the
-report and returns it (cached); ``rebuild=True`` builds again.
+report and returns it (cached); ``rebuild=True`` builds again. A build that did not finish
+(``build.incomplete`` left behind) is never reported cached: the next build runs again, and
+until then loading the table says the last build did not finish.
 """
 
 from __future__ import annotations
@@ -122,7 +125,8 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         params = {"limit": limit, "headwords": sorted(headwords) if headwords else None, "order": order,
                   "collection": collection, "chunking": CHUNKING}
         fingerprint = _corpus_fingerprint(Path(corpus) if corpus else None, params)
-    if not rebuild and paths.report.exists() and paths.adjacency.exists():
+    # a marker left by an interrupted build means the folder may hold a half-built store or table: build again
+    if not rebuild and paths.report.exists() and paths.adjacency.exists() and not paths.build_marker.exists():
         try:
             report = json.loads(paths.report.read_text())
         except (OSError, ValueError):
@@ -134,13 +138,14 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         # or a passage store that lost passages (e.g. its folder was deleted): build again; passages
         # already in ChromaDB are found unchanged and not embedded again.
     t0 = time.perf_counter()
+    if passages is None:
+        # read before the state folder is touched: an unreadable corpus leaves the last build usable
+        passages = foldoc_passages(corpus, limit=limit, headwords=headwords)
+    t_parse = time.perf_counter() - t0
     paths.home.mkdir(parents=True, exist_ok=True)
     # until the report is written, the state folder says a build is under way (or was killed): ask refuses it
     write_atomic(paths.build_marker, json.dumps({"fingerprint": fingerprint, "started": time.time(),
                                                  "pid": os.getpid()}).encode())
-    if passages is None:
-        passages = foldoc_passages(corpus, limit=limit, headwords=headwords)
-    t_parse = time.perf_counter() - t0
     if rebuild and server_url is None and paths.chroma.exists():
         from .retrieval import remove_store
 

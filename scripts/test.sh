@@ -34,5 +34,8 @@ if [[ -z "${OVERLAY_TEST_CHROMA_URL:-}" ]]; then
     fi
     export OVERLAY_TEST_CHROMA_URL=$url
 fi
-echo "make test: PostgreSQL at ${OVERLAY_TEST_DATABASE_URL%%@*}@…, Chroma server at $OVERLAY_TEST_CHROMA_URL" >&2
+# the URL holds the password: show only where the server is
+echo "make test: PostgreSQL at ${OVERLAY_TEST_DATABASE_URL##*@}, Chroma server at $OVERLAY_TEST_CHROMA_URL" >&2
+# the tests fail (not skip) when a service URL is missing from here on (tests/conftest.py service_url)
+export OVERLAY_TEST_SERVICES=required
 .venv/bin/pytest "$@"

@@ -17,6 +17,31 @@ SUBSET = ["hash table", "hash function", "hash collision", "checksum", "TCP", "I
           "regular expression", "virtual memory", "thread", "process", "deadlock", "semaphore"]
 
 
+#: ``make test`` (scripts/test.sh) and CI start the PostgreSQL and Chroma server themselves: there a missing
+#: service URL is a failure. A bare ``pytest`` reports those cases as skipped, each with its reason (``-ra``).
+SERVICES_REQUIRED = bool(os.environ.get("CI")) or os.environ.get("OVERLAY_TEST_SERVICES") == "required"
+
+
+def service_url(var: str, what: str, starter: str) -> str:
+    """The URL of a service the suite runs against, from the environment variable ``var``.
+
+    Args:
+        var: e.g. ``"OVERLAY_TEST_DATABASE_URL"``.
+        what: the service, e.g. ``"PostgreSQL"``.
+        starter: the script that starts it (``scripts/test.sh`` calls it), e.g. ``"scripts/ci_postgres.sh"``.
+
+    Calls ``pytest.fail`` when ``var`` is unset under ``make test``/CI (never a silent skip), else ``pytest.skip``
+    with the reason.
+    """
+    url = os.environ.get(var) or ""
+    if url:
+        return url
+    if SERVICES_REQUIRED:
+        pytest.fail(f"{var} is not set, but make test / CI run the {what} tests: scripts/test.sh starts the "
+                    f"{what} with {starter} and exports {var}")
+    pytest.skip(f"{var} not set: the {what} cases run under make test, which starts the {what} ({starter})")
+
+
 @pytest.fixture(scope="session")
 def foldoc_home(tmp_path_factory) -> Path:
     """A state folder with the SUBSET ingested into ChromaDB and an order-3 adjacency table."""

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,23 +89,59 @@ def test_inspect_flow_reports_the_gguf_model(tmp_path, monkeypatch):
     assert (tmp_path / "inspect" / default_model_path().name / "tensor_map.png").stat().st_size > 10_000
 
 
-def test_a_node_whose_saved_code_was_edited_says_so(env_home, tmp_path):
-    """A saved flow runs its own copy of each node's code: an edited reasoner must not answer silently."""
-    import json
-
-    flow = json.loads((FLOWS / "overlay_answer.json").read_text())
-    (node,) = [n for n in flow["data"]["nodes"] if n["data"]["type"] == "OverlayReasoner"]
+def _edit(flow: dict, node_type: str, old: str, new: str) -> None:
+    (node,) = [n for n in flow["data"]["nodes"] if n["data"]["type"] == node_type]
     code = node["data"]["node"]["template"]["code"]
-    code["value"] = code["value"].replace("        r = self._run()\n", "        r = self._run()  # edited\n", 1)
+    assert old in code["value"]
+    code["value"] = code["value"].replace(old, new, 1)
+
+
+def test_a_node_whose_saved_code_was_edited_says_so(env_home, tmp_path):
+    """A saved flow runs its own copy of each node's code: an edited reasoner must not answer silently, nor a
+    reasoner fed by an edited selector (only the selector's status and the log would say so)."""
+    flow = json.loads((FLOWS / "overlay_answer.json").read_text())
+    _edit(flow, "OverlayReasoner", "        r = self._run()\n", "        r = self._run()  # edited\n")
+    _edit(flow, "OverlayLLMSelector", "        return sel\n", "        return sel  # edited\n")
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(flow))
     env = dict(os.environ, OVERLAY_HOME=str(env_home))
     p = subprocess.run([str(BIN / "lfx"), "run", "--format", "text", str(edited), "What is TCP?"],
                        capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert p.stdout.startswith("**Warning:** node 'Overlay Reasoner' runs code that differs from the installed "
-                               "component"), p.stdout[:500]
-    assert "overlay_reasoner.py (1 changed line)" in p.stdout and "TCP is" in p.stdout
+    head = p.stdout.split("\n\n")
+    assert head[0].startswith("**Warning:** node 'LLM Selector' runs code that differs from the installed "
+                              "component"), p.stdout[:1000]
+    assert "llm_selector.py (1 changed line)" in head[0]
+    assert head[1].startswith("**Warning:** node 'Overlay Reasoner' runs code that differs")
+    assert "overlay_reasoner.py (1 changed line)" in head[1] and "TCP is" in head[2]
+
+
+def test_check_flow_names_the_node_of_a_syntax_error_and_of_an_edit(tmp_path):
+    """lfx run reports a syntax error in a node's code as 'Invalid Python code: ... line N' (no node, no field) and
+    lfx validate passes it: overlay check-flow names the node, its id and the field."""
+    flow = json.loads((FLOWS / "overlay_answer.json").read_text())
+    _edit(flow, "OverlayReasoner", "        r = self._run()\n", "        r = self._run(\n")
+    _edit(flow, "ChatInput", "        return message\n", "        return message)\n")  # LangFlow's own node too
+    _edit(flow, "OverlayKnowledgeBase", "        return kb\n", "        return kb  # edited\n")
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(flow))
+    overlay = [str(BIN / "overlay"), "check-flow"]
+    p = subprocess.run([*overlay, str(FLOWS / "overlay_answer.json"), str(broken)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    lines = {line.split(" (")[0]: line for line in p.stdout.splitlines()}
+    assert set(lines) == {f"{broken}: node '{n}'" for n in ("Chat Input", "Knowledge Base", "Overlay Reasoner")}
+    assert "(ChatInput-00001), field code: line " in lines[f"{broken}: node 'Chat Input'"]
+    assert "unmatched ')'" in lines[f"{broken}: node 'Chat Input'"]
+    assert "(OverlayKnowledgeBase-00001) runs code that differs" in lines[f"{broken}: node 'Knowledge Base'"]
+    assert "(1 changed line)" in lines[f"{broken}: node 'Knowledge Base'"]
+    assert re.search(r"\(OverlayReasoner-00001\), field code: line \d+: ", lines[f"{broken}: node 'Overlay Reasoner'"])
+    assert "'(' was never closed" in lines[f"{broken}: node 'Overlay Reasoner'"]
+    assert "overlay_answer.json: every node's code compiles and every Overlay node is as installed" in p.stderr
+    for args, message in [([str(tmp_path / "nope.json")], "does not exist"), ([str(tmp_path)], "is a folder"),
+                          ([str(FLOWS.parent / "README.md")], "is not JSON")]:
+        p = subprocess.run([*overlay, *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def test_code_drift_is_none_for_the_installed_code_and_names_the_node_otherwise():
@@ -116,3 +153,24 @@ def test_code_drift_is_none_for_the_installed_code_and_names_the_node_otherwise(
     msg = code_drift(src + "\nX = 1\nY = 2\n", "OverlayTraceView", "Trace View")
     assert msg.startswith("node 'Trace View' runs code that differs") and "(3 changed lines)" in msg
     assert code_drift(src, "NotAnOverlayNode") is None and code_drift(None, "OverlayTraceView") is None
+
+
+def test_edited_nodes_names_every_edited_overlay_node_of_the_graph():
+    from types import SimpleNamespace
+
+    from overlay_core.component_code import edited_nodes
+
+    src = (ROOT / "components" / "overlay" / "trace_view.py").read_text()
+
+    def vertex(type_, name, code):
+        node = {"display_name": name, "template": {"code": {"value": code}}}
+        return SimpleNamespace(data={"type": type_, "node": node})
+
+    graph = SimpleNamespace(vertices=[vertex("OverlayTraceView", "Trace View", src),
+                                      vertex("OverlayTraceView", "Second View", src + "\nX = 1\n"),
+                                      vertex("ChatInput", "Chat Input", "class ChatInput: pass\n"),
+                                      SimpleNamespace(data=None)])
+    me = SimpleNamespace(_vertex=SimpleNamespace(graph=graph))
+    (msg,) = edited_nodes(me)
+    assert msg.startswith("node 'Second View' runs code that differs") and "trace_view.py (2 changed lines)" in msg
+    assert edited_nodes(SimpleNamespace()) == []  # a component built outside a graph

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from overlay_core import storage
 from overlay_core.adjacency import FORMAT_VERSION, AdjacencyTable
 from overlay_core.knowledge import build_knowledge, state_paths
@@ -46,7 +48,6 @@ def _retokenized(path, tokenization: str) -> None:
 def test_table_with_older_word_token_rules_is_refused_then_rebuilt(home_copy):
     from overlay_core.errors import StateFileError
     from overlay_core.knowledge import load_table
-    import pytest
 
     paths = state_paths(home_copy)
     _retokenized(paths.adjacency, "overlay_core.text.words (NFC, case kept)")  # the rules before URLs etc.
@@ -82,7 +83,6 @@ def test_smaller_build_reports_the_passages_left_in_the_store(tmp_path):
 
 def test_answer_from_an_empty_store_says_build_first(tmp_path):
     import shutil
-    import pytest
 
     from overlay_core.errors import InputError
     from overlay_core.knowledge import make_reasoner
@@ -115,7 +115,6 @@ def test_same_ids_with_other_texts_are_built_again_not_reported_cached(tmp_path)
 
 def test_an_interrupted_build_is_named_as_such_by_ask(home_copy):
     """A build killed half-way leaves its marker: ask says the build did not finish, not 'no such words'."""
-    import pytest
 
     from overlay_core.errors import StateFileError
     from overlay_core.knowledge import load_table
@@ -129,3 +128,71 @@ def test_an_interrupted_build_is_named_as_such_by_ask(home_copy):
     # a build that finishes removes its marker
     build_knowledge(home_copy, headwords=SUBSET, order=3)
     assert not paths.build_marker.exists()
+
+
+_KILLED_BUILD = """
+import os, signal, sys
+import overlay_core.adjacency as A
+import overlay_core.retrieval as R
+from overlay_core.knowledge import build_knowledge
+
+R.WRITE_BATCH = 8
+real = R.KnowledgeBase._upsert_batch
+
+def upsert_then_die(self, batch, report):  # the first batch of passages is stored, then kill -9
+    real(self, batch, report)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def die(*args, **kwargs):  # every passage is stored, the new table is not built
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[2] == "upsert":
+    R.KnowledgeBase._upsert_batch = upsert_then_die
+else:
+    A.AdjacencyTable.build = staticmethod(die)
+build_knowledge(sys.argv[1], headwords=sys.argv[3:], order=3, rebuild=True)
+"""
+
+
+@pytest.mark.parametrize("killed_in", ["upsert", "table"])
+def test_a_build_killed_midway_is_named_by_ask_and_the_next_build_finishes_it(home_copy, killed_in):
+    """kill -9 during `overlay build --rebuild` (after 8 passages were stored, or after all of them but before the
+    table): ask names the unfinished build, not missing words; the next plain `overlay build` (what the message
+    says to run) is not reported cached and finishes the build."""
+    import signal
+    import subprocess
+    import sys
+
+    from overlay_core.errors import StateFileError
+    from overlay_core.knowledge import load_table, make_reasoner
+    from overlay_core.retrieval import get_knowledge_base
+
+    paths = state_paths(home_copy)
+    before = json.loads(paths.report.read_text())
+    p = subprocess.run([sys.executable, "-c", _KILLED_BUILD, str(home_copy), killed_in, *SUBSET],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    assert paths.build_marker.exists() and paths.report.exists()  # the old report and table are still there
+    stored = get_knowledge_base(paths.chroma).count()
+    assert stored == (8 if killed_in == "upsert" else before["store_count"])
+    with pytest.raises(StateFileError, match=r"the last build in .* did not finish .* run `overlay build --home"):
+        make_reasoner(home_copy)
+    report = build_knowledge(home_copy, headwords=SUBSET, order=3)
+    assert report["cached"] is False and report["ingest"]["unchanged"] == stored
+    assert report["store_count"] == before["store_count"] and not paths.build_marker.exists()
+    load_table(paths.adjacency)
+    assert build_knowledge(home_copy, headwords=SUBSET, order=3)["cached"] is True
+
+
+def test_a_build_that_cannot_read_its_corpus_leaves_the_last_build_usable(home_copy, tmp_path):
+    """A bad --corpus fails before the state folder is touched: no marker, the built knowledge still answers."""
+    from overlay_core.errors import CorpusError
+    from overlay_core.knowledge import load_table
+
+    index = tmp_path / "mydict.index"
+    index.write_text("x\tA\tB\n")  # no mydict.dict(.dz) next to it
+    with pytest.raises(CorpusError, match="mydict.dict"):
+        build_knowledge(home_copy, corpus=index, rebuild=True)
+    assert not state_paths(home_copy).build_marker.exists()
+    load_table(state_paths(home_copy).adjacency)
+    assert build_knowledge(home_copy, headwords=SUBSET, order=3)["cached"] is True

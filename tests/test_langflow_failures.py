@@ -287,6 +287,29 @@ def test_lfx_run_and_validate_report_malformed_flows_clearly(tmp_path, home_copy
     assert f"Edge references non-existent node(s): source='ChatInput-00001', target='{missing}'" in out, out[-3000:]
 
 
+def test_lfx_names_no_node_for_a_syntax_error_in_its_code_and_check_flow_does(tmp_path, home_copy):
+    """lfx parses each node's code while it builds the graph, before any node (so any Overlay check) runs: `lfx run`
+    reports the bare SyntaxError and `lfx validate` passes the flow. `overlay check-flow` names node, id and field."""
+    flow = json.loads((ROOT / "flows" / "overlay_answer.json").read_text())
+    (node,) = [n for n in flow["data"]["nodes"] if n["data"]["type"] == "OverlayReasoner"]
+    code = node["data"]["node"]["template"]["code"]
+    code["value"] = code["value"].replace("        r = self._run()\n", "        r = self._run(\n", 1)
+    broken = tmp_path / "syntax_error.json"
+    broken.write_text(json.dumps(flow))
+    run, validate, check = _run_all([
+        ([str(BIN / "lfx"), "run", "--format", "json", str(broken), QUESTION], {"OVERLAY_HOME": str(home_copy)}),
+        ([str(BIN / "lfx"), "validate", str(broken)], {}),
+        ([str(BIN / "overlay"), "check-flow", str(broken)], {}),
+    ])
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
+    err = json.loads(run.stdout)
+    assert err["exception_message"].startswith("Invalid Python code: '(' was never closed (<unknown>, line ")
+    assert "Reasoner" not in run.stdout
+    assert validate.returncode == 0, validate.stdout[-2000:] + validate.stderr[-2000:]
+    assert check.returncode == 1
+    assert check.stdout.startswith(f"{broken}: node 'Overlay Reasoner' (OverlayReasoner-00001), field code: line ")
+
+
 @pytest.mark.xfail(strict=True, reason="lfx 1.13 `validate` crashes on a non-object root: AttributeError "
                                        "'list' object has no attribute 'keys' (lfx/cli/validation/structural.py:57)")
 def test_lfx_validate_reports_a_non_object_root_clearly(tmp_path):

@@ -1,7 +1,8 @@
 """KnowledgeBase on real ChromaDB with real MiniLM embeddings: embedded and (when configured) server mode.
 
-Server mode runs when ``OVERLAY_TEST_CHROMA_URL`` is set (``.ci/run`` starts one with
-``scripts/ci_chroma.sh``); otherwise those cases are reported as skipped.
+Server mode runs against ``OVERLAY_TEST_CHROMA_URL`` (``make test`` starts a server with
+``scripts/ci_chroma.sh``); under ``make test`` or CI a missing URL is a failure, under a bare ``pytest``
+those cases are reported as skipped (``conftest.service_url``).
 """
 
 from __future__ import annotations
@@ -22,26 +23,26 @@ import pytest
 from chromadb.config import Settings
 from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
 
+from conftest import service_url
 from overlay_core.embeddings import DIMENSION, EMBEDDING_FUNCTION_NAME, MiniLMEmbeddingFunction
 from overlay_core.errors import InputError, RetrievalError
 from overlay_core.ingest import Passage, foldoc_passages, passage_id
 from overlay_core.retrieval import (GENERATION_FILE, IngestReport, KnowledgeBase, RetrievedPassage, close_store,
                                     get_knowledge_base, remove_store, sanitize_metadata)
 
-SERVER_URL = os.environ.get("OVERLAY_TEST_CHROMA_URL") or None
 REPO = Path(__file__).resolve().parents[1]
+MODES = ["embedded", "server"]
 
 
-def _mode_params():
-    return ["embedded", pytest.param("server", marks=pytest.mark.skipif(
-        SERVER_URL is None, reason="OVERLAY_TEST_CHROMA_URL not set (scripts/ci_chroma.sh starts a server)"))]
+def _server_url() -> str:
+    return service_url("OVERLAY_TEST_CHROMA_URL", "Chroma server", "scripts/ci_chroma.sh")
 
 
 def _raw_client(mode: str, path: Path):
     if mode == "server":
         from urllib.parse import urlsplit
 
-        u = urlsplit(SERVER_URL)
+        u = urlsplit(_server_url())
         return chromadb.HttpClient(host=u.hostname, port=u.port, settings=Settings(anonymized_telemetry=False))
     # A new Settings each time: chromadb's clients modify the object they are given.
     return chromadb.PersistentClient(path=str(path), settings=Settings(anonymized_telemetry=False))
@@ -52,6 +53,7 @@ class Stores:
 
     def __init__(self, mode: str, path: Path) -> None:
         self.mode, self.path, self.names = mode, path, []
+        self.url = _server_url() if mode == "server" else None
 
     def new_name(self) -> str:
         name = f"t-{uuid.uuid4().hex[:12]}"
@@ -61,12 +63,12 @@ class Stores:
     def kb(self, name: str | None = None) -> KnowledgeBase:
         name = name or self.new_name()
         if self.mode == "server":
-            return KnowledgeBase(collection=name, server_url=SERVER_URL)
+            return KnowledgeBase(collection=name, server_url=self.url)
         return KnowledgeBase(self.path, collection=name)
 
     def cleanup(self) -> None:
         if self.mode == "server":
-            close_store(server_url=SERVER_URL)
+            close_store(server_url=self.url)
             client = _raw_client("server", self.path)
             for n in self.names:
                 try:
@@ -77,7 +79,7 @@ class Stores:
             close_store(self.path)
 
 
-@pytest.fixture(params=_mode_params())
+@pytest.fixture(params=MODES)
 def stores(request, tmp_path):
     s = Stores(request.param, tmp_path / "chroma")
     yield s
@@ -105,7 +107,7 @@ QUALITY_HEADWORDS = ["hash", "hash bucket", "hash coding", "hash collision", "ha
                      "key", "symbol table", "lookup table", "content addressable memory"]
 
 
-@pytest.fixture(scope="module", params=_mode_params())
+@pytest.fixture(scope="module", params=MODES)
 def foldoc_kb(request, tmp_path_factory):
     """A few hundred FOLDOC passages: the first 250 entries plus data-structure neighbours of 'hash table'."""
     passages = foldoc_passages(limit=160)
@@ -314,7 +316,7 @@ def test_reopen_same_function_keeps_passages(stores):
     if stores.mode == "embedded":
         close_store(stores.path)
     else:
-        close_store(server_url=SERVER_URL)
+        close_store(server_url=stores.url)
     again = stores.kb(name)
     assert again is not kb and again.count() == 1
     assert again.query("What controls access to a shared resource?", k=1)[0].id == p.id

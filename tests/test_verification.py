@@ -1,9 +1,9 @@
 """Review queue, append-only verdict log, application to the accumulator, reviewer CLI.
 
-Every store test runs on SQLite (a temp file, WAL) and, when ``OVERLAY_TEST_DATABASE_URL`` is
-set (``.ci/run`` starts a throwaway server with ``scripts/ci_postgres.sh``), on PostgreSQL
-too — each test in its own schema, dropped afterwards. Under CI (``CI`` set) a missing URL
-is a failure, not a skip, so the PostgreSQL path cannot silently stop being tested.
+Every store test runs on SQLite (a temp file, WAL) and on PostgreSQL (``OVERLAY_TEST_DATABASE_URL``;
+``make test`` starts a throwaway server with ``scripts/ci_postgres.sh``) — each test in its own schema,
+dropped afterwards. Under ``make test`` or CI a missing URL is a failure, not a skip
+(``conftest.service_url``), so the PostgreSQL path cannot silently stop being tested.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import sqlalchemy as sa
 from overlay_core import verification as V
 from overlay_core.accumulator import Accumulator
 from overlay_core.errors import InputError, OverlayError, StateFileError, VerificationError
+from conftest import service_url
 from overlay_core.verification import (APPROVE_BONUS, CORRECT_BONUS, REJECT_PENALTY, ReviewStore, read_export)
 
 REPO = Path(__file__).resolve().parents[1]
-PG_URL = os.environ.get("OVERLAY_TEST_DATABASE_URL")
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,13 +77,9 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield str(tmp_path / "reviews.sqlite3")
         return
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but OVERLAY_TEST_DATABASE_URL is not: .ci/run must start PostgreSQL "
-                        "with scripts/ci_postgres.sh and export the URL")
-        pytest.skip("OVERLAY_TEST_DATABASE_URL not set (run scripts/ci_postgres.sh)")
-    admin = sa.create_engine(PG_URL)
-    schema, url = _pg_schema_url(PG_URL)
+    pg_url = service_url("OVERLAY_TEST_DATABASE_URL", "PostgreSQL", "scripts/ci_postgres.sh")
+    admin = sa.create_engine(pg_url)
+    schema, url = _pg_schema_url(pg_url)
     with admin.begin() as c:
         c.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
@@ -376,9 +372,8 @@ def test_log_refuses_update_and_delete(store, item, sql):
     assert store.get_verdict(vid).reviewer == "alice"
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no TRUNCATE
 def test_postgres_refuses_truncate(store, item):
-    if store.dialect != "postgresql":
-        pytest.skip("TRUNCATE is PostgreSQL-only (SQLite has no TRUNCATE)")
     store.verdict(item, reviewer="alice", kind="reject")
     with pytest.raises(sa.exc.DatabaseError, match="append-only"):
         with store.engine.begin() as c:
@@ -676,3 +671,43 @@ def test_apply_killed_between_saving_the_file_and_writing_the_audit_rows_is_resu
     assert [a["verdict_id"] for a in store.applications()] == [vid]
     assert Accumulator(path).global_score("a", "data") == -REJECT_PENALTY  # applied once, not twice
     assert apply_to_file(store, path) == []  # and then nothing is pending
+
+
+_KILLED_APPLY = """
+import os, signal, sys
+from overlay_core.verification import ReviewStore, apply_to_file
+
+def die():  # the accumulator file is saved; kill -9 before the audit rows are written
+    os.kill(os.getpid(), signal.SIGKILL)
+
+store = ReviewStore(sys.argv[1])
+store._write = die
+apply_to_file(store, sys.argv[2])
+"""
+
+
+def test_review_apply_killed_before_its_audit_rows_is_completed_by_the_next_apply(tmp_path, monkeypatch):
+    """A real kill -9 between saving the accumulator and writing `applications`: the next `overlay review apply`
+    records the rows (marked recovered, said on stderr), applies nothing twice, and the export shows them."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("OVERLAY_HOME", str(state))
+    monkeypatch.delenv("OVERLAY_DB_URL", raising=False)
+    store = ReviewStore(state / "reviews.sqlite3")
+    t = make_trace()
+    iid = store.enqueue(flow="answer", question=t["question"], answer=t["answer"], trace=t,
+                        model_fingerprint="m", index_fingerprint="i")
+    vid = store.verdict(iid, reviewer="alice", kind="reject", step=2)
+    acc_path = state / "accumulator.safetensors"
+    p = subprocess.run([sys.executable, "-c", _KILLED_APPLY, str(state / "reviews.sqlite3"), str(acc_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert Accumulator(acc_path).global_score("a", "data") == -REJECT_PENALTY and store.applications() == []
+    res = _cli(["apply"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == f"{vid}\ta\tdata\t{-REJECT_PENALTY:+g}\trecovered\n"
+    assert "recorded 1 change(s) that" in res.stderr and "interrupted" in res.stderr and "applied" not in res.stderr
+    assert Accumulator(acc_path).global_score("a", "data") == -REJECT_PENALTY  # once, not twice
+    res = _cli(["export", str(tmp_path / "v.jsonl")])
+    (row,) = read_export(tmp_path / "v.jsonl")
+    assert row["id"] == vid and [(a["prev"], a["word"]) for a in row["applications"]] == [("a", "data")]
+    assert "nothing to apply" in _cli(["apply"]).stderr

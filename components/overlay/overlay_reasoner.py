@@ -6,7 +6,7 @@ from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
-from overlay_core.component_code import warn_if_edited
+from overlay_core.component_code import edited_nodes, warn_if_edited
 from overlay_core.reasoner import Reasoner, ReasonerSettings
 from overlay_core.trace import to_markdown, to_rows
 
@@ -66,8 +66,10 @@ class OverlayReasoner(Component):
     ]
 
     def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
+        # a saved flow runs its own copy of each node's code: say so above the answer when any Overlay node of this
+        # flow (an edited selector changes the answer too) is not the installed file
+        warn_if_edited(self)
+        self._code_warnings = edited_nodes(self)
 
     def _run(self) -> dict:
         if getattr(self, "_result", None) is None:
@@ -80,8 +82,8 @@ class OverlayReasoner(Component):
             reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
                                 weights=acc.weights, settings=settings)
             self._result = reasoner.answer(self.question)
-            if getattr(self, "_code_warning", None):
-                self._result["warnings"] = [self._code_warning]
+            if getattr(self, "_code_warnings", None):
+                self._result["warnings"] = list(self._code_warnings)
             n_words, n_steps = len(self._result["answer_words"]), len(self._result["trace"])
             self.status = f"answer: {n_words} word{'s' * (n_words != 1)}, {n_steps} step{'s' * (n_steps != 1)}"
         return self._result
