@@ -61,7 +61,8 @@ def inspect_command(
         if out is not None:
             out = check_out_dir(out)
         elif not json_out:
-            out = check_out_dir(Path.cwd() / f"{Path(os.path.abspath(path)).name}.inspect", default=DEFAULT_OUT)
+            name = Path(os.path.abspath(path)).name or "model"  # "x/.." names x; "/" has no name
+            out = check_out_dir(Path.cwd() / f"{name}.inspect", default=DEFAULT_OUT)
         insp = inspect_model(path, config=config, probe=probe, head=_parse_head(head))
         written = write_report(insp, out) if out is not None else {}
         if json_out:

@@ -132,6 +132,8 @@ def no_heads_reason(mi: ModelInspection) -> str | None:
         return None
     if mi.overlay is not None:
         return f"No attention heads: this is an Overlay state file (kind {mi.overlay['kind']!r}), not a transformer model."
+    if not mi.tensors:
+        return "No attention heads: the file holds metadata only, no tensors (so no weights, heads or pictures)."
     missing = [k for k in ("n_layers", "n_heads", "n_kv_heads", "head_dim")
                if not (isinstance(mi.g(k), int) and mi.g(k) > 0)]
     by_source: dict[str, list[str]] = {}
