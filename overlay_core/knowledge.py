@@ -108,6 +108,10 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     from .storage import write_atomic
 
     paths = state_paths(home)
+    if server_url is None:
+        from .retrieval import check_store_path
+
+        check_store_path(paths.chroma)  # before anything is written or a store deleted
     if passages is not None:
         passages = list(passages)
         if not passages:

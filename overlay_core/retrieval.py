@@ -70,7 +70,7 @@ from .embeddings import (DIMENSION, EMBEDDING_FUNCTION_NAME, MODEL_NAME, MODEL_S
 from .errors import InputError, OverlayError, RetrievalError
 from .ingest import Passage, passage_id
 from .storage import write_atomic
-from .text import normalize, utf8_safe
+from .text import normalize, utf8_safe, utf8_safe_tree
 
 #: Metadata key (added by :meth:`KnowledgeBase.upsert`) holding ``"<source>:<document>"`` of chunked passages.
 DOC_KEY = "overlay_doc"
@@ -206,7 +206,7 @@ def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "passa
             if isinstance(value, (set, frozenset)):
                 value = sorted(value, key=str)
             try:
-                out[k] = json.dumps(value, ensure_ascii=False, allow_nan=False, default=str)
+                out[k] = json.dumps(utf8_safe_tree(value), ensure_ascii=False, allow_nan=False, default=str)
             except ValueError as exc:
                 raise InputError(f"{where}: metadata field {k!r} contains NaN/infinite numbers ({exc}); "
                                  "drop them or give finite numbers") from exc
@@ -291,6 +291,7 @@ class _Store:
         if path is not None:
             from filelock import FileLock
 
+            check_store_path(path)
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -468,6 +469,21 @@ def close_store(path: str | Path | None = None, *, server_url: str | None = None
             del _KBS[k]
     if store is not None:
         store.close()
+
+
+def check_store_path(path: str | Path) -> None:
+    """Refuse a store folder whose path is not UTF-8 (a name with undecodable bytes, e.g. ``b"h\\xff"``): ChromaDB
+    (Rust) cannot open it, and a rebuild would delete the old store before finding that out.
+
+    Raises:
+        RetrievalError: naming the path (undecodable bytes as ``\\xNN``) and what to do.
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RetrievalError(f"the passage store path {utf8_safe(str(path))} is not valid UTF-8, and ChromaDB "
+                             "opens only UTF-8 paths; rename the folder, or give a state folder (--home) whose "
+                             "path is UTF-8") from None
 
 
 def remove_store(path: str | Path) -> None:

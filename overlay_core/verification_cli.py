@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -40,6 +39,7 @@ from rich.console import Console
 from .cli_errors import fail as _fail
 from .errors import InputError, OverlayError, StateFileError
 from .knowledge import state_paths
+from .text import shell_quote, utf8_safe
 
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                          help="Reviewer queue: list, show, verdict, revert, apply, export.")
@@ -98,12 +98,12 @@ def sqlite_file(target: str) -> Path | None:
 def _origin(db: Optional[str], home: str | Path | None, home_flag: bool) -> tuple[str, str]:
     """Where the review database path came from, and the command that creates that database."""
     if db:
-        return "given by --db", f"overlay ask --enqueue --db {shlex.quote(str(sqlite_file(db) or db))} QUESTION"
+        return "given by --db", f"overlay ask --enqueue --db {shell_quote(str(sqlite_file(db) or db))} QUESTION"
     if os.environ.get("OVERLAY_DB_URL"):
         return "from $OVERLAY_DB_URL", "overlay ask --enqueue QUESTION"
     if home_flag:
         return ("the default: reviews.sqlite3 in --home",
-                f"overlay ask --home {shlex.quote(str(state_dir(home)))} --enqueue QUESTION")
+                f"overlay ask --home {shell_quote(str(state_dir(home)))} --enqueue QUESTION")
     where = "$OVERLAY_HOME" if (home or os.environ.get("OVERLAY_HOME")) else "./.overlay"
     return f"the default: reviews.sqlite3 in {where}", "overlay ask --enqueue QUESTION"
 
@@ -158,7 +158,7 @@ def require_folder(path: Path, what: str, *, lead: str | None = None, nothing: s
         st = os.stat(folder)
     except FileNotFoundError:
         raise InputError(f"{lead}: the folder {folder} does not exist; create it first "
-                         f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. {nothing}") from None
+                         f"(mkdir -p {shell_quote(str(folder))}) or choose another path. {nothing}") from None
     except OSError as e:
         raise InputError(f"{lead}: {folder}: {e.strerror or e}") from None
     if not _stat.S_ISDIR(st.st_mode):
@@ -502,7 +502,7 @@ def export_cmd(
                 raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     except OverlayError as exc:
         _fail(exc, ctx)
-    _err.print(f"wrote {n} {what} rows to {path}")
+    _err.print(f"wrote {n} {what} rows to {utf8_safe(str(path))}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -231,3 +231,19 @@ def test_a_metadata_only_file_gets_a_report_not_a_traceback(tmp_path):
     assert res.exit_code == 0, res.output
     md = (out / "report.md").read_text()
     assert "metadata only: no tensors" in md and not list(out.glob("*.png"))
+
+
+def test_a_file_name_that_is_not_utf8_gets_its_report(tmp_path, monkeypatch):
+    """`overlay inspect $'x\\xff.safetensors'` died writing report.md (UnicodeEncodeError, traceback): the name is
+    written with a \\xNN escape in every report file and in --json."""
+    monkeypatch.chdir(tmp_path)
+    p = Path(os.fsdecode(os.fsencode(tmp_path) + b"/w\xff.safetensors"))
+    save_file({"w": np.zeros((2, 3), np.float32)}, str(p), metadata={"note": "caf\u00e9"})
+    res = inspect(p, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# Inspection of `w\\xff.safetensors`")
+    assert "<title>Inspection of w\\xff.safetensors</title>" in (tmp_path / "out" / "report.html").read_text()
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert doc["path"] == f"{tmp_path}/w\\xff.safetensors" and doc["metadata"]["note"] == "caf\u00e9"
+    res = inspect(p, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["path"] == doc["path"]

@@ -481,3 +481,30 @@ def test_lone_surrogates_and_undecodable_file_names_are_stored_without_loss(stor
     got = {h.id: h for h in kb.query("queue", k=2)}
     assert got["s2"].metadata["file_path"] == "/tmp/x\\xff.txt"
     assert got["s1"].text == "bad \ufffd text about stacks"
+
+
+def test_undecodable_strings_inside_list_metadata_stay_valid_json():
+    """A list field (e.g. heading path, file names) holding an undecodable byte: its JSON string used to get a
+    \\xNN escape inside the JSON text (invalid JSON); the escape is now part of the string it encodes."""
+    meta = sanitize_metadata({"files": ["/docs/caf\udce9.md", "ok.md"], "path": {"h\udcff": 1}})
+    assert json.loads(meta["files"]) == ["/docs/caf\\xe9.md", "ok.md"]
+    assert json.loads(meta["path"]) == {"h\\xff": 1}
+
+
+def test_a_store_path_that_is_not_utf8_is_refused_before_anything_is_deleted(tmp_path):
+    """ChromaDB cannot open a non-UTF-8 path: the error said "utf-8 codec can't encode" and suggested a rebuild,
+    which deleted the store first and then failed the same way."""
+    from overlay_core.knowledge import build_knowledge
+
+    home = Path(os.fsdecode(os.fsencode(tmp_path) + b"/h\xff"))
+    (home / "chroma").mkdir(parents=True)
+    (home / "chroma" / "chroma.sqlite3").write_bytes(b"kept")
+    shown = f"{tmp_path}/h\\xff/chroma"
+    with pytest.raises(RetrievalError) as exc:
+        KnowledgeBase(home / "chroma")
+    assert str(exc.value) == (f"the passage store path {shown} is not valid UTF-8, and ChromaDB opens only UTF-8 "
+                              "paths; rename the folder, or give a state folder (--home) whose path is UTF-8")
+    with pytest.raises(RetrievalError, match="is not valid UTF-8"):
+        build_knowledge(home, passages=[Passage("a", "a queue holds items")], rebuild=True)
+    assert (home / "chroma" / "chroma.sqlite3").read_bytes() == b"kept"
+    assert sorted(p.name for p in home.iterdir()) == ["chroma"]  # no build marker, no report

@@ -490,3 +490,32 @@ def test_export_never_replaces_state_or_passage_store_files_and_refuses_other_js
         out = tmp_path / f"{what}.{fmt}"
         assert review("export", str(out), "--what", what, "--format", fmt, "--db", str(path)).exit_code == 0
         assert review("export", str(out), "--what", what, "--format", fmt, "--db", str(path)).exit_code == 0, what
+
+
+def test_undecodable_bytes_in_ids_and_paths_are_one_line_shown_as_typed(db, tmp_path):
+    """`review show $'it_\\xff'` (and verdict, revert) died with a UnicodeEncodeError traceback from the database
+    driver; paths with such a byte were shown as '\\udcff', and their hint was not runnable as printed."""
+    path, iid = db
+
+    def run(*args):
+        p = subprocess.run([OVERLAY, "review", *args], capture_output=True, timeout=120)
+        assert p.returncode == 2 and b"Traceback" not in p.stderr, p.stderr
+        assert p.stdout == b"" and p.stderr.count(b"\n") == 1, p.stderr
+        return p.stderr.decode()
+
+    assert run("show", b"it_\xff", "--db", str(path)) == (
+        "error: unknown review item 'it_\\xff'; list items with `overlay review list`\n")
+    assert run("verdict", b"it_\xff", "--reviewer", "a", "--kind", "approve", "--db", str(path)).startswith(
+        "error: unknown review item 'it_\\xff';")
+    assert run("revert", b"vd_\xff", "--reviewer", "a", "--db", str(path)).startswith(
+        "error: unknown verdict 'vd_\\xff';")
+    missing = os.fsencode(tmp_path) + b"/q\xff.sqlite3"
+    err = run("list", "--db", missing)
+    shown = str(tmp_path) + "/q\\xff.sqlite3"
+    assert err.startswith(f"error: no review database at {shown} (given by --db)"), err
+    # the command it suggests creates exactly that file when run as printed
+    assert f"`overlay ask --enqueue --db $'{shown}' QUESTION`" in err, err
+    p = subprocess.run(["bash", "-c", f"printf %s $'{shown}'"], capture_output=True)
+    assert p.stdout == missing
+    with ReviewStore(path) as store:
+        assert [it.id for it in store.list()] == [iid]  # nothing written
