@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -58,8 +59,11 @@ def build(
             if not passages:
                 raise InputError(f"none of the {len(problems)} file(s) given could be loaded (see the lines above); "
                                  "give .txt, .md, .html or .pdf files with text")
+        # recorded for the damaged-store hint: absolute, so the command it prints runs from any folder
+        docs = [os.path.abspath(p) for p in paths or ()] + ([] if order == 3 else ["--order", str(order)])
         report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
-                                 progress=not json_out, server_url=server_url, passages=passages)
+                                 progress=not json_out, server_url=server_url, passages=passages,
+                                 build_args=docs if paths else None)
     except OverlayError as exc:
         _fail(exc, ctx)
     if problems:

@@ -508,3 +508,24 @@ def test_a_store_path_that_is_not_utf8_is_refused_before_anything_is_deleted(tmp
         build_knowledge(home, passages=[Passage("a", "a queue holds items")], rebuild=True)
     assert (home / "chroma" / "chroma.sqlite3").read_bytes() == b"kept"
     assert sorted(p.name for p in home.iterdir()) == ["chroma"]  # no build marker, no report
+
+
+def test_rebuild_hint_names_the_home_and_what_built_it(tmp_path):
+    """The damaged-store hint must run as printed: --home of this state folder, and the build's own arguments."""
+    from overlay_core.retrieval import rebuild_hint
+
+    home = tmp_path / "my home"
+    home.mkdir()
+    tail = f" (it deletes the folder {home / 'chroma'} first; from Python: `overlay_core.retrieval.remove_store(path)`)"
+    q = f"'{home}'"
+    assert rebuild_hint(home / "chroma") == f"rebuild it from the source documents with `overlay build --rebuild --home {q}`" + tail
+    (home / "knowledge.json").write_text(json.dumps({"fingerprint": "0123456789abcdef-o3"}))  # documents, older Overlay
+    assert rebuild_hint(home / "chroma") == ("rebuild it from the documents it was built from (give their files or "
+                                             f"folders as PATH) with `overlay build --rebuild --home {q} PATH...`" + tail)
+    (home / "knowledge.json").write_text(json.dumps({"fingerprint": "x-o2", "build_args": ["/d/my notes", "--order",
+                                                                                         "2"]}))
+    assert rebuild_hint(home / "chroma") == (f"rebuild it as it was built with `overlay build --rebuild --home {q} "
+                                             "'/d/my notes' --order 2`" + tail)
+    assert rebuild_hint(tmp_path / "store") == ("rebuild it from the source documents with `overlay build --rebuild` "
+                                                f"(it deletes the folder {tmp_path / 'store'} first; from Python: "
+                                                "`overlay_core.retrieval.remove_store(path)`)")
