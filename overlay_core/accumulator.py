@@ -95,14 +95,38 @@ _DESCRIPTIONS = {
 }
 
 
+def _fix(path: Path) -> str:
+    """What to do about an unusable accumulator file (ends every such message)."""
+    return (f"delete {path} and run `overlay review apply` (it is rebuilt from the verdict log), or restore a "
+            "backup")
+
+
+def _empty_layout() -> dict[str, np.ndarray]:
+    """The nine tensors of an accumulator with no edges and no deltas (zero-length, their saved dtypes)."""
+    return {"edge_utf8": np.zeros(0, np.uint8), "edge_offsets": np.zeros(1, np.int64),
+            "score": np.zeros(0, np.float32), "uses": np.zeros(0, np.int64), "expert_added": np.zeros(0, np.uint8),
+            "delta_edge": np.zeros(0, np.int64), "delta_value": np.zeros(0, np.float32),
+            "delta_source_utf8": np.zeros(0, np.uint8), "delta_source_offsets": np.zeros(1, np.int64)}
+
+
+def _declares_nothing(meta: dict[str, str]) -> bool:
+    """True when the labels claim no tensors and no applied change: an accumulator file that is empty on purpose
+    (e.g. written by ``storage.save(path, {}, ...)``), as opposed to one that lost the tensors its labels list."""
+    try:
+        declared = json.loads(meta.get("overlay.tensors", "{}"))
+        applied = json.loads(meta.get("overlay.applied", "[]"))
+    except ValueError:
+        return False
+    return not declared and not applied
+
+
 def _check_layout(path: Path, t: dict[str, np.ndarray]) -> None:
     """Raise :class:`StateFileError` unless ``t`` holds every tensor of :data:`_DESCRIPTIONS` with consistent sizes.
 
-    A labelled file can still be unusable (written by hand, cut by another tool, or holding only metadata);
-    the message names the file, what is wrong, and how to get a good one back.
+    A labelled file can still be unusable (written by hand, cut by another tool, or holding only some
+    tensors); the message names the file, what is wrong, and how to get a good one back.
     """
-    fix = (f"delete {path} and run `overlay review apply` (it is rebuilt from the verdict log), or restore a "
-           "backup")
+    fix = _fix(path)
     missing = [n for n in _DESCRIPTIONS if n not in t]
     if missing:
         raise StateFileError(f"accumulator file {path} is labelled as one but lacks the tensor(s) "
@@ -141,7 +165,9 @@ class Accumulator:
 
     Args:
         path: the ``.safetensors`` file; loaded when it exists (``StateFileError`` when it is
-            malformed or of another format version), created by :meth:`save` otherwise.
+            malformed, of another kind or format version, or lacks tensors its labels list; a labelled
+            file with no tensors and no applied changes loads as an empty accumulator), created by
+            :meth:`save` otherwise.
     """
 
     def __init__(self, path: str | Path | None = None):
@@ -269,7 +295,11 @@ class Accumulator:
         return target
 
     def _load(self, path: Path) -> None:
-        t, meta = storage.load(path, kind=KIND, version=FORMAT_VERSION)
+        t, meta = storage.load(path, kind=KIND, version=FORMAT_VERSION, fix=_fix(path))
+        if not t and _declares_nothing(meta):
+            # a labelled file with zero tensors that claims none: no edges, no verdicts applied (what an
+            # accumulator nobody has written to holds); a file that lost the tensors its labels list is refused below
+            t = _empty_layout()
         _check_layout(path, t)
         edges = [tuple(k.split("\t", 1)) for k in _unpack(t["edge_utf8"], t["edge_offsets"])]
         for i, e in enumerate(edges):

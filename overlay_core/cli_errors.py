@@ -22,10 +22,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .text import utf8_safe
+
 #: stderr console of every command (created once; rich looks up ``sys.stderr`` at print time).
 err = Console(stderr=True, emoji=False)  # "it_:x:" is an id, not an emoji shortcode
 
 _MARKER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)(?:=([^`]*))?`")
+
+#: How ``repr()`` writes an undecodable byte of typed text (a lone surrogate from ``surrogateescape``).
+_REPR_BYTE = re.compile(r"\\udc([89a-fA-F][0-9a-fA-F])")
 
 #: Exit code of a user mistake (click uses 2 for usage errors too).
 EXIT_USER_ERROR = 2
@@ -85,9 +90,12 @@ def print_error(exc: BaseException | str, ctx=None) -> None:
 
     The message is escaped, so user text such as ``[1]`` or ``trace['trace'][2]`` is shown
     as typed instead of being read as rich markup; ``soft_wrap`` keeps it one line (paths,
-    ids stay greppable).
+    ids stay greppable). A byte that is not UTF-8 (``$'\\xff'`` typed in bash) is shown as
+    ``\\xff``, not as Python's ``\\udcff``.
     """
-    err.print(f"[bold red]error:[/] {escape(cli_message(str(exc), ctx))}", style="red", highlight=False, soft_wrap=True)
+    # undecodable bytes: as characters (a path) or as Python's repr of them (an id in quotes)
+    text = _REPR_BYTE.sub(r"\\x\1", utf8_safe(cli_message(str(exc), ctx)))
+    err.print(f"[bold red]error:[/] {escape(text)}", style="red", highlight=False, soft_wrap=True)
 
 
 def fail(exc: BaseException | str, ctx=None) -> NoReturn:

@@ -38,6 +38,7 @@ type — and loads the rest. :func:`build_documents` is the one-call API (the CL
 from __future__ import annotations
 
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
@@ -475,7 +476,8 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
                     rebuild: bool = False, progress: bool = False, server_url: str | None = None,
                     collection: str = "overlay", chunk_size: int = DEFAULT_CHUNK_SIZE,
                     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
-                    on_problem: Callable[[str, str], None] | None = None) -> dict:
+                    on_problem: Callable[[str, str], None] | None = None,
+                    build_args: list[str] | None = None) -> dict:
     """Build the knowledge from files and folders of documents: load, store, index (``overlay build PATH…``).
 
     Incremental: passages already stored are not embedded again (:meth:`~overlay_core.retrieval.KnowledgeBase.upsert`),
@@ -538,8 +540,11 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
         kb.delete([pid for f in gone for pid in stored[f]])
         removed_files = [{"file": f, "passages": len(stored[f])} for f in gone]
 
+    # build_args: what `overlay build` must be given to load these documents again (the damaged-store hint)
     report = build_knowledge(home, passages=passages, order=order, rebuild=rebuild, progress=progress,
-                             server_url=server_url, collection=collection)
+                             server_url=server_url, collection=collection,
+                             build_args=build_args if build_args is not None else
+                             [os.path.abspath(p) for p in paths] + ([] if order == 3 else ["--order", str(order)]))
     files = [{"file": f, "type": kinds[f], "passages": len(ids),
               "status": "unchanged" if stored.get(f) == ids else "changed" if f in stored else "new"}
              for f, ids in ids_by_file.items()]

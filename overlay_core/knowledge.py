@@ -86,7 +86,8 @@ def _corpus_fingerprint(index_path: Path | None, params: dict) -> str:
 def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None = None,
                     passages: list | None = None, limit: int | None = None, headwords: list[str] | None = None,
                     order: int = 3, rebuild: bool = False, progress: bool = False,
-                    server_url: str | None = None, collection: str = "overlay") -> dict:
+                    server_url: str | None = None, collection: str = "overlay",
+                    build_args: list[str] | None = None) -> dict:
     """Ingest a corpus into ChromaDB and build the adjacency table (cached by corpus fingerprint).
 
     Args:
@@ -97,10 +98,16 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         order: n-gram order of the adjacency table (2 or 3).
         rebuild: build even when the report says the same corpus is already built.
         progress: show progress bars (ingest and build).
+        build_args: the ``overlay build`` arguments that give ``passages`` again (the CLI passes the
+            document paths it was given), recorded as ``build_args`` in the report so that a damaged
+            store's hint prints a command that rebuilds this knowledge
+            (:func:`overlay_core.retrieval.rebuild_hint`); a dictionary build records its own
+            (``--corpus``, ``--limit``, ``--order``).
 
     Returns:
         The build report (also written to ``knowledge.json``): ``fingerprint``, ``n_passages``,
-        ``ingest`` (added/updated/unchanged/skipped counts), ``n_edges``, ``vocab_size``, timings, ``cached``.
+        ``ingest`` (added/updated/unchanged/skipped counts), ``n_edges``, ``vocab_size``, timings,
+        ``build_args`` (None when unknown), ``cached``.
 
     Raises:
         CorpusError: the corpus is empty or unreadable.
@@ -111,6 +118,10 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     from .storage import write_atomic
 
     paths = state_paths(home)
+    if server_url is None:
+        from .retrieval import check_store_path
+
+        check_store_path(paths.chroma)  # before anything is written or a store deleted
     if passages is not None:
         passages = list(passages)
         if not passages:
@@ -124,6 +135,10 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     else:
         params = {"limit": limit, "headwords": sorted(headwords) if headwords else None, "order": order,
                   "collection": collection, "chunking": CHUNKING}
+        if not headwords and collection == "overlay":  # else no `overlay build` flags give these passages
+            build_args = [*(["--corpus", os.path.abspath(corpus)] if corpus else []),
+                          *(["--limit", str(limit)] if limit else []),
+                          *(["--order", str(order)] if order != 3 else [])]
         fingerprint = _corpus_fingerprint(Path(corpus) if corpus else None, params)
     # a marker left by an interrupted build means the folder may hold a half-built store or table: build again
     if not rebuild and paths.report.exists() and paths.adjacency.exists() and not paths.build_marker.exists():
@@ -165,7 +180,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
               "ingest": {k: getattr(ingest, k) for k in ("added", "updated", "unchanged", "removed", "skipped_empty",
                                                           "total")},
               "n_edges": table.n_edges, "vocab_size": table.vocab_size, "order": order,
-              "adjacency_fingerprint": table.fingerprint, "collection": collection,
+              "adjacency_fingerprint": table.fingerprint, "collection": collection, "build_args": build_args,
               "timings_s": {"parse": round(t_parse, 3), "ingest": round(t_ingest, 3), "total": round(t_total, 3)},
               "cached": False}
     write_atomic(paths.report, json.dumps(report, indent=2).encode())

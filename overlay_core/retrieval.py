@@ -70,7 +70,7 @@ from .embeddings import (DIMENSION, EMBEDDING_FUNCTION_NAME, MODEL_NAME, MODEL_S
 from .errors import InputError, OverlayError, RetrievalError
 from .ingest import Passage, passage_id
 from .storage import write_atomic
-from .text import normalize, utf8_safe
+from .text import normalize, shell_quote, utf8_safe, utf8_safe_tree
 
 #: Metadata key (added by :meth:`KnowledgeBase.upsert`) holding ``"<source>:<document>"`` of chunked passages.
 DOC_KEY = "overlay_doc"
@@ -82,18 +82,35 @@ WRITE_BATCH = 256
 #: Seconds to wait for another process's write before giving up.
 LOCK_TIMEOUT_S = 600.0
 #: How a damaged store is rebuilt (shown in errors).
-REBUILD_HINT = ("rebuild it from the source documents with `overlay build --rebuild{home}` (it deletes the folder "
+REBUILD_HINT = ("rebuild it {source} with `overlay build --rebuild{args}` (it deletes the folder "
                 "{path} first; from Python: `overlay_core.retrieval.remove_store(path)`)")
 
 
 def rebuild_hint(path: str | Path) -> str:
     """:data:`REBUILD_HINT` for the store folder ``path``, runnable as printed: a state folder's store
-    (``<home>/chroma``) gets ``--home <home>`` (shell-quoted), so it never rebuilds ``./.overlay`` instead."""
-    import shlex
-
+    (``<home>/chroma``) gets ``--home <home>`` (shell-quoted), so it never rebuilds ``./.overlay`` instead, and
+    the arguments of the build that made it (``build_args`` in ``<home>/knowledge.json``: ``--limit N``, the
+    document paths), so it rebuilds these passages, not the whole dictionary. Without a record of them (a
+    document build by an older Overlay or through LangFlow) the command says ``PATH...``: the documents."""
     p = Path(path)
-    home = f" --home {shlex.quote(str(p.parent.resolve()))}" if p.name == "chroma" else ""
-    return REBUILD_HINT.format(path=p, home=home)
+    if p.name != "chroma":
+        return REBUILD_HINT.format(source="from the source documents", args="", path=p)
+    home = p.parent.resolve()
+    try:
+        report = json.loads((home / "knowledge.json").read_text())
+    except (OSError, ValueError):
+        report = {}
+    recorded = report.get("build_args") if isinstance(report, dict) else None
+    args = f" --home {shell_quote(str(home))}"
+    if isinstance(recorded, list) and all(isinstance(a, str) for a in recorded):
+        args += "".join(f" {shell_quote(a)}" for a in recorded)
+        return REBUILD_HINT.format(source="as it was built", args=args, path=p)
+    if str(report.get("fingerprint", "")).rpartition("-")[2][:1] == "o":  # "<hash>-o3": built from documents
+        return REBUILD_HINT.format(source="from the documents it was built from (give their files or folders as PATH)",
+                                   args=args + " PATH...", path=p)
+    return REBUILD_HINT.format(source="from the source documents", args=args, path=p)
+
+
 _COLLECTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -206,7 +223,7 @@ def sanitize_metadata(metadata: Mapping[str, Any] | None, *, where: str = "passa
             if isinstance(value, (set, frozenset)):
                 value = sorted(value, key=str)
             try:
-                out[k] = json.dumps(value, ensure_ascii=False, allow_nan=False, default=str)
+                out[k] = json.dumps(utf8_safe_tree(value), ensure_ascii=False, allow_nan=False, default=str)
             except ValueError as exc:
                 raise InputError(f"{where}: metadata field {k!r} contains NaN/infinite numbers ({exc}); "
                                  "drop them or give finite numbers") from exc
@@ -291,6 +308,7 @@ class _Store:
         if path is not None:
             from filelock import FileLock
 
+            check_store_path(path)
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -468,6 +486,21 @@ def close_store(path: str | Path | None = None, *, server_url: str | None = None
             del _KBS[k]
     if store is not None:
         store.close()
+
+
+def check_store_path(path: str | Path) -> None:
+    """Refuse a store folder whose path is not UTF-8 (a name with undecodable bytes, e.g. ``b"h\\xff"``): ChromaDB
+    (Rust) cannot open it, and a rebuild would delete the old store before finding that out.
+
+    Raises:
+        RetrievalError: naming the path (undecodable bytes as ``\\xNN``) and what to do.
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RetrievalError(f"the passage store path {utf8_safe(str(path))} is not valid UTF-8, and ChromaDB "
+                             "opens only UTF-8 paths; rename the folder, or give a state folder (--home) whose "
+                             "path is UTF-8") from None
 
 
 def remove_store(path: str | Path) -> None:

@@ -202,27 +202,33 @@ def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _check_kind(path: Path, header: dict, kind: str, version: int) -> dict[str, str]:
+def _check_kind(path: Path, header: dict, kind: str, version: int, fix: str | None = None) -> dict[str, str]:
     meta = header.get("__metadata__", {})
     got_kind = meta.get("overlay.kind")
     if got_kind != kind:
-        raise StateFileError(f"{path} is not an Overlay {kind} file (overlay.kind={got_kind!r})")
+        raise StateFileError(f"{path} is not an Overlay {kind} file (overlay.kind={got_kind!r}); "
+                             + (fix or "give the right file, or move this one away and rebuild it (e.g. `overlay build`)"))
     got_ver = meta.get("overlay.format_version")
     if got_ver != str(version):
-        raise StateFileError(
-            f"{path} has {kind} format version {got_ver!r}; this Overlay reads version {version}. Rebuild it (e.g. `overlay build`).")
+        raise StateFileError(f"{path} has {kind} format version {got_ver!r}; this Overlay reads version {version}; "
+                             + (fix or "rebuild it (e.g. `overlay build`)"))
     return meta
 
 
-def load(path: str | Path, *, kind: str, version: int) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def load(path: str | Path, *, kind: str, version: int, fix: str | None = None
+         ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Validate then read all tensors (as numpy arrays) and the metadata of an Overlay state file.
+
+    Args:
+        fix: what to do about a file of another kind or version (ends those messages); default: rebuild
+            it with ``overlay build``.
 
     Raises:
         StateFileError: see :func:`read_header`; also wrong ``overlay.kind`` or format version.
     """
     path = Path(path)
     header, _ = read_header(path)
-    meta = _check_kind(path, header, kind, version)
+    meta = _check_kind(path, header, kind, version, fix)
     from safetensors.numpy import load_file
 
     try:

@@ -34,6 +34,7 @@ Convention (all of Overlay uses exactly this):
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -91,6 +92,34 @@ def utf8_safe(s: str) -> str:
     except UnicodeEncodeError:
         return s.encode("utf-8", "surrogateescape" if _only_escapes(s) else "surrogatepass").decode(
             "utf-8", "backslashreplace")
+
+
+def shell_quote(s: str) -> str:
+    """``s`` quoted for a POSIX shell command printed in a message, runnable as printed: :func:`shlex.quote`, or,
+    when ``s`` holds undecodable bytes (a path typed as ``$'\\xff'``), bash's ``$'...'`` form with each such byte
+    as ``\\xNN``."""
+    import shlex
+
+    if utf8_safe(s) == s:
+        return shlex.quote(s)
+    out = []
+    for b in os.fsencode(s):
+        c = chr(b)
+        out.append(c if 32 <= b < 127 and c not in "'\\" else f"\\x{b:02x}")
+    return "$'" + "".join(out) + "'"
+
+
+def utf8_safe_tree(value):
+    """``value`` with :func:`utf8_safe` applied to every string inside it (dict keys and values, list and tuple
+    items; tuples become lists, as in JSON): what to JSON-encode, since escaping the encoded JSON text instead
+    would put ``\\x`` (not a JSON escape) inside its strings."""
+    if isinstance(value, str):
+        return utf8_safe(value)
+    if isinstance(value, dict):
+        return {utf8_safe(k) if isinstance(k, str) else k: utf8_safe_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [utf8_safe_tree(v) for v in value]
+    return value
 
 
 def _only_escapes(s: str) -> bool:

@@ -480,9 +480,10 @@ class ReviewStore:
             raise InputError("enqueue: question is empty")
         _validate_trace(trace)
         # text from a terminal may hold undecodable bytes (lone surrogates): stored with \\xNN escapes, not lost
-        question, answer = ot.utf8_safe(question), ot.utf8_safe(answer)
+        question, answer, flow = ot.utf8_safe(question), ot.utf8_safe(answer), ot.utf8_safe(flow)
+        model_fingerprint, index_fingerprint = ot.utf8_safe(model_fingerprint), ot.utf8_safe(index_fingerprint)
         try:
-            trace_json = ot.utf8_safe(json.dumps(trace, ensure_ascii=False, sort_keys=False))
+            trace_json = json.dumps(ot.utf8_safe_tree(trace), ensure_ascii=False, sort_keys=False)
         except (TypeError, ValueError) as e:
             raise InputError(f"enqueue: the trace is not JSON-serializable ({e})") from None
         item_id = _new_id("it")
@@ -494,6 +495,7 @@ class ReviewStore:
 
     def get(self, item_id: str) -> ReviewItem:
         """The item with its derived status. Raises VerificationError for an unknown id."""
+        item_id = _check_id(item_id, "review item")
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(items_t).where(items_t.c.id == item_id)).mappings().first()
             if row is None:
@@ -552,6 +554,7 @@ class ReviewStore:
             Nothing is written when any of these is raised.
         """
         reviewer = _check_reviewer(reviewer)
+        item_id = _check_id(item_id, "review item")
         if kind not in KINDS:
             raise InputError(f"unknown verdict kind {kind!r}; use one of {', '.join(KINDS)} (or revert a verdict)")
         if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
@@ -597,6 +600,7 @@ class ReviewStore:
             InputError: empty reviewer. Nothing is written when raising.
         """
         reviewer = _check_reviewer(reviewer)
+        verdict_id = _check_id(verdict_id, "verdict")
         if not isinstance(comment, str):
             raise InputError(f"comment must be a string, got {type(comment).__name__}")
         comment = ot.utf8_safe(comment)
@@ -646,6 +650,8 @@ class ReviewStore:
         Raises:
             VerificationError: ``item_id`` given but unknown.
         """
+        if item_id is not None:
+            item_id = _check_id(item_id, "review item")
         with self._engine.connect() as conn:
             if item_id is not None and conn.execute(
                     sa.select(items_t.c.id).where(items_t.c.id == item_id)).first() is None:
@@ -671,6 +677,7 @@ class ReviewStore:
 
     def get_verdict(self, verdict_id: str) -> Verdict:
         """One log entry. Raises VerificationError for an unknown id."""
+        verdict_id = _check_id(verdict_id, "verdict")
         with self._engine.connect() as conn:
             item = conn.execute(sa.select(verdicts_t.c.item_id).where(verdicts_t.c.id == verdict_id)).first()
         if item is None:
@@ -740,6 +747,8 @@ class ReviewStore:
         """The record of applied changes, in order (optionally for one verdict)."""
         q = sa.select(applications_t).order_by(applications_t.c.seq)
         if verdict_id is not None:
+            if ot.utf8_safe(verdict_id) != verdict_id:
+                return []  # undecodable bytes: no verdict has this id (and no driver could send it)
             q = q.where(applications_t.c.verdict_id == verdict_id)
         with self._engine.connect() as conn:
             return [{k: r[k] for k in ("verdict_id", "op", "prev", "word", "delta", "accumulator", "applied_at")}
@@ -835,6 +844,20 @@ def read_export(path: str | Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- helpers
+_UNKNOWN_HINT = {"review item": "list items with `overlay review list`",
+                 "verdict": "see `overlay review show ITEM_ID` for verdict ids"}
+
+
+def _check_id(value: Any, what: str) -> str:
+    """``value`` if it can be an item or verdict id; typed text may hold undecodable bytes (lone surrogates), which
+    no id has and no database accepts: such an id is unknown (VerificationError), not a crash."""
+    if not isinstance(value, str):
+        raise InputError(f"{what} id must be a string, got {type(value).__name__}")
+    if ot.utf8_safe(value) != value:
+        raise VerificationError(f"unknown {what} {value!r}; {_UNKNOWN_HINT[what]}")
+    return value
+
+
 def _check_reviewer(reviewer: Any) -> str:
     if not isinstance(reviewer, str) or not reviewer.strip():
         raise InputError(f"reviewer id is empty (got {reviewer!r}); give who is reviewing, e.g. `reviewer='alice'`")
@@ -851,7 +874,7 @@ def _check_rubric(rubric: Mapping[str, int] | None) -> str | None:
             raise InputError(f"rubric names must be non-empty strings, got {k!r}")
         if isinstance(v, bool) or not isinstance(v, int) or not RUBRIC_MIN <= v <= RUBRIC_MAX:
             raise InputError(f"rubric score {k}={v!r} must be an integer from {RUBRIC_MIN} to {RUBRIC_MAX}")
-    return json.dumps(dict(rubric), ensure_ascii=False, sort_keys=True)
+    return json.dumps(ot.utf8_safe_tree(dict(rubric)), ensure_ascii=False, sort_keys=True)
 
 
 def _validate_trace(trace: Any) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -40,6 +39,7 @@ from rich.console import Console
 from .cli_errors import fail as _fail
 from .errors import InputError, OverlayError, StateFileError
 from .knowledge import state_paths
+from .text import shell_quote, utf8_safe
 
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                          help="Reviewer queue: list, show, verdict, revert, apply, export.")
@@ -98,12 +98,12 @@ def sqlite_file(target: str) -> Path | None:
 def _origin(db: Optional[str], home: str | Path | None, home_flag: bool) -> tuple[str, str]:
     """Where the review database path came from, and the command that creates that database."""
     if db:
-        return "given by --db", f"overlay ask --enqueue --db {shlex.quote(str(sqlite_file(db) or db))} QUESTION"
+        return "given by --db", f"overlay ask --enqueue --db {shell_quote(str(sqlite_file(db) or db))} QUESTION"
     if os.environ.get("OVERLAY_DB_URL"):
         return "from $OVERLAY_DB_URL", "overlay ask --enqueue QUESTION"
     if home_flag:
         return ("the default: reviews.sqlite3 in --home",
-                f"overlay ask --home {shlex.quote(str(state_dir(home)))} --enqueue QUESTION")
+                f"overlay ask --home {shell_quote(str(state_dir(home)))} --enqueue QUESTION")
     where = "$OVERLAY_HOME" if (home or os.environ.get("OVERLAY_HOME")) else "./.overlay"
     return f"the default: reviews.sqlite3 in {where}", "overlay ask --enqueue QUESTION"
 
@@ -158,7 +158,7 @@ def require_folder(path: Path, what: str, *, lead: str | None = None, nothing: s
         st = os.stat(folder)
     except FileNotFoundError:
         raise InputError(f"{lead}: the folder {folder} does not exist; create it first "
-                         f"(mkdir -p {shlex.quote(str(folder))}) or choose another path. {nothing}") from None
+                         f"(mkdir -p {shell_quote(str(folder))}) or choose another path. {nothing}") from None
     except OSError as e:
         raise InputError(f"{lead}: {folder}: {e.strerror or e}") from None
     if not _stat.S_ISDIR(st.st_mode):
@@ -213,12 +213,39 @@ def _looks_like_safetensors(head: bytes) -> bool:
     return len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") < 1 << 40
 
 
+#: Names of the files of a state folder (see :mod:`overlay_core.knowledge`), lock files included.
+STATE_FILE_NAMES = frozenset({"knowledge.json", "build.incomplete", "adjacency.safetensors", "accumulator.safetensors",
+                              "accumulator.safetensors.lock", "reviews.sqlite3", "reviews.sqlite3-wal",
+                              "reviews.sqlite3-shm", "reviews.sqlite3-journal"})
+#: Entries whose presence marks a folder as an Overlay state folder.
+_STATE_MARKERS = ("chroma", "adjacency.safetensors", "knowledge.json", "build.incomplete", "accumulator.safetensors",
+                  "reviews.sqlite3")
+
+
+def _state_file(path: Path) -> str | None:
+    """Why ``path`` is (or would shadow) a file of Overlay's state, or None: a state file name in a folder that holds
+    Overlay state, or an existing file of a passage store (in a folder holding ``chroma.sqlite3``, or in one of its
+    index folders)."""
+    from .retrieval import LOCK_FILE
+
+    folder = Path(os.path.abspath(path)).parent
+    if path.name in STATE_FILE_NAMES and any((folder / m).exists() for m in _STATE_MARKERS if m != path.name):
+        return f"{path.name} is an Overlay state file of the state folder {folder}"
+    if not os.path.lexists(path):
+        return None  # a new file next to the store's files replaces none of them
+    for store in (folder, folder.parent):  # the store's folder, or one of its index folders
+        if path.name in (LOCK_FILE, "overlay-generation") or (store / "chroma.sqlite3").exists():
+            return f"it is in the ChromaDB passage store {store}"
+    return None
+
+
 def check_export_target(path: Path, db_target: str, *, force: bool = False) -> None:
     """Refuse to overwrite the review database being exported (or its ``-wal``/``-shm``/``-journal``
-    file), or any existing file that is not a previous text export: an SQLite database, a safetensors
-    file (Overlay's adjacency table, accumulator), another binary file (a NUL byte in its first 4 KiB:
-    ChromaDB index files, models), an Overlay state file (``knowledge.json`` next to an adjacency table) or
-    any other text file (``force`` replaces a text file). A previous JSONL/CSV export may be replaced.
+    file), an Overlay state file (a :data:`STATE_FILE_NAMES` name in a state folder, lock files included, or any
+    file of a passage store; not even with ``force``), or any existing file that is not a previous export: an
+    SQLite database, a safetensors file, another binary file (a NUL byte in its first 4 KiB: models) or any other
+    text file (``force`` replaces a text file). A previous JSONL/CSV export (:func:`_looks_like_export`) or an
+    empty file may be replaced.
 
     Raises:
         InputError: naming the path and why; nothing is written.
@@ -236,6 +263,9 @@ def check_export_target(path: Path, db_target: str, *, force: bool = False) -> N
             if same:
                 raise InputError(f"cannot export to {path}: it is the review database being exported ({f}); "
                                  f"writing there would destroy every review item and verdict; {keep}")
+    if (why := _state_file(path)) is not None:
+        raise InputError(f"cannot export to {path}: {why}, which an export never replaces (not even with --force); "
+                         f"{keep}")
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
@@ -249,8 +279,6 @@ def check_export_target(path: Path, db_target: str, *, force: bool = False) -> N
         why = "it is a safetensors file (Overlay state such as adjacency.safetensors or accumulator.safetensors)"
     elif b"\x00" in head:
         why = "it is a binary file, not a JSONL/CSV export (e.g. a ChromaDB index file or a model)"
-    elif path.name in ("knowledge.json", "build.incomplete") and (path.parent / "adjacency.safetensors").exists():
-        why = "it is an Overlay state file (the build report of this state folder)"
     elif not head.strip() or _looks_like_export(head) or force:
         return
     else:
@@ -259,20 +287,26 @@ def check_export_target(path: Path, db_target: str, *, force: bool = False) -> N
     raise InputError(f"cannot export to {path}: {why}; {keep}")
 
 
+#: Fields every row of a ``review export`` has: ``--what verdicts`` rows, ``--what queue`` rows.
+_EXPORT_KEYS = ({"id", "item_id", "kind", "reviewer"}, {"id", "question", "answer", "trace"})
+
+
 def _looks_like_export(head: bytes) -> bool:
-    """True when ``head`` starts like a ``review export`` file: a one-line JSON object (JSONL) or a CSV header
-    with an ``id`` column and ``item_id`` or ``question``."""
+    """True when ``head`` starts like a ``review export`` file: a JSONL row of verdicts or queue items (their
+    fields, an ``vd_``/``it_`` id) or a CSV header holding those fields. Any other JSON Lines file (a data set,
+    a config) is not one."""
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-    if first.startswith('{"') and b"\n" not in head:
+    if b"\n" not in head and (first.startswith('{"id": "vd_') or first.startswith('{"id": "it_')):
         return True  # one JSONL row longer than the bytes read (a queue item with its whole trace)
     if first.startswith("{"):
         try:
             row = json.loads(first)
         except ValueError:
             return False
-        return isinstance(row, dict)  # a JSONL file (one object per line)
-    cols = first.split(",")
-    return "id" in cols and ("item_id" in cols or "question" in cols)
+        return (isinstance(row, dict) and str(row.get("id", ""))[:3] in ("vd_", "it_")
+                and any(keys <= set(row) for keys in _EXPORT_KEYS))
+    cols = set(first.split(","))
+    return any(keys <= cols for keys in _EXPORT_KEYS)
 
 
 def _short(text: str, n: int) -> str:
@@ -450,12 +484,14 @@ def export_cmd(
     what: str = typer.Option("verdicts", "--what", help="verdicts (the log, with deltas) or queue (the items)."),
     db: Optional[str] = DbOpt,
     home: Optional[Path] = HomeOpt,
-    force: bool = typer.Option(False, "--force", help="Replace an existing text file that is not an earlier export."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing text file that is not an earlier export "
+                               "(never the review database or an Overlay state file)."),
 ) -> None:
     """Export the verdict log or the queue, every field kept (CSV: nested values as JSON cells).
 
-    Never replaces the review database or another SQLite/safetensors/binary file; the export is
-    readable by others (mode 0644 less the umask)."""
+    Replaces only an earlier export: never the review database, an Overlay state file, or another
+    SQLite/safetensors/binary file; another text file only with --force. The export is readable by
+    others (mode 0644 less the umask)."""
     try:
         check_export_path(path)
         check_export_target(path, db or default_db(home), force=force)
@@ -466,7 +502,7 @@ def export_cmd(
                 raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     except OverlayError as exc:
         _fail(exc, ctx)
-    _err.print(f"wrote {n} {what} rows to {path}")
+    _err.print(f"wrote {n} {what} rows to {utf8_safe(str(path))}")
 
 
 if __name__ == "__main__":  # pragma: no cover

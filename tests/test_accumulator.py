@@ -65,9 +65,7 @@ def test_file_is_labelled(tmp_path):
         assert np.array_equal(f.get_tensor("score"), np.array([1.0], dtype=np.float32))
 
 
-@pytest.mark.parametrize("drop", ["all", "score"])
-def test_a_labelled_file_without_its_tensors_is_a_clear_error(tmp_path, drop):
-    """A valid safetensors file labelled as an accumulator but holding no (or not all) tensors: no KeyError."""
+def _saved(tmp_path):
     from overlay_core import storage
     from overlay_core.accumulator import FORMAT_VERSION, KIND
 
@@ -75,11 +73,48 @@ def test_a_labelled_file_without_its_tensors_is_a_clear_error(tmp_path, drop):
     acc = Accumulator(good)
     acc.apply_delta("is", "a", -1.0, "vd_1")
     acc.save()
-    t, _ = storage.load(good, kind=KIND, version=FORMAT_VERSION)
+    return storage.load(good, kind=KIND, version=FORMAT_VERSION)
+
+
+@pytest.mark.parametrize("drop", ["all", "score"])
+def test_a_labelled_file_without_its_tensors_is_a_clear_error(tmp_path, drop):
+    """A valid safetensors file whose labels list the accumulator's tensors and applied verdicts, holding none (or
+    not all) of those tensors: a StateFileError naming the file and the fix, never a KeyError."""
+    from overlay_core import storage
+    from overlay_core.accumulator import _DESCRIPTIONS, FORMAT_VERSION, KIND
+
+    t, meta = _saved(tmp_path)
     kept = {} if drop == "all" else {k: v for k, v in t.items() if k != drop}
     path = tmp_path / "accumulator.safetensors"
-    storage.save(path, kept, kind=KIND, version=FORMAT_VERSION, descriptions={k: "test" for k in kept})
+    storage.save(path, kept, kind=KIND, version=FORMAT_VERSION, descriptions=_DESCRIPTIONS,
+                 metadata={"overlay.applied": meta["overlay.applied"]})
     before = path.read_bytes()
     with pytest.raises(StateFileError, match="lacks the tensor.*overlay review apply"):
         Accumulator(path)
     assert path.read_bytes() == before  # nothing overwritten
+
+
+def test_a_labelled_file_with_zero_tensors_that_claims_none_loads_as_empty(tmp_path):
+    """Metadata only, no tensors, no applied verdicts: an accumulator nobody wrote to (it used to raise
+    KeyError: 'edge_utf8'); it loads empty and saves back as a complete file."""
+    from overlay_core import storage
+    from overlay_core.accumulator import FORMAT_VERSION, KIND
+
+    path = tmp_path / "accumulator.safetensors"
+    storage.save(path, {}, kind=KIND, version=FORMAT_VERSION, descriptions={})
+    acc = Accumulator(path)
+    assert acc.n_edges == 0 and acc.deltas() == [] and acc.global_score("is", "a") == 0.0
+    assert acc.apply_delta("is", "a", -1.0, "vd_1")
+    acc.save()
+    assert Accumulator(path).global_score("is", "a") == -1.0
+
+
+def test_a_safetensors_file_that_is_not_an_accumulator_says_what_to_do(tmp_path):
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "accumulator.safetensors"
+    save_file({}, str(path), metadata={"note": "written by another tool"})
+    with pytest.raises(StateFileError) as exc:
+        Accumulator(path)
+    assert str(exc.value) == (f"{path} is not an Overlay accumulator file (overlay.kind=None); delete {path} and run "
+                              "`overlay review apply` (it is rebuilt from the verdict log), or restore a backup")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,48 @@ def test_damaged_chroma_store_is_a_clear_error_and_rebuild_recovers(env_home):
     report = json.loads(p.stdout.strip().splitlines()[-1])
     assert report["ingest"]["added"] == report["n_passages"] > 0 and report["cached"] is False
     assert not (env_home.parent / ".overlay").exists()
+
+
+def _hinted_command(stderr: str) -> str:
+    import re
+
+    m = re.search(r"`(overlay build --rebuild[^`]*)`", stderr)
+    assert m, stderr
+    return m.group(1)
+
+
+@pytest.mark.parametrize("built_from", ["documents", "dictionary"])
+def test_damaged_store_hint_rebuilds_what_was_built_when_run_as_printed(tmp_path, built_from):
+    """The hint used to print `overlay build --rebuild` (or `... --home H`) whatever built the store: run as printed
+    it rebuilt ./.overlay, or embedded the whole dictionary into a folder built from the user's documents."""
+    home = tmp_path / "my home"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "zephyr.md").write_text("# Zephyr Toolkit\n\nThe Zephyr Toolkit was written by Alice Example in 1999.\n")
+    args = ["build", str(docs)] if built_from == "documents" else ["build", "--limit", "5", "--order", "2"]
+    run(*args, home=home, check=True)
+    built = json.loads((home / "knowledge.json").read_text())
+    db = home / "chroma" / "chroma.sqlite3"
+    db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    err = run("ask", "Who wrote the Zephyr Toolkit?", home=home)
+    assert_clear_error(err, "is damaged")
+    hint = _hinted_command(err.stderr)
+    assert hint == ("overlay build --rebuild --home " + shlex.quote(str(home.resolve())) + " "
+                    + (shlex.quote(str(docs)) if built_from == "documents" else "--limit 5 --order 2"))
+    # run exactly as printed, from another folder, with no OVERLAY_HOME
+    env = {k: v for k, v in os.environ.items() if k != "OVERLAY_HOME"}
+    env["PATH"] = f"{Path(OVERLAY).parent}:{env['PATH']}"
+    (tmp_path / "elsewhere").mkdir()
+    p = subprocess.run(["bash", "-c", hint], capture_output=True, text=True, env=env, cwd=tmp_path / "elsewhere",
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    report = json.loads((home / "knowledge.json").read_text())
+    assert report["cached"] is False and report["ingest"]["added"] == report["n_passages"] == built["n_passages"]
+    assert report["fingerprint"] == built["fingerprint"] and report["order"] == built["order"]
+    if built_from == "documents":
+        answer = run("ask", "Who wrote the Zephyr Toolkit?", home=home, check=True).stdout
+        assert answer.startswith("Answer: The Zephyr Toolkit was written by Alice Example"), answer
 
 
 def _cli(*args, env=None):

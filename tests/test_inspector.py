@@ -729,13 +729,45 @@ def test_node_pictures_stay_in_the_output_folder_for_a_path_ending_in_dotdot(tmp
     node = _inspector_node()(path=str(folder / "sub" / ".."))
     node.build_report()
     assert (tmp_path / "home" / "inspect" / "mymodel" / "tensor_map.png").is_file()
-    assert not list((tmp_path / "home").glob("*.png"))
+    assert not list((tmp_path / "home").glob("*.png")) and not list((tmp_path / "home" / "inspect").glob("*.png"))
+    assert node.status == "mymodel: 1 tensors, no attention heads"
+    # a symlinked model (as in a Hugging Face snapshot: model.safetensors -> ../../blobs/<sha>) keeps the name typed
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (folder / "model.safetensors").rename(blobs / "3f9a0c")
+    (tmp_path / "snapshot").mkdir()
+    (tmp_path / "snapshot" / "model.safetensors").symlink_to(blobs / "3f9a0c")
+    _inspector_node()(path=str(tmp_path / "snapshot" / "model.safetensors")).build_report()
+    assert (tmp_path / "home" / "inspect" / "model.safetensors" / "tensor_map.png").is_file()
 
 
-def test_a_text_file_given_as_a_model_is_refused_without_echoing_its_contents(tmp_path):
-    """The inspect flow is reachable over the API: its error must not print the first bytes of any file."""
-    secret = tmp_path / "notes.safetensors"
-    secret.write_text("root:x:0:0:secret-password-line:/root:/bin/bash\n")
+def test_node_on_a_metadata_only_file_reports_it_without_pictures(tmp_path, monkeypatch):
+    """A valid safetensors file with metadata and zero tensors: the node's report says so and lists no picture
+    (it failed with matplotlib's "number sections must be larger than 0")."""
+    from safetensors.numpy import save_file
+
+    monkeypatch.setenv("OVERLAY_HOME", str(tmp_path / "home"))
+    p = tmp_path / "empty.safetensors"
+    save_file({}, str(p), metadata={"purpose": "labels only"})
+    node = _inspector_node()(path=str(p))
+    text = node.build_report().text
+    assert "No attention heads: the file holds metadata only, no tensors" in text
+    assert "| `purpose` | labels only |" in text
+    assert text.endswith("**Pictures**\n\nnone: the file holds no tensors to draw")
+    assert node.status == "empty.safetensors: 0 tensors, no attention heads"
+    assert len(node.build_tensors()) == 0
+    assert not list((tmp_path / "home").rglob("*.png"))
+
+
+@pytest.mark.parametrize("name", ["notes.safetensors", "notes.gguf", "notes"])
+@pytest.mark.parametrize("content", [b"s3cr:x:0:0:secret-password-line:/root:/bin/bash\n", b"s3cr\x00\x01\x02secret"])
+def test_a_file_that_is_not_a_model_is_refused_without_echoing_its_contents(tmp_path, name, content):
+    """The inspect flow is reachable over the API: its error must not print the first bytes of any file (a GGUF
+    name used to echo the first 4, "it starts with b's3cr'")."""
+    secret = tmp_path / name
+    secret.write_bytes(content)
     with pytest.raises(StateFileError) as exc:
         inspect_model(secret)
-    assert "secret" not in str(exc.value).replace(str(secret), "") and "starts with text" in str(exc.value)
+    msg = str(exc.value).replace(str(secret), "PATH")
+    assert msg.startswith("PATH is not a ") and "\n" not in msg
+    assert "s3cr" not in msg and "secret" not in msg and "\\x" not in msg, msg

@@ -42,7 +42,7 @@ def _cases(head: bytes) -> dict[str, tuple[bytes, str]]:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
     return {
-        "random.gguf": (noise, f"bad magic: it starts with {noise[:4]!r}, a GGUF file starts with b'GGUF'"),
+        "random.gguf": (noise, "bad magic: a GGUF file starts with b'GGUF', this one does not"),
         "garbage.gguf": (b"GGUF" + struct.pack("<I", 0xDEADBEEF) + noise,
                          "unsupported version 3735928559 (this reader handles versions 2, 3); the file is corrupt, "
                          "or re-convert it with a current llama.cpp"),
@@ -53,7 +53,7 @@ def _cases(head: bytes) -> dict[str, tuple[bytes, str]]:
         "cut4096.gguf": (head, "truncated or corrupt: its header cannot be parsed within the file's 4096 bytes ("),
         "empty.gguf": (b"", "the file is empty (0 bytes); re-download or re-convert it"),
         "page.gguf": (b"<!doctype html><html>404</html>",
-                      "bad magic: it starts with b'<!do', a GGUF file starts with b'GGUF'; it starts with text "
+                      "bad magic: a GGUF file starts with b'GGUF', this one does not; it starts with text "
                       "(an HTML error page from a failed download?): re-download the model"),
     }
 
@@ -77,9 +77,8 @@ def test_safetensors_renamed_gguf_says_so(tmp_path):
     save_file({"w": np.zeros((2, 2), np.float32)}, str(p))
     res = inspect(p, "--json")
     assert res.exit_code == 2 and res.stdout == ""
-    n = struct.unpack("<Q", p.read_bytes()[:8])[0]
-    assert res.stderr == (f"error: {p} is not a valid GGUF file: bad magic: it starts with {struct.pack('<I', n)!r}, "
-                          "a GGUF file starts with b'GGUF'; it looks like a safetensors file (8-byte header size, then "
+    assert res.stderr == (f"error: {p} is not a valid GGUF file: bad magic: a GGUF file starts with b'GGUF', this one "
+                          "does not; it looks like a safetensors file (8-byte header size, then "
                           "JSON): rename it to .safetensors to inspect it as one\n")
     good = p.rename(tmp_path / "weights.safetensors")
     assert inspect(good, "--json").exit_code == 0
@@ -232,3 +231,19 @@ def test_a_metadata_only_file_gets_a_report_not_a_traceback(tmp_path):
     assert res.exit_code == 0, res.output
     md = (out / "report.md").read_text()
     assert "metadata only: no tensors" in md and not list(out.glob("*.png"))
+
+
+def test_a_file_name_that_is_not_utf8_gets_its_report(tmp_path, monkeypatch):
+    """`overlay inspect $'x\\xff.safetensors'` died writing report.md (UnicodeEncodeError, traceback): the name is
+    written with a \\xNN escape in every report file and in --json."""
+    monkeypatch.chdir(tmp_path)
+    p = Path(os.fsdecode(os.fsencode(tmp_path) + b"/w\xff.safetensors"))
+    save_file({"w": np.zeros((2, 3), np.float32)}, str(p), metadata={"note": "caf\u00e9"})
+    res = inspect(p, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "report.md").read_text().startswith("# Inspection of `w\\xff.safetensors`")
+    assert "<title>Inspection of w\\xff.safetensors</title>" in (tmp_path / "out" / "report.html").read_text()
+    doc = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert doc["path"] == f"{tmp_path}/w\\xff.safetensors" and doc["metadata"]["note"] == "caf\u00e9"
+    res = inspect(p, "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout)["path"] == doc["path"]

@@ -499,3 +499,51 @@ def test_lone_surrogates_and_undecodable_file_names_are_stored_without_loss(stor
     got = {h.id: h for h in kb.query("queue", k=2)}
     assert got["s2"].metadata["file_path"] == "/tmp/x\\xff.txt"
     assert got["s1"].text == "bad \ufffd text about stacks"
+
+
+def test_undecodable_strings_inside_list_metadata_stay_valid_json():
+    """A list field (e.g. heading path, file names) holding an undecodable byte: its JSON string used to get a
+    \\xNN escape inside the JSON text (invalid JSON); the escape is now part of the string it encodes."""
+    meta = sanitize_metadata({"files": ["/docs/caf\udce9.md", "ok.md"], "path": {"h\udcff": 1}})
+    assert json.loads(meta["files"]) == ["/docs/caf\\xe9.md", "ok.md"]
+    assert json.loads(meta["path"]) == {"h\\xff": 1}
+
+
+def test_a_store_path_that_is_not_utf8_is_refused_before_anything_is_deleted(tmp_path):
+    """ChromaDB cannot open a non-UTF-8 path: the error said "utf-8 codec can't encode" and suggested a rebuild,
+    which deleted the store first and then failed the same way."""
+    from overlay_core.knowledge import build_knowledge
+
+    home = Path(os.fsdecode(os.fsencode(tmp_path) + b"/h\xff"))
+    (home / "chroma").mkdir(parents=True)
+    (home / "chroma" / "chroma.sqlite3").write_bytes(b"kept")
+    shown = f"{tmp_path}/h\\xff/chroma"
+    with pytest.raises(RetrievalError) as exc:
+        KnowledgeBase(home / "chroma")
+    assert str(exc.value) == (f"the passage store path {shown} is not valid UTF-8, and ChromaDB opens only UTF-8 "
+                              "paths; rename the folder, or give a state folder (--home) whose path is UTF-8")
+    with pytest.raises(RetrievalError, match="is not valid UTF-8"):
+        build_knowledge(home, passages=[Passage("a", "a queue holds items")], rebuild=True)
+    assert (home / "chroma" / "chroma.sqlite3").read_bytes() == b"kept"
+    assert sorted(p.name for p in home.iterdir()) == ["chroma"]  # no build marker, no report
+
+
+def test_rebuild_hint_names_the_home_and_what_built_it(tmp_path):
+    """The damaged-store hint must run as printed: --home of this state folder, and the build's own arguments."""
+    from overlay_core.retrieval import rebuild_hint
+
+    home = tmp_path / "my home"
+    home.mkdir()
+    tail = f" (it deletes the folder {home / 'chroma'} first; from Python: `overlay_core.retrieval.remove_store(path)`)"
+    q = f"'{home}'"
+    assert rebuild_hint(home / "chroma") == f"rebuild it from the source documents with `overlay build --rebuild --home {q}`" + tail
+    (home / "knowledge.json").write_text(json.dumps({"fingerprint": "0123456789abcdef-o3"}))  # documents, older Overlay
+    assert rebuild_hint(home / "chroma") == ("rebuild it from the documents it was built from (give their files or "
+                                             f"folders as PATH) with `overlay build --rebuild --home {q} PATH...`" + tail)
+    (home / "knowledge.json").write_text(json.dumps({"fingerprint": "x-o2", "build_args": ["/d/my notes", "--order",
+                                                                                         "2"]}))
+    assert rebuild_hint(home / "chroma") == (f"rebuild it as it was built with `overlay build --rebuild --home {q} "
+                                             "'/d/my notes' --order 2`" + tail)
+    assert rebuild_hint(tmp_path / "store") == ("rebuild it from the source documents with `overlay build --rebuild` "
+                                                f"(it deletes the folder {tmp_path / 'store'} first; from Python: "
+                                                "`overlay_core.retrieval.remove_store(path)`)")

@@ -229,7 +229,7 @@ def test_unknown_dtype_and_malformed_entry(tmp_path):
 def test_other_format_version_and_kind(tmp_path):
     p = _save(tmp_path / "v.safetensors")
     e = _expect(p, "format version '3'", "reads version 4", version=4)
-    assert "Rebuild" in str(e)
+    assert "rebuild it (e.g. `overlay build`)" in str(e)
     _expect(p, "not an Overlay otherkind file", kind="otherkind")
 
 

@@ -70,3 +70,26 @@ def test_initials_and_titles_do_not_end_a_sentence():
     toks = words("Maintained by Eric S. Raymond under Dr. Dixon. Next one.")
     ends = [i for i in range(len(toks)) if ends_sentence(toks, i)]
     assert [toks[i - 1] for i in ends] == ["Dixon", "one"]
+
+
+def test_shell_quote_gives_a_command_line_argument_bash_reads_back_byte_for_byte():
+    """Hints print commands with paths; a path with undecodable bytes needs bash's $'...' form to run as printed."""
+    import os
+    import subprocess
+
+    from overlay_core.text import shell_quote
+
+    for s in ["/tmp/plain", "/tmp/my home", "/tmp/it's", "/tmp/caf\u00e9", "/tmp/h\udcff", "/tmp/it's \udcfe\u00e9"]:
+        p = subprocess.run(["bash", "-c", f"printf %s {shell_quote(s)}"], capture_output=True, check=True)
+        assert p.stdout == os.fsencode(s), (s, shell_quote(s))
+    assert shell_quote("/tmp/h\udcff") == "$'/tmp/h\\xff'"
+
+
+def test_utf8_safe_tree_escapes_undecodable_bytes_inside_json_values():
+    import json
+
+    from overlay_core.text import utf8_safe_tree
+
+    value = {"k\udcff": ["a\udcfe", ("b", 1.5)], "n": None}
+    assert json.loads(json.dumps(utf8_safe_tree(value), ensure_ascii=False)) == {"k\\xff": ["a\\xfe", ["b", 1.5]],
+                                                                                   "n": None}

@@ -711,3 +711,27 @@ def test_review_apply_killed_before_its_audit_rows_is_completed_by_the_next_appl
     (row,) = read_export(tmp_path / "v.jsonl")
     assert row["id"] == vid and [(a["prev"], a["word"]) for a in row["applications"]] == [("a", "data")]
     assert "nothing to apply" in _cli(["apply"]).stderr
+
+
+def test_undecodable_text_in_ids_traces_and_rubrics_is_kept_or_refused_never_a_crash(store, item):
+    """Typed text may hold undecodable bytes (lone surrogates from surrogateescape). A trace holding one was stored
+    as invalid JSON (its \\xNN escape put inside the JSON text) and the item could no longer be read; an id holding
+    one crashed the database driver (UnicodeEncodeError) instead of being unknown."""
+    t = make_trace()
+    t["question"] = "What is a st\udcffack?"
+    t["trace"][0]["candidates"][0]["passages"] = ["/docs/caf\udce9.md"]
+    iid = store.enqueue(flow="f\udcff", question=t["question"], answer=t["answer"], trace=t,
+                        model_fingerprint="m", index_fingerprint="i")
+    got = store.get(iid)
+    assert got.question == "What is a st\\xffack?" and got.trace["question"] == "What is a st\\xffack?"
+    assert got.trace["trace"][0]["candidates"][0]["passages"] == ["/docs/caf\\xe9.md"] and got.flow == "f\\xff"
+    vid = store.verdict(iid, reviewer="al\udcffce", kind="reject", step=1, rubric={"clar\udcffity": 2})
+    assert store.get_verdict(vid).rubric == {"clar\\xffity": 2} and store.get_verdict(vid).reviewer == "al\\xffce"
+    for call in (lambda: store.get("it_\udcff"), lambda: store.verdicts("it_\udcff"),
+                 lambda: store.verdict("it_\udcff", reviewer="a", kind="approve")):
+        with pytest.raises(VerificationError, match=r"^unknown review item 'it_\\udcff'; list items with"):
+            call()
+    for call in (lambda: store.get_verdict("vd_\udcff"), lambda: store.revert("vd_\udcff", reviewer="a")):
+        with pytest.raises(VerificationError, match=r"^unknown verdict 'vd_\\udcff'"):
+            call()
+    assert store.applications("vd_\udcff") == [] == store.applications("vd_0000000000000000")

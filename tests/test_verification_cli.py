@@ -243,7 +243,8 @@ def test_export_refuses_sqlite_safetensors_and_binary_files_but_replaces_a_previ
                      f"error: cannot export to {target}: {why}; {KEEP}")
         assert target.read_bytes() == data
     out = tmp_path / "log.jsonl"
-    out.write_text('{"old": "export"}\n')
+    out.write_text('{"id": "vd_0123456789abcdef", "item_id": "it_0123456789abcdef", "kind": "approve", '
+                   '"reviewer": "alice"}\n')  # an earlier verdicts export
     res = review("export", str(out), "--what", "queue", "--db", str(path))
     assert res.exit_code == 0 and [r["id"] for r in read_export(out)] == [iid]
     res = review("export", str(out), "--what", "queue", "--db", str(path))  # again: replaces the previous export
@@ -454,3 +455,67 @@ def test_export_refuses_other_text_files_and_state_files_unless_forced(db, tmp_p
     assert notes.read_text() == "my notes\n"
     assert review("export", str(notes), "--db", str(path), "--force").exit_code == 0
     assert review("export", str(notes), "--db", str(path)).exit_code == 0  # now an earlier export: replaced
+
+
+def test_export_never_replaces_state_or_passage_store_files_and_refuses_other_jsonl_files(db, tmp_path):
+    """Lock files and the passage store's files were replaced (empty or text), --force replaced any text file of the
+    state folder, and any one-object-per-line JSON file (a data set) counted as an earlier export."""
+    path, _ = db
+    home = tmp_path / "home"
+    store = home / "chroma"
+    (store / "0b4c").mkdir(parents=True)
+    (store / "chroma.sqlite3").write_bytes(b"SQLite format 3\x00" + bytes(84))
+    (store / "overlay-write.lock").write_bytes(b"")
+    (store / "overlay-generation").write_text("5645-18cf453d25b14b3e92e50405905c5d3c")
+    (store / "0b4c" / "index_metadata.pickle").write_bytes(b"")
+    (home / "accumulator.safetensors.lock").write_bytes(b"")
+    (home / "build.incomplete").write_text('{"fingerprint": "abc-o3", "started": 1.0, "pid": 7}')  # a first build
+    for target in [store / "overlay-write.lock", store / "overlay-generation", store / "0b4c" / "index_metadata.pickle"]:
+        for args in ([], ["--force"]):
+            assert_error(review("export", str(target), "--db", str(path), *args),
+                         f"error: cannot export to {target}: it is in the ChromaDB passage store {store}, "
+                         "which an export never replaces (not even with --force);")
+    for name in ("accumulator.safetensors.lock", "build.incomplete", "knowledge.json"):
+        assert_error(review("export", str(home / name), "--db", str(path), "--force"),
+                     f"error: cannot export to {home / name}: {name} is an Overlay state file of the state folder "
+                     f"{home}, which an export never replaces")
+    assert sorted(p.name for p in home.iterdir()) == ["accumulator.safetensors.lock", "build.incomplete", "chroma"]
+    assert (store / "overlay-generation").read_text().startswith("5645-") and (home / "build.incomplete").stat().st_size
+    assert review("export", str(home / "verdicts.jsonl"), "--db", str(path)).exit_code == 0  # a new export there: fine
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "my training row", "label": 1}\n')
+    assert_error(review("export", str(data), "--db", str(path)), "not an earlier export", "--force")
+    assert data.read_text() == '{"text": "my training row", "label": 1}\n'
+    for what, fmt in [("verdicts", "jsonl"), ("queue", "jsonl"), ("verdicts", "csv"), ("queue", "csv")]:
+        out = tmp_path / f"{what}.{fmt}"
+        assert review("export", str(out), "--what", what, "--format", fmt, "--db", str(path)).exit_code == 0
+        assert review("export", str(out), "--what", what, "--format", fmt, "--db", str(path)).exit_code == 0, what
+
+
+def test_undecodable_bytes_in_ids_and_paths_are_one_line_shown_as_typed(db, tmp_path):
+    """`review show $'it_\\xff'` (and verdict, revert) died with a UnicodeEncodeError traceback from the database
+    driver; paths with such a byte were shown as '\\udcff', and their hint was not runnable as printed."""
+    path, iid = db
+
+    def run(*args):
+        p = subprocess.run([OVERLAY, "review", *args], capture_output=True, timeout=120)
+        assert p.returncode == 2 and b"Traceback" not in p.stderr, p.stderr
+        assert p.stdout == b"" and p.stderr.count(b"\n") == 1, p.stderr
+        return p.stderr.decode()
+
+    assert run("show", b"it_\xff", "--db", str(path)) == (
+        "error: unknown review item 'it_\\xff'; list items with `overlay review list`\n")
+    assert run("verdict", b"it_\xff", "--reviewer", "a", "--kind", "approve", "--db", str(path)).startswith(
+        "error: unknown review item 'it_\\xff';")
+    assert run("revert", b"vd_\xff", "--reviewer", "a", "--db", str(path)).startswith(
+        "error: unknown verdict 'vd_\\xff';")
+    missing = os.fsencode(tmp_path) + b"/q\xff.sqlite3"
+    err = run("list", "--db", missing)
+    shown = str(tmp_path) + "/q\\xff.sqlite3"
+    assert err.startswith(f"error: no review database at {shown} (given by --db)"), err
+    # the command it suggests creates exactly that file when run as printed
+    assert f"`overlay ask --enqueue --db $'{shown}' QUESTION`" in err, err
+    p = subprocess.run(["bash", "-c", f"printf %s $'{shown}'"], capture_output=True)
+    assert p.stdout == missing
+    with ReviewStore(path) as store:
+        assert [it.id for it in store.list()] == [iid]  # nothing written

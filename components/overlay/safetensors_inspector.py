@@ -5,6 +5,7 @@ any non-transformer tensor file) are reported too: tensors, dtypes, shapes, meta
 sentence saying why no head is shown. Layer/Head 0/0 (the default) means "the first head, if any".
 """
 
+import os
 from pathlib import Path
 
 from lfx.custom.custom_component.component import Component
@@ -16,6 +17,7 @@ from overlay_core.component_code import warn_if_edited
 from overlay_core.errors import OverlayError
 from overlay_core.inspector import inspect_model, no_heads_reason, report_markdown, tensor_table, write_figures
 from overlay_core.knowledge import state_paths
+from overlay_core.text import utf8_safe
 
 
 class OverlaySafetensorsInspector(Component):
@@ -61,18 +63,20 @@ class OverlaySafetensorsInspector(Component):
                 if isinstance(exc, ValueError):
                     raise
                 raise ValueError(str(exc)) from None
-            # resolve first: "models/x/.." names the folder "models", never ".." (pictures above the output folder)
-            name = Path(path).resolve().name or "model"
+            # normalize first: "models/x/.." names the folder "models", never ".." (pictures one level above the
+            # output folder); lexically, like `overlay inspect`, so a symlink (a Hugging Face snapshot) keeps its name
+            name = Path(os.path.abspath(path)).name or "model"
             out = Path(self.out_dir) if self.out_dir else state_paths().home / "inspect" / name
             self._figures = {k: str(out / v) for k, v in write_figures(self._insp, out, field="out_dir").items()}
             heads = "no attention heads" if no_heads_reason(self._insp.model) else f"head {self._insp.head}"
-            self.status = f"{Path(path).name}: {len(tensor_table(self._insp))} tensors, {heads}"
+            self.status = utf8_safe(f"{name}: {len(tensor_table(self._insp))} tensors, {heads}")
         return self._insp
 
     def build_report(self) -> Message:
         insp = self._inspect()
-        pictures = "\n".join(f"- {k}: `{v}`" for k, v in self._figures.items())
-        return Message(text=f"{report_markdown(insp)}\n\n**Pictures**\n\n{pictures}")
+        pictures = ("\n".join(f"- {k}: `{v}`" for k, v in self._figures.items())
+                    or "none: the file holds no tensors to draw")
+        return Message(text=utf8_safe(f"{report_markdown(insp)}\n\n**Pictures**\n\n{pictures}"))
 
     def build_tensors(self) -> DataFrame:
         return DataFrame(tensor_table(self._inspect()))

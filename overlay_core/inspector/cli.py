@@ -14,7 +14,6 @@ read-only current folder), is a one-line error with exit code 2 and nothing is w
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ import typer
 
 from ..cli_errors import cli_message, fail
 from ..errors import OverlayError
+from ..text import utf8_safe
 
 
 #: Where the report goes without ``--out`` (shown in ``--help`` and in errors).
@@ -55,23 +55,26 @@ def inspect_command(
 
     Writes report.md/.html/.json and PNG pictures to --out (default ./<file name>.inspect/).
     """
-    from .report import check_out_dir, inspect_model, no_heads_reason, report_json, write_report
+    from .report import check_out_dir, inspect_model, no_heads_reason, report_json_text, write_report
 
     try:
         if out is not None:
             out = check_out_dir(out)
         elif not json_out:
-            out = check_out_dir(Path.cwd() / f"{Path(os.path.abspath(path)).name}.inspect", default=DEFAULT_OUT)
+            name = Path(os.path.abspath(path)).name or "model"  # "x/.." names x; "/" has no name
+            out = check_out_dir(Path.cwd() / f"{name}.inspect", default=DEFAULT_OUT)
         insp = inspect_model(path, config=config, probe=probe, head=_parse_head(head))
         written = write_report(insp, out) if out is not None else {}
         if json_out:
-            sys.stdout.write(json.dumps(report_json(insp), default=str) + "\n")
+            sys.stdout.write(report_json_text(insp) + "\n")
         else:
             mi = insp.model
             g = {k: f"{f.value} ({f.provenance})" for k, f in mi.geometry.items()}
-            typer.echo(f"{mi.path}: {mi.format}, family {mi.family.value}; " + ", ".join(f"{k}={v}" for k, v in g.items()))
+            # paths with undecodable bytes are shown as \xNN, as in the report (a terminal may not take them raw)
+            typer.echo(utf8_safe(f"{mi.path}: {mi.format}, family {mi.family.value}; "
+                                 + ", ".join(f"{k}={v}" for k, v in g.items())))
             if (reason := no_heads_reason(mi)) is not None:
                 typer.echo(cli_message(reason, ctx))
-            typer.echo(f"report: {written['report.md']} and {written['report.html']}")
+            typer.echo(utf8_safe(f"report: {written['report.md']} and {written['report.html']}"))
     except OverlayError as exc:
         fail(exc, ctx)

@@ -239,7 +239,9 @@ def check_gguf_header(path: str | Path) -> tuple[int, int, int]:
         raise invalid_gguf(path, "the file is empty (0 bytes); re-download or re-convert it")
     magic = head[:4]
     if magic != GGUF_MAGIC:
-        raise invalid_gguf(path, f"bad magic: it starts with {magic!r}, a GGUF file starts with {GGUF_MAGIC!r}"
+        # what it starts with is not shown: the inspect flow is reachable over the API, and the path may name
+        # any file the server can read (its first bytes could be a password line)
+        raise invalid_gguf(path, f"bad magic: a GGUF file starts with {GGUF_MAGIC!r}, this one does not"
                                  + _looks_like(head, size))
     if len(head) < 8:
         raise invalid_gguf(path, f"truncated: {len(head)} bytes, shorter than the 24-byte GGUF header")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..storage import write_atomic
+from ..text import utf8_safe
 from .static import ModelInspection
 
 _ROLE_ORDER = ["token_embedding", "position_embedding", "token_type_embedding", "embedding_norm", "attn_norm",
@@ -112,9 +113,10 @@ def plot_tensor_map(mi: ModelInspection, path: str | Path) -> Path:
         for t in (t for t in tensors if str(t.file) == f):
             ax1.barh(fi, t.nbytes / 1e6, left=t.start / 1e6, color=colour[t.role], height=0.8, linewidth=0)
     ax1.set_yticks(range(len(files)))
-    ax1.set_yticklabels([Path(f).name[:40] for f in files], fontsize=7)
+    # file names are shown with undecodable bytes as \xNN (matplotlib cannot draw a lone surrogate)
+    ax1.set_yticklabels([utf8_safe(Path(f).name[:40]) for f in files], fontsize=7)
     ax1.set_xlabel("byte offset in file (MB)", fontsize=8)
-    ax1.set_title(f"{Path(mi.path).name}: {len(tensors)} tensors, {sum(t.nbytes for t in tensors) / 1e6:.1f} MB of data",
+    ax1.set_title(f"{utf8_safe(Path(mi.path).name)}: {len(tensors)} tensors, {sum(t.nbytes for t in tensors) / 1e6:.1f} MB of data",
                   fontsize=10)
     ax1.legend(handles=[Patch(color=colour[r], label=r) for r in roles], fontsize=6, ncol=min(6, len(roles)),
                loc="upper center", bbox_to_anchor=(0.5, -0.45), frameon=False)

@@ -60,6 +60,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..storage import write_atomic
+from ..text import utf8_safe, utf8_safe_tree
 from . import plots
 from .probes import CITATIONS, ProbeResult, probe_heads
 from .static import HEAD_STATS, ModelInspection, head_slices, head_statistics, open_model, parameter_counts
@@ -132,6 +133,8 @@ def no_heads_reason(mi: ModelInspection) -> str | None:
         return None
     if mi.overlay is not None:
         return f"No attention heads: this is an Overlay state file (kind {mi.overlay['kind']!r}), not a transformer model."
+    if not mi.tensors:
+        return "No attention heads: the file holds metadata only, no tensors (so no weights, heads or pictures)."
     missing = [k for k in ("n_layers", "n_heads", "n_kv_heads", "head_dim")
                if not (isinstance(mi.g(k), int) and mi.g(k) > 0)]
     by_source: dict[str, list[str]] = {}
@@ -205,7 +208,8 @@ def _short(v, limit: int = 160) -> str:
 
 
 def report_markdown(insp: Inspection) -> str:
-    """The report as Markdown (pictures referenced by the file names in ``insp.figures``)."""
+    """The report as Markdown (pictures referenced by the file names in ``insp.figures``; undecodable bytes of a
+    file name as ``\\xNN``)."""
     mi = insp.model
     j = report_json(insp)
     md = [f"# Inspection of `{Path(mi.path).name}`", ""]
@@ -294,7 +298,7 @@ def report_markdown(insp: Inspection) -> str:
                        f"{t['byte_start']}..{t['byte_end']}"] + ([t["description"]] if mi.overlay else [])
                       for t in j["tensors"]]))
     md += ["", "## Timings", "", ", ".join(f"{k}: {v:.2f} s" for k, v in insp.timings.items()), ""]
-    return "\n".join(md)
+    return utf8_safe("\n".join(md))  # a file name with undecodable bytes: \xNN escapes (report.md is UTF-8)
 
 
 def report_html(markdown: str, title: str) -> str:
@@ -404,6 +408,13 @@ def _write_figures(insp: Inspection, out: Path) -> dict[str, str]:
     return figs
 
 
+def report_json_text(insp: Inspection, *, indent: int | None = None) -> str:
+    """:func:`report_json` as JSON text, UTF-8-safe: strings with undecodable bytes (a file name that is not
+    UTF-8) hold them as ``\\xNN`` escapes, as in report.md."""
+    doc = utf8_safe_tree(json.loads(json.dumps(report_json(insp), default=str)))
+    return json.dumps(doc, indent=indent, ensure_ascii=False)
+
+
 def write_report(insp: Inspection, out_dir: str | Path, *, field: str = "out") -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``report.json`` and the PNGs into ``out_dir`` (atomic writes).
 
@@ -424,8 +435,8 @@ def write_report(insp: Inspection, out_dir: str | Path, *, field: str = "out") -
     paths = {k: out / v for k, v in figs.items()}
     try:
         for name, data in (("report.md", md),
-                           ("report.html", report_html(md, f"Inspection of {Path(insp.model.path).name}")),
-                           ("report.json", json.dumps(report_json(insp), indent=1, default=str))):
+                           ("report.html", report_html(md, f"Inspection of {utf8_safe(Path(insp.model.path).name)}")),
+                           ("report.json", report_json_text(insp, indent=1))):
             write_atomic(out / name, data.encode("utf-8"))
             paths[name] = out / name
     except OSError as exc:
