@@ -161,3 +161,25 @@ def test_second_factoid_set_keys_occur_in_its_document():
     text = md.document_text().casefold()
     for r in rows:
         assert not r["answerable"] or any(k.casefold() in text for k in r["answers"]), r
+
+
+def test_mixed_foldoc_set_is_checked_and_covers_every_form():
+    """Every row of the hand-written set passes its builder's check: keys (or a yes-no's evidence) in the source
+    entry, 'absent' terms of unanswerable questions in no entry; and the file is what the builder writes."""
+    import json
+
+    import make_factoid_foldoc_mixed as mm
+
+    rows = [json.loads(line) for line in (BENCH / "data" / "factoid_foldoc_mixed.jsonl").read_text().splitlines()]
+    assert rows == mm.rows()
+    ans = [r for r in rows if r["answerable"]]
+    assert len(ans) >= 100 and len(rows) - len(ans) >= 20 and len({r["id"] for r in rows}) == len(rows)
+    assert {r["kind"] for r in ans} == {"who", "what", "when", "where", "which", "how-many", "stands-for", "why",
+                                        "how", "yes-no", "definition"}
+    assert [(r["id"], mm.check(r)) for r in rows if mm.check(r)] == []
+    # the check has teeth: a key from another entry, an evidence not in the entry, a term FOLDOC does mention
+    assert "not in entry" in mm.check(dict(ans[0], answers=["Guido van Rossum"]))
+    assert "evidence" in mm.check({"answerable": True, "kind": "yes-no", "source": "python", "answers": ["yes"],
+                                   "evidence": "It is written in COBOL"})
+    assert "occur in FOLDOC" in mm.check({"answerable": False, "absent": ["Ethernet"]})
+
