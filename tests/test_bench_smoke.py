@@ -183,3 +183,49 @@ def test_mixed_foldoc_set_is_checked_and_covers_every_form():
                                    "evidence": "It is written in COBOL"})
     assert "occur in FOLDOC" in mm.check({"answerable": False, "absent": ["Ethernet"]})
 
+
+def test_factoid_yes_no_hit_spread_and_resume_rows(tmp_path):
+    import json
+
+    import eval_factoid as ef
+
+    assert ef.hit("Yes, COBOL was designed by the CODASYL Committee.", ["yes"], "yes-no")
+    assert not ef.hit("COBOL is no longer used.", ["no"], "yes-no")  # "no" inside an answer decides nothing
+    assert not ef.hit("", ["yes"], "yes-no")
+    assert ef.is_refusal({"answer": "", "refused": False}) and ef.is_refusal({"answer": "x", "refused": True})
+    assert ef.spread(list(range(10)), 3) == [0, 3, 6] and ef.spread([1, 2], 5) == [1, 2]
+    rows = ef.load("foldoc_mixed", 11)
+    assert sum(r["answerable"] for r in rows) == 11 and sum(not r["answerable"] for r in rows) == 2
+    assert len({r["kind"] for r in rows if r["answerable"]}) >= 8  # spread, not the first 11 (all "which")
+    with pytest.raises(ValueError, match="--set is one of .*foldoc_mixed"):
+        ef.load("nosuchset", None)
+    out = tmp_path / "rows.jsonl"
+    out.write_text(json.dumps({"id": "a", "first": {}, "embed": {}}) + "\n" + json.dumps({"id": "b", "first": {}})
+                   + "\n" + '{"id": "c", "fir')  # a row without every system, and a line cut by a kill
+    assert list(ef.read_rows(out, ("first", "embed"))) == ["a"]
+
+
+def test_factoid_baselines_and_resume_on_real_parts(foldoc_home):
+    """free / first / embed / rerank on the session's FOLDOC subset; a yes-no ceiling is its evidence; a question
+    already done is not asked again."""
+    import eval_factoid as ef
+
+    rows = [{"id": "s1", "question": "Which company developed SQL?", "answers": ["IBM"], "kind": "which",
+             "answerable": True},
+            {"id": "s2", "question": "Was SQL developed by IBM?", "answers": ["yes"], "kind": "yes-no",
+             "evidence": "SQL was developed by IBM", "answerable": True}]
+    done = {"s0": {"id": "s0", "marker": True}}
+    seen = []
+    systems = ("free", "first", "embed", "rerank")
+    out = ef.run(foldoc_home, [{"id": "s0"}] + rows, systems, log=lambda m: None, done=done, sink=seen.append)
+    assert out[0] is done["s0"] and [r["id"] for r in seen] == ["s1", "s2"]
+    r1, r2 = out[1:]
+    assert r1["ceiling"] is True and r2["ceiling"] is True
+    assert ef.best_sentence([], []) == "" and ef.best_sentence([0.1, 0.9, 0.9], ["a", "b", "c"]) == "b"
+    for s in ("first", "embed", "rerank"):
+        # a sentence baseline answers with a sentence of the retrieved passages, never "yes"/"no"
+        assert r1[s]["answer"] and r2[s]["hit"] is False
+    assert r1["free"]["supported"] is not None and 0.0 <= r1["free"]["supported"] <= 1.0
+    summary = ef.summarize(out[1:], systems)
+    assert summary["n_by_kind"] == {"which": 1, "yes-no": 1} and summary["ceiling"][0] == 1.0
+    assert set(summary["hit_rate_by_kind_system"]) == set(systems)
