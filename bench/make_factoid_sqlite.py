@@ -2,8 +2,9 @@
 
 The third factoid corpus (issue 15 asks for a second one that is not a dictionary; ``debian`` was used while
 the reasoner was developed, so this one is a clean test): 18 pages of the SQLite documentation from Debian's
-``sqlite3-doc`` (public domain; ``overlay_core/data/sqlite-docs/``, converted by ``bench/sqlite_docs.py``) —
-an FAQ, limits, data types, quirks, testing, write-ahead logging and the project's descriptions of itself.
+``sqlite3-doc`` (public domain; ``overlay_core/data/sqlite-docs/``, converted by
+``scripts/sqlite_docs.py``) — an FAQ, limits, data types, quirks, testing, write-ahead logging and the
+project's descriptions of itself.
 The questions were written by hand from the pages' text, in every form (which / how many / why / how / what
 / when / who / stands for / yes-no), without running the reasoner on them first; they do not copy the FAQ's
 own question wording.

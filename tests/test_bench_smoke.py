@@ -259,3 +259,22 @@ def test_document_set_home_is_built_from_its_pages_only(tmp_path):
     rep = json.loads((home / "knowledge.json").read_text())
     assert rep["n_passages"] > 10
     assert ef.ensure_home("foldoc", tmp_path / "f") == tmp_path / "f"  # FOLDOC homes are never built here
+
+
+def test_factoid_diff_lists_what_a_change_won_and_lost():
+    sys.path.insert(0, str(BENCH.parent / "scripts"))
+    import factoid_diff as fd
+
+    def row(i, answerable, hit, refused=False, answer="x"):
+        return {"id": i, "question": f"q{i}", "answers": ["k"], "answerable": answerable,
+                "overlay": {"answer": answer, "hit": hit if answerable else None, "refused": refused}}
+
+    before = {r["id"]: r for r in (row("a", True, False), row("b", True, True), row("c", True, True),
+                                   row("u", False, None, refused=False))}
+    after = {r["id"]: r for r in (row("a", True, True, answer="k!"), row("b", True, False, refused=True),
+                                  row("c", True, True), row("u", False, None, refused=True))}
+    res = fd.compare(before, after)
+    assert (res["won"], res["lost"]) == (1, 1) and res["after_minus_before"][0] == 0.0
+    assert [(c["id"], c["before"], c["after"]) for c in res["changed"]] == [
+        ("a", "miss", "hit"), ("b", "hit", "refused"), ("u", "answered", "declined")]
+    assert (res["declined_unanswerable_before"], res["declined_unanswerable_after"]) == (0.0, 1.0)

@@ -13,7 +13,7 @@ questions, and the section numbers in headings ("1.1. "). The FAQ's questions, s
 Usage (re-creates the bundled files from the package)::
 
     apt-get download sqlite3-doc && dpkg -x sqlite3-doc_*.deb /tmp/sq
-    .venv/bin/python bench/sqlite_docs.py /tmp/sq/usr/share/doc/sqlite3
+    .venv/bin/python scripts/sqlite_docs.py /tmp/sq/usr/share/doc/sqlite3
 """
 
 from __future__ import annotations
