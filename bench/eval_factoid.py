@@ -41,7 +41,8 @@ Usage: ``.venv/bin/python bench/eval_factoid.py [--set foldoc|foldoc_mixed|debia
 [--systems overlay,free,first,embed,rerank] [--out rows.jsonl [--resume]]``. ``--n N`` takes N answerable
 questions spread evenly over the set (every kind is represented) and N/5 unanswerable ones. ``--out`` gets each
 question's row as soon as it is done; ``--resume`` keeps the rows already there (same id, every asked system
-present) and runs only the rest. Prints the table, then ONE JSON object on the last line.
+present) and runs only the rest; ``--rescore`` runs nothing and recomputes the hits of the rows ``--out`` holds
+from the set's current keys (after a key is corrected). Prints the table, then ONE JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -227,7 +228,10 @@ def evaluate_question(reasoner, q: dict, systems, enc=None, rr=None) -> dict:
     # a yes-no key ("yes"/"no") is not in the passages: its ceiling is that the evidence deciding it is
     ceiling = hit(" ".join(readable), [q["evidence"]] if q.get("evidence") else q["answers"]) if q["answerable"] else None
     r = {"id": q["id"], "question": q["question"], "answers": q["answers"], "kind": kind,
-         "answerable": q["answerable"], "passages": [p.source for p in kept], "ceiling": ceiling}
+         "answerable": q["answerable"], "passages": [p.source for p in kept], "ceiling": ceiling,
+         "passage_texts": readable}  # kept so --rescore can recompute the ceiling after a key is corrected
+    if q.get("evidence"):
+        r["evidence"] = q["evidence"]
     if "overlay" in systems:
         reasoner.selector._reset_cache()  # a cold prompt, as for a new question (the bench's fairness rule)
         t0 = time.perf_counter()
@@ -338,6 +342,27 @@ def print_table(summary: dict, systems) -> None:
               + " | ".join(f"{summary['hit_rate_by_kind_system'][s][k]:.2f}" for s in systems) + " |")
 
 
+def rescore(rows: list[dict], questions: list[dict], systems) -> list[dict]:
+    """``rows`` of an earlier run with hits (and ceilings, where the row kept its passages' text) recomputed from
+    ``questions``' current keys — after a key is corrected, without asking the model again. Rows of questions
+    no longer in the set are dropped."""
+    by_id = {q["id"]: q for q in questions}
+    out = []
+    for r in rows:
+        q = by_id.get(r["id"])
+        if q is None:
+            continue
+        r = dict(r, answers=q["answers"], kind=q.get("kind"), answerable=q["answerable"])
+        if q["answerable"] and "passage_texts" in r:
+            r["ceiling"] = hit(" ".join(r["passage_texts"]), [q["evidence"]] if q.get("evidence") else q["answers"])
+        for s in systems:
+            refused = s == "overlay" and r[s].get("refused")
+            r[s] = dict(r[s], hit=None if not q["answerable"] else
+                        (False if refused else hit(r[s]["answer"], q["answers"], q.get("kind"))))
+        out.append(r)
+    return out
+
+
 def read_rows(path: Path, systems) -> dict[str, dict]:
     """Finished rows of an earlier ``--out`` file by question id (those holding every system of ``systems``);
     a line cut short by a killed run is ignored."""
@@ -364,13 +389,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write per-question rows (JSONL) here, one per question "
                     "as it finishes")
     ap.add_argument("--resume", action="store_true", help="keep the rows --out already holds; run only the rest")
+    ap.add_argument("--rescore", action="store_true", help="do not run anything: recompute the hits of the rows --out "
+                    "holds from the set's current keys, and report")
     a = ap.parse_args(argv)
     systems = tuple(s for s in a.systems.split(",") if s)
     bad = [s for s in systems if s not in SYSTEMS]
     if bad:
         ap.error(f"unknown system(s) {', '.join(bad)}; choose from {', '.join(SYSTEMS)}")
-    if a.resume and not a.out:
-        ap.error("--resume needs --out (the rows to resume from)")
+    if (a.resume or a.rescore) and not a.out:
+        ap.error("--resume and --rescore need --out (the rows of an earlier run)")
     from overlay_core.errors import OverlayError
 
     try:
@@ -379,6 +406,18 @@ def main(argv=None) -> int:
     except (ValueError, OverlayError) as exc:
         print(f"eval_factoid: {exc}", file=sys.stderr)
         return 2
+    if a.rescore:
+        done = read_rows(a.out, systems)
+        out = rescore([done[q["id"]] for q in rows if q["id"] in done], rows, systems)
+        if not out:
+            print(f"eval_factoid: {a.out} holds no rows of set {a.set} with systems {', '.join(systems)}",
+                  file=sys.stderr)
+            return 2
+        summary = summarize(out, systems)
+        summary["set"], summary["systems"], summary["rescored"] = a.set, list(systems), len(out)
+        print_table(summary, systems)
+        print(json.dumps(summary))
+        return 0
     done = read_rows(a.out, systems) if a.resume else {}
     t0 = time.perf_counter()
     sink = None

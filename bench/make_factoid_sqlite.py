@@ -9,9 +9,9 @@ The questions were written by hand from the pages' text, in every form (which / 
 / when / who / stands for / yes-no), without running the reasoner on them first; they do not copy the FAQ's
 own question wording.
 
-Checks (:func:`check`, also run by ``tests/test_bench_smoke.py``): every key of an answerable question occurs in
-its source page's text as Overlay's HTML loader reads it (literally and as whole words after the bench's
-folding); a yes-no question's ``evidence`` likewise; every ``absent`` term of an unanswerable question occurs
+Checks (:func:`check`, also run by ``tests/test_bench_smoke.py``): every key of an answerable question occurs
+literally in its source page's text as Overlay's HTML loader reads it, and one of them also as whole words after
+the bench's folding; a yes-no question's ``evidence`` likewise; every ``absent`` term of an unanswerable question occurs
 in none of the pages (case-folded, not inside a longer word). Row fields as in
 ``bench/make_factoid_foldoc_mixed.py``; ``source`` is the page's file name.
 
@@ -189,7 +189,7 @@ def rows() -> list[dict]:
 
 def check(row: dict) -> str | None:
     """Why ``row`` is not a valid question of this set (see the module docstring), or None."""
-    from make_factoid_foldoc_mixed import occurs
+    from make_factoid_foldoc_mixed import keys_problem, occurs
 
     docs = pages()
     if row["answerable"]:
@@ -200,8 +200,8 @@ def check(row: dict) -> str | None:
             if row["answers"] not in (["yes"], ["no"]):
                 return f"yes-no keys must be ['yes'] or ['no'], not {row['answers']}"
             return None if occurs(row["evidence"], [text]) else f"evidence {row['evidence']!r} not in {row['source']}"
-        bad = [k for k in row["answers"] if not occurs(k, [text])]
-        return f"key(s) {bad} not in {row['source']}" if bad else None
+        why = keys_problem(row["answers"], [text])
+        return f"{why} ({row['source']})" if why else None
     allt = "\n".join(docs.values())
     present = [t for t in row["absent"]
                if re.search(r"(?<!\w)" + re.escape(_squash(t)) + r"(?!\w)", allt)]

@@ -178,7 +178,7 @@ def test_mixed_foldoc_set_is_checked_and_covers_every_form():
                                         "how", "yes-no", "definition"}
     assert [(r["id"], mm.check(r)) for r in rows if mm.check(r)] == []
     # the check has teeth: a key from another entry, an evidence not in the entry, a term FOLDOC does mention
-    assert "not in entry" in mm.check(dict(ans[0], answers=["Guido van Rossum"]))
+    assert "not in the source" in mm.check(dict(ans[0], answers=["Guido van Rossum"]))
     assert "evidence" in mm.check({"answerable": True, "kind": "yes-no", "source": "python", "answers": ["yes"],
                                    "evidence": "It is written in COBOL"})
     assert "occur in FOLDOC" in mm.check({"answerable": False, "absent": ["Ethernet"]})
@@ -278,3 +278,19 @@ def test_factoid_diff_lists_what_a_change_won_and_lost():
     assert [(c["id"], c["before"], c["after"]) for c in res["changed"]] == [
         ("a", "miss", "hit"), ("b", "hit", "refused"), ("u", "answered", "declined")]
     assert (res["declined_unanswerable_before"], res["declined_unanswerable_after"]) == (0.0, 1.0)
+
+
+def test_factoid_rescore_uses_the_current_keys():
+    import eval_factoid as ef
+
+    q = {"id": "d", "question": "What does DNS translate hostnames into?", "answers": ["Internet address"],
+         "kind": "what", "answerable": True}
+    row = {"id": "d", "answers": ["Internet addresses"], "kind": "what", "answerable": True, "ceiling": False,
+           "passage_texts": ["The hostname is translated into an Internet address."],
+           "overlay": {"answer": "It is translated into an Internet address.", "hit": False, "refused": False},
+           "free": {"answer": "An IP.", "hit": False}}
+    (r,) = ef.rescore([row, dict(row, id="gone")], [q], ("overlay", "free"))
+    assert r["answers"] == ["Internet address"] and r["ceiling"] is True
+    assert r["overlay"]["hit"] is True and r["free"]["hit"] is False
+    declined = dict(row, overlay=dict(row["overlay"], refused=True))
+    assert ef.rescore([declined], [q], ("overlay",))[0]["overlay"]["hit"] is False  # a refusal is never a hit
