@@ -294,3 +294,24 @@ def test_factoid_rescore_uses_the_current_keys():
     assert r["overlay"]["hit"] is True and r["free"]["hit"] is False
     declined = dict(row, overlay=dict(row["overlay"], refused=True))
     assert ef.rescore([declined], [q], ("overlay",))[0]["overlay"]["hit"] is False  # a refusal is never a hit
+
+
+def test_factoid_main_errors_and_rescore_without_the_model(tmp_path, capsys):
+    """User mistakes get one line and exit 2; --rescore reports from an --out file without loading anything."""
+    import json
+
+    import eval_factoid as ef
+
+    assert ef.main(["--set", "nosuchset", "--home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--set is one of" in err[0]
+    out = tmp_path / "rows.jsonl"
+    assert ef.main(["--set", "foldoc_mixed", "--systems", "first", "--out", str(out), "--rescore"]) == 2
+    assert "holds no rows" in capsys.readouterr().err
+    q = ef.load("foldoc_mixed", None)[0]
+    out.write_text(json.dumps({"id": q["id"], "question": q["question"], "answers": ["stale key"], "kind": q["kind"],
+                               "answerable": True, "ceiling": True, "first": {"answer": q["answers"][0], "hit": False}})
+                   + "\n")
+    assert ef.main(["--set", "foldoc_mixed", "--systems", "first", "--out", str(out), "--rescore"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["rescored"] == 1 and summary["hit_rate"]["first"][0] == 1.0  # the set's key, not the stale one
