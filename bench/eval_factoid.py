@@ -19,12 +19,11 @@ answer as whole words, case-insensitive, after folding punctuation and hyphens t
 question the answer's first word must be the key), by question kind too, **supported share** of Overlay's
 answer words (found in its passages' text; also with the passages' names — headword and aliases, which the
 reasoner reads for acronym expansions — and with the question, whose frame opens the answer), Overlay's
-**false refusal**
-rate on answerable questions and **refusal rate** on unanswerable ones (a refusal: ``refused`` is true in the
-reasoner's result, or its answer is empty), free generation's supported share, and times: each system starts from a cold
-prompt (the selector's cache is cleared), and ``overlay_vs_free_time_ratio`` is the median over questions of
-Overlay's time over free generation's time for as many tokens as Overlay's answer (``bench/e2e.py``'s measure:
-retrieval + prefill + tokens × the measured decode time per token).
+**false refusal** rate on answerable questions and **refusal rate** on unanswerable ones (a refusal: ``refused``
+is true in the reasoner's result, or its answer is empty), free generation's supported share, and times: each
+system starts from a cold prompt (the selector's cache is cleared), and ``overlay_vs_free_time_ratio`` is the
+median over questions of Overlay's time over free generation's time for as many tokens as Overlay's answer
+(``bench/e2e.py``'s measure: retrieval + prefill + tokens × the measured decode time per token).
 
 Question sets: ``bench/data/factoid_<set>.jsonl``, written and checked by ``bench/make_factoid_<set>.py``:
 ``foldoc`` (templated who / when / stands for / port), ``foldoc_mixed`` (hand-written, every question form,
@@ -146,7 +145,7 @@ def load(set_name: str, n: int | None) -> list[dict]:
 def ensure_home(set_name: str, home: Path | None, log=print) -> Path:
     """The state folder for ``set_name``: ``home`` if given, else the set's default (:data:`SET_DOCUMENTS`) or
     ``$OVERLAY_HOME`` / ``./.overlay``. A document set's folder is built from its bundled documents when it holds
-    no knowledge yet (``overlay build PATH --home HOME``; seconds)."""
+    no knowledge yet, as ``overlay build PATH --home HOME`` run from the current folder would (a minute or less)."""
     folder, pattern, default = SET_DOCUMENTS.get(set_name, (None, None, None))
     if home is None:
         home = default or Path(os.environ.get("OVERLAY_HOME", REPO / ".overlay"))
@@ -154,7 +153,8 @@ def ensure_home(set_name: str, home: Path | None, log=print) -> Path:
         from overlay_core.documents import load_paths
         from overlay_core.knowledge import build_knowledge
 
-        passages, problems = load_paths(sorted(folder.glob(pattern)))
+        # paths as typed from the current folder: a passage's source (and so its id) does not name the clone's place
+        passages, problems = load_paths(sorted(os.path.relpath(f) for f in folder.glob(pattern)))
         if problems or not passages:
             raise ValueError(f"could not load {folder / pattern}: {problems or 'no passages'}")
         rep = build_knowledge(home, passages=passages)
@@ -227,7 +227,9 @@ def evaluate_question(reasoner, q: dict, systems, enc=None, rr=None) -> dict:
     readable = texts + [" ; ".join(str((p.metadata or {}).get(f, "")) for f in ("headword", "aliases"))
                         for p in kept]
     # a yes-no key ("yes"/"no") is not in the passages: its ceiling is that the evidence deciding it is
-    ceiling = hit(" ".join(readable), [q["evidence"]] if q.get("evidence") else q["answers"]) if q["answerable"] else None
+    ceiling = None
+    if q["answerable"]:
+        ceiling = hit(" ".join(readable), [q["evidence"]] if q.get("evidence") else q["answers"])
     r = {"id": q["id"], "question": q["question"], "answers": q["answers"], "kind": kind,
          "answerable": q["answerable"], "passages": [p.source for p in kept], "ceiling": ceiling,
          "passage_texts": readable}  # kept so --rescore can recompute the ceiling after a key is corrected

@@ -61,7 +61,8 @@ QUESTIONS: list[tuple] = [
     ("Which companies co-developed the Prodigy service?", ["IBM", "Sears"], "which", "prodigy"),
     ("Which company developed HASP for NASA?", ["IBM"], "which", "hasp"),
     ("Which company developed OS/360?", ["IBM"], "which", "operating system/360"),
-    ("Which company developed ATA-2?", ["Western Digital"], "which", "advanced technology attachment interface with extensions"),
+    ("Which company developed ATA-2?", ["Western Digital"], "which",
+     "advanced technology attachment interface with extensions"),
     ("Which company made the MCP-1600 processor?", ["Western Digital"], "which", "mcp-1600"),
     ("Which company developed SCPI?", ["Hewlett-Packard"], "which", "scpi"),
     ("Which company released GWHIS?", ["Quadralay"], "which", "gwhis"),
@@ -200,7 +201,8 @@ QUESTIONS: list[tuple] = [
     ("Was COBOL designed by the CODASYL Committee?", ["yes"], "yes-no", "cobol", "designed by the CODASYL Committee"),
     ("Does the 8088 have an 8-bit data bus?", ["yes"], "yes-no", "8088", "an 8-bit data bus"),
     ("Did the 8080 have a 32-bit address bus?", ["no"], "yes-no", "8080", "The 8080 had a 16-bit address bus"),
-    ("Is Clean a lazy functional language?", ["yes"], "yes-no", "clean", "A lazy higher-order purely functional language"),
+    ("Is Clean a lazy functional language?", ["yes"], "yes-no", "clean",
+     "A lazy higher-order purely functional language"),
     ("Is Python object-oriented?", ["yes"], "yes-no", "python", "It is object-oriented"),
     ("Was Perl originally developed for Windows?", ["no"], "yes-no", "perl", "Originally developed for Unix"),
     ("Is SMTP a client to server protocol?", ["no"], "yes-no", "simple mail transfer protocol",
@@ -211,7 +213,8 @@ QUESTIONS: list[tuple] = [
     ("Does the Intel 80386DX have a 32-bit data bus?", ["yes"], "yes-no", "intel 80386dx", "with a 32-bit data bus"),
     ("Was EDSAC completed in England?", ["yes"], "yes-no", "edsac", "Mathematical Laboratory in England"),
     ("Does CORAL have a Prolog-like syntax?", ["yes"], "yes-no", "coral", "has a Prolog-like syntax"),
-    ("Is Unicode maintained by a for-profit company?", ["no"], "yes-no", "unicode", "non-profit consortium Unicode Inc"),
+    ("Is Unicode maintained by a for-profit company?", ["no"], "yes-no", "unicode",
+     "non-profit consortium Unicode Inc"),
 ]
 
 # (question, kind, terms no FOLDOC entry contains: so the corpus cannot hold the answer)

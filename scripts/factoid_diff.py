@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     def ci(t):
         return "—" if t[0] is None else (f"{t[0]:.3f}" if t[1] is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]")
 
-    print(f"\n{a.system}: {res['n_answerable']} answerable questions in both runs; won {res['won']}, lost {res['lost']}")
+    print(f"\n{a.system}: {res['n_answerable']} answerable questions in both runs; "
+          f"won {res['won']}, lost {res['lost']}")
     print(f"| hit rate before | {ci(res['hit_before'])} |\n| hit rate after | {ci(res['hit_after'])} |\n"
           f"| after − before (paired) | {ci(res['after_minus_before'])} |")
     if "declined_unanswerable_after" in res:
