@@ -161,3 +161,157 @@ def test_second_factoid_set_keys_occur_in_its_document():
     text = md.document_text().casefold()
     for r in rows:
         assert not r["answerable"] or any(k.casefold() in text for k in r["answers"]), r
+
+
+def test_mixed_foldoc_set_is_checked_and_covers_every_form():
+    """Every row of the hand-written set passes its builder's check: keys (or a yes-no's evidence) in the source
+    entry, 'absent' terms of unanswerable questions in no entry; and the file is what the builder writes."""
+    import json
+
+    import make_factoid_foldoc_mixed as mm
+
+    rows = [json.loads(line) for line in (BENCH / "data" / "factoid_foldoc_mixed.jsonl").read_text().splitlines()]
+    assert rows == mm.rows()
+    ans = [r for r in rows if r["answerable"]]
+    assert len(ans) >= 100 and len(rows) - len(ans) >= 20 and len({r["id"] for r in rows}) == len(rows)
+    assert {r["kind"] for r in ans} == {"who", "what", "when", "where", "which", "how-many", "stands-for", "why",
+                                        "how", "yes-no", "definition"}
+    assert [(r["id"], mm.check(r)) for r in rows if mm.check(r)] == []
+    # the check has teeth: a key from another entry, an evidence not in the entry, a term FOLDOC does mention
+    assert "not in the source" in mm.check(dict(ans[0], answers=["Guido van Rossum"]))
+    assert "evidence" in mm.check({"answerable": True, "kind": "yes-no", "source": "python", "answers": ["yes"],
+                                   "evidence": "It is written in COBOL"})
+    assert "occur in FOLDOC" in mm.check({"answerable": False, "absent": ["Ethernet"]})
+
+
+def test_factoid_yes_no_hit_spread_and_resume_rows(tmp_path):
+    import json
+
+    import eval_factoid as ef
+
+    assert ef.hit("Yes, COBOL was designed by the CODASYL Committee.", ["yes"], "yes-no")
+    assert not ef.hit("COBOL is no longer used.", ["no"], "yes-no")  # "no" inside an answer decides nothing
+    assert not ef.hit("", ["yes"], "yes-no")
+    assert ef.is_refusal({"answer": "", "refused": False}) and ef.is_refusal({"answer": "x", "refused": True})
+    assert ef.spread(list(range(10)), 3) == [0, 3, 6] and ef.spread([1, 2], 5) == [1, 2]
+    rows = ef.load("foldoc_mixed", 11)
+    assert sum(r["answerable"] for r in rows) == 11 and sum(not r["answerable"] for r in rows) == 2
+    assert len({r["kind"] for r in rows if r["answerable"]}) >= 8  # spread, not the first 11 (all "which")
+    with pytest.raises(ValueError, match="--set is one of .*foldoc_mixed"):
+        ef.load("nosuchset", None)
+    out = tmp_path / "rows.jsonl"
+    out.write_text(json.dumps({"id": "a", "first": {}, "embed": {}}) + "\n" + json.dumps({"id": "b", "first": {}})
+                   + "\n" + '{"id": "c", "fir')  # a row without every system, and a line cut by a kill
+    assert list(ef.read_rows(out, ("first", "embed"))) == ["a"]
+
+
+def test_factoid_baselines_and_resume_on_real_parts(foldoc_home):
+    """free / first / embed / rerank on the session's FOLDOC subset; a yes-no ceiling is its evidence; a question
+    already done is not asked again."""
+    import eval_factoid as ef
+
+    rows = [{"id": "s1", "question": "Which company developed SQL?", "answers": ["IBM"], "kind": "which",
+             "answerable": True},
+            {"id": "s2", "question": "Was SQL developed by IBM?", "answers": ["yes"], "kind": "yes-no",
+             "evidence": "SQL was developed by IBM", "answerable": True}]
+    done = {"s0": {"id": "s0", "marker": True}}
+    seen = []
+    systems = ("free", "first", "embed", "rerank")
+    out = ef.run(foldoc_home, [{"id": "s0"}] + rows, systems, log=lambda m: None, done=done, sink=seen.append)
+    assert out[0] is done["s0"] and [r["id"] for r in seen] == ["s1", "s2"]
+    r1, r2 = out[1:]
+    assert r1["ceiling"] is True and r2["ceiling"] is True
+    assert ef.best_sentence([], []) == "" and ef.best_sentence([0.1, 0.9, 0.9], ["a", "b", "c"]) == "b"
+    for s in ("first", "embed", "rerank"):
+        # a sentence baseline answers with a sentence of the retrieved passages, never "yes"/"no"
+        assert r1[s]["answer"] and r2[s]["hit"] is False
+    assert r1["free"]["supported"] is not None and 0.0 <= r1["free"]["supported"] <= 1.0
+    summary = ef.summarize(out[1:], systems)
+    assert summary["n_by_kind"] == {"which": 1, "yes-no": 1} and summary["ceiling"][0] == 1.0
+    assert set(summary["hit_rate_by_kind_system"]) == set(systems)
+
+
+def test_sqlite_set_is_checked_against_its_bundled_pages():
+    """The held-out documentation set: keys / evidence in the source page as Overlay's HTML loader reads it,
+    'absent' terms in no page; the pages' folder has its licence and origin."""
+    import json
+
+    import make_factoid_sqlite as ms
+
+    rows = [json.loads(line) for line in (BENCH / "data" / "factoid_sqlite.jsonl").read_text().splitlines()]
+    assert rows == ms.rows()
+    ans = [r for r in rows if r["answerable"]]
+    assert len(ans) >= 50 and len(rows) - len(ans) >= 20 and len({r["kind"] for r in ans}) >= 8
+    assert [(r["id"], ms.check(r)) for r in rows if ms.check(r)] == []
+    assert "not in" in ms.check(dict(ans[0], answers=["Guido van Rossum"]))
+    assert "occur in the pages" in ms.check({"answerable": False, "absent": ["VACUUM"]})
+    assert {"README.md", "copyright", "copyright.html"} <= {p.name for p in ms.DOCS.iterdir()}
+    assert "public domain" in (ms.DOCS / "README.md").read_text()
+
+
+def test_document_set_home_is_built_from_its_pages_only(tmp_path):
+    """ensure_home builds a document set's state folder from its corpus files (not its README or licence)."""
+    import json
+
+    import eval_factoid as ef
+
+    home = ef.ensure_home("debian", tmp_path / "h", log=lambda m: None)
+    rep = json.loads((home / "knowledge.json").read_text())
+    assert rep["n_passages"] > 10
+    assert ef.ensure_home("foldoc", tmp_path / "f") == tmp_path / "f"  # FOLDOC homes are never built here
+
+
+def test_factoid_diff_lists_what_a_change_won_and_lost():
+    sys.path.insert(0, str(BENCH.parent / "scripts"))
+    import factoid_diff as fd
+
+    def row(i, answerable, hit, refused=False, answer="x"):
+        return {"id": i, "question": f"q{i}", "answers": ["k"], "answerable": answerable,
+                "overlay": {"answer": answer, "hit": hit if answerable else None, "refused": refused}}
+
+    before = {r["id"]: r for r in (row("a", True, False), row("b", True, True), row("c", True, True),
+                                   row("u", False, None, refused=False))}
+    after = {r["id"]: r for r in (row("a", True, True, answer="k!"), row("b", True, False, refused=True),
+                                  row("c", True, True), row("u", False, None, refused=True))}
+    res = fd.compare(before, after)
+    assert (res["won"], res["lost"]) == (1, 1) and res["after_minus_before"][0] == 0.0
+    assert [(c["id"], c["before"], c["after"]) for c in res["changed"]] == [
+        ("a", "miss", "hit"), ("b", "hit", "refused"), ("u", "answered", "declined")]
+    assert (res["declined_unanswerable_before"], res["declined_unanswerable_after"]) == (0.0, 1.0)
+
+
+def test_factoid_rescore_uses_the_current_keys():
+    import eval_factoid as ef
+
+    q = {"id": "d", "question": "What does DNS translate hostnames into?", "answers": ["Internet address"],
+         "kind": "what", "answerable": True}
+    row = {"id": "d", "answers": ["Internet addresses"], "kind": "what", "answerable": True, "ceiling": False,
+           "passage_texts": ["The hostname is translated into an Internet address."],
+           "overlay": {"answer": "It is translated into an Internet address.", "hit": False, "refused": False},
+           "free": {"answer": "An IP.", "hit": False}}
+    (r,) = ef.rescore([row, dict(row, id="gone")], [q], ("overlay", "free"))
+    assert r["answers"] == ["Internet address"] and r["ceiling"] is True
+    assert r["overlay"]["hit"] is True and r["free"]["hit"] is False
+    declined = dict(row, overlay=dict(row["overlay"], refused=True))
+    assert ef.rescore([declined], [q], ("overlay",))[0]["overlay"]["hit"] is False  # a refusal is never a hit
+
+
+def test_factoid_main_errors_and_rescore_without_the_model(tmp_path, capsys):
+    """User mistakes get one line and exit 2; --rescore reports from an --out file without loading anything."""
+    import json
+
+    import eval_factoid as ef
+
+    assert ef.main(["--set", "nosuchset", "--home", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--set is one of" in err[0]
+    out = tmp_path / "rows.jsonl"
+    assert ef.main(["--set", "foldoc_mixed", "--systems", "first", "--out", str(out), "--rescore"]) == 2
+    assert "holds no rows" in capsys.readouterr().err
+    q = ef.load("foldoc_mixed", None)[0]
+    out.write_text(json.dumps({"id": q["id"], "question": q["question"], "answers": ["stale key"], "kind": q["kind"],
+                               "answerable": True, "ceiling": True, "first": {"answer": q["answers"][0], "hit": False}})
+                   + "\n")
+    assert ef.main(["--set", "foldoc_mixed", "--systems", "first", "--out", str(out), "--rescore"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["rescored"] == 1 and summary["hit_rate"]["first"][0] == 1.0  # the set's key, not the stale one
