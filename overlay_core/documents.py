@@ -523,7 +523,8 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
 
     stored: dict[str, set[str]] = {}
     kb = None
-    if server_url is not None or state.chroma.exists():
+    # --rebuild deletes a local store unread: it may be the damaged store the rebuild is meant to replace
+    if server_url is not None or (state.chroma.exists() and not rebuild):
         kb = get_knowledge_base(state.chroma, collection=collection, server_url=server_url)
         for pid, meta in kb.metadata({"file_type": {"$in": list(FILE_TYPES)}}).items():
             stored.setdefault(str(meta.get("file_path", "")), set()).add(pid)
