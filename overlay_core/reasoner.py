@@ -42,6 +42,7 @@ from . import text as T
 from .accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
 from .errors import InputError
 from .questions import QuestionForm, analyze
+from .trace import Candidate, EvidenceRef, PassageRef, Step, StopReason, Trace
 
 LLM_SCORES = ("mean", "sum", "calibrated")
 #: A passage with fewer words than this after its ``headword:`` label is a stub (ranked after the others).
@@ -202,7 +203,12 @@ class Reasoner:
         return self._rank_passages(hits, subject)[: s.top_k], hits
 
     def answer(self, question: str, **overrides: Any) -> dict:
-        """Answer ``question``; returns the trace dict described in :mod:`overlay_core.trace`.
+        """Answer ``question``; returns the trace dict described in :mod:`overlay_core.trace`
+        (:meth:`answer_trace` gives the :class:`~overlay_core.trace.Trace` itself)."""
+        return self.answer_trace(question, **overrides).to_dict()
+
+    def answer_trace(self, question: str, **overrides: Any) -> Trace:
+        """Answer ``question``; returns its :class:`~overlay_core.trace.Trace`.
 
         Keyword overrides replace settings for this call (e.g. ``max_words=12``). A question no
         passage bears on is declined: ``refused`` is True, ``answer`` says so and ``refusal`` says why
@@ -232,37 +238,35 @@ class Reasoner:
             "a term of the corpus, or ingest documents that cover it")
         prompt, passages, dropped = self._prompt(question, passages, s)
         ev = self._evidence(form, passages, s)
-        result: dict[str, Any] = {
-            "question": question, "answer": "", "settings": s.as_dict(), "weights": self.weights.as_dict(),
-            "model": getattr(self.selector, "fingerprint", ""), "index": getattr(self.table, "fingerprint", ""),
-            "passages": [{"rank": i + 1, "id": p.id, "source": p.source, "distance": float(p.distance), "text": p.text}
-                         for i, p in enumerate(passages)],
-            "dropped_passages": dropped, "prefix": [], "trace": [], "question_form": form.as_dict(),
-            "evidence": [{"passage": passages[x.passage].id, "rank": x.passage + 1, "relevance": round(x.relevance, 4),
-                          "parts": x.parts, "text": T.join(ev.toks[x.passage][x.start:x.end])}
-                         for x in ev.ranked()[:5] if x.relevance > 0],
-            "refused": False,
-        }
+        result = Trace(
+            question=question, answer="", settings=s.as_dict(), weights=self.weights.as_dict(),
+            model=getattr(self.selector, "fingerprint", ""), index=getattr(self.table, "fingerprint", ""),
+            passages=[PassageRef(rank=i + 1, id=p.id, source=p.source, distance=float(p.distance), text=p.text)
+                      for i, p in enumerate(passages)],
+            dropped_passages=dropped, question_form=form.as_dict(),
+            evidence=[EvidenceRef(passage=passages[x.passage].id, rank=x.passage + 1, relevance=round(x.relevance, 4),
+                                  parts=x.parts, text=T.join(ev.toks[x.passage][x.start:x.end]))
+                      for x in ev.ranked()[:5] if x.relevance > 0])
         refusal = unknown or self._refusal(form, passages, ev, s)
         if refusal:
-            result.update(answer="The knowledge base has no passage that answers this question.", answer_words=[],
-                          refused=True, refusal=refusal, stop_reason="declined: " + refusal,
-                          timings_ms={"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0,
-                                      "accumulate": 0.0, "total": 1000 * (time.perf_counter() - t0)})
+            result.answer = "The knowledge base has no passage that answers this question."
+            result.refused, result.refusal, result.stop_reason = True, refusal, StopReason.DECLINED
+            result.timings_ms = {"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0,
+                                 "accumulate": 0.0, "total": 1000 * (time.perf_counter() - t0)}
             return result
         prefix, frame_note = self._start(form, passages, ev, s)
-        result["prefix"], result["frame"] = list(prefix), frame_note
+        result.prefix, result.frame = list(prefix), frame_note
         answer_words = list(prefix)
         generated = 0
-        stop = "max_words"
+        stop = StopReason.MAX_WORDS
         closing_quote = False  # a sentence ended inside a straight double quote: only '"' may follow
         t_select = t_accumulate = t_propose = 0.0
         first_step = 0
         cursor: set[tuple[int, int]] = set()  # where in the passages the answer's last word was copied from
         if form.kind == "yes-no" and s.start == "subject":
             rec = self._yes_no(prompt, s)
-            result["trace"].append(rec)
-            answer_words.extend(rec["chosen_words"])
+            result.steps.append(rec)
+            answer_words.extend(rec.chosen_words)
             first_step = 1
         for step in range(first_step, s.max_words):
             ts = time.perf_counter()
@@ -283,14 +287,14 @@ class Reasoner:
                     c.blocked = "a reviewer's verdict penalized this edge and no other candidate is left"
                 live = []
             if not live:
-                stop = "no candidates" if not cands else "all candidates blocked"
+                stop = StopReason.NO_CANDIDATES if not cands else StopReason.ALL_BLOCKED
                 if rejected_all:
-                    stop = "every candidate rejected by review"
+                    stop = StopReason.ALL_REJECTED
                 if closing_quote:
-                    stop = "sentence end"  # the sentence did end; no closing quote was proposed
+                    stop = StopReason.SENTENCE_END  # the sentence did end; no closing quote was proposed
                 if cands:
                     feats = {c.words: self._features(c, answer_words, {}, s) for c in cands}
-                    result["trace"].append(self._step_record(step, answer_words, feats, None, s, ts, tp, tp, tp))
+                    result.steps.append(self._step_record(step, answer_words, feats, None, s, ts, tp, tp, tp))
                 break
             conts = [self._continuation(answer_words, c.words) for c in live]
             context = prompt + T.join(answer_words)
@@ -299,10 +303,10 @@ class Reasoner:
             llm = {c.words: sc for c, sc in zip(live, scored)}
             feats = {c.words: self._features(c, answer_words, llm, s) for c in cands}
             # Highest score wins; ties go to the lexicographically smallest text, so order never matters.
-            best = min(live, key=lambda c: (-feats[c.words]["score"], feats[c.words]["word"]))
+            best = min(live, key=lambda c: (-feats[c.words].score, feats[c.words].word))
             tacc = time.perf_counter()
             rec = self._step_record(step, answer_words, feats, best, s, ts, tp, tsel, tacc)
-            result["trace"].append(rec)
+            result.steps.append(rec)
             t_propose += tp - ts
             t_select += tsel - tp
             t_accumulate += tacc - tsel
@@ -310,22 +314,22 @@ class Reasoner:
             generated += len(best.words)
             cursor = {(r, i + len(best.words) - 1) for r, i in best.at}
             if closing_quote:  # the closing quote after the sentence end
-                stop = "sentence end"
+                stop = StopReason.SENTENCE_END
                 break
             if T.ends_sentence(answer_words, len(answer_words) - 1):
                 if answer_words.count('"') % 2 == 1 and generated < s.max_words:
                     closing_quote = True  # 'slogan, "Nothing sucks like a VAX!' takes its closing quote
                     continue
-                stop = "sentence end"
+                stop = StopReason.SENTENCE_END
                 break
             if generated >= s.max_words:
-                stop = "max_words"
+                stop = StopReason.MAX_WORDS
                 break
         text = T.join(answer_words)
-        result["answer"] = text[:1].upper() + text[1:]
-        result["answer_words"] = answer_words
-        result["stop_reason"] = stop
-        result["timings_ms"] = {"retrieve": 1000 * t_retrieve, "propose": 1000 * t_propose,
+        result.answer = text[:1].upper() + text[1:]
+        result.answer_words = answer_words
+        result.stop_reason = stop
+        result.timings_ms = {"retrieve": 1000 * t_retrieve, "propose": 1000 * t_propose,
                                 "select": 1000 * t_select, "accumulate": 1000 * t_accumulate,
                                 "total": 1000 * (time.perf_counter() - t0)}
         return result
@@ -381,7 +385,7 @@ class Reasoner:
         tsel = time.perf_counter()
         sc = replace(s, llm_score="calibrated")
         feats = {c.words: self._features(c, [], dict(zip([c.words for c in cands], scored)), sc) for c in cands}
-        best = min(cands, key=lambda c: (-feats[c.words]["score"], feats[c.words]["word"]))
+        best = min(cands, key=lambda c: (-feats[c.words].score, feats[c.words].word))
         return self._step_record(0, [], feats, best, s, ts, tp, tsel, time.perf_counter())
 
     def _evidence(self, form: QuestionForm, passages, s: ReasonerSettings) -> _Evidence:
@@ -708,7 +712,7 @@ class Reasoner:
             prev.append(w)
         return "".join(out)
 
-    def _features(self, c: _Cand, answer_words: list[str], llm, s: ReasonerSettings) -> dict[str, Any]:
+    def _features(self, c: _Cand, answer_words: list[str], llm, s: ReasonerSettings) -> Candidate:
         context = answer_words[-(s.context_order - 1):] if answer_words else []
         edge = self.table.edge(context, c.words[0]) if context else None
         prev = answer_words[-1] if answer_words else ""
@@ -720,35 +724,35 @@ class Reasoner:
         p_adj = edge.prob if edge is not None else None
         glob = self.accumulator.global_score(prev, c.words[0])
         uses = self.accumulator.uses(prev, c.words[0])
-        feats = {
-            "word": T.join(c.words), "words": list(c.words), "source": "+".join(c.sources),
-            "p_adj": p_adj, "count": edge.count if edge is not None else 0,
-            "n_passages": edge.n_passages if edge is not None else 0,
-            "edge": f"{' '.join(edge.context)} -> {edge.word}" if edge is not None else None,
-            "edge_passages": list(edge.passages) if edge is not None else [],
-            "ctx": c.ctx, "rel": c.rel,
-            "llm_logprob": sc.logprob_sum if sc else None, "llm_mean": sc.logprob_mean if sc else None,
-            "llm_calibrated": sc.calibrated if sc else None, "llm": llm_value,
-            "n_tokens": len(sc.token_ids) if sc else None,
-            "boundary_merged": bool(sc.boundary_merged) if sc else False,
-            "glob": glob, "uses": uses, "verdicts": list(self.accumulator.verdicts_for(prev, c.words[0])),
-            "passages": list(c.passages), "blocked": c.blocked, "score": None,
-        }
+        feats = Candidate(
+            word=T.join(c.words), words=list(c.words), source="+".join(c.sources),
+            p_adj=p_adj, count=edge.count if edge is not None else 0,
+            n_passages=edge.n_passages if edge is not None else 0,
+            edge=f"{' '.join(edge.context)} -> {edge.word}" if edge is not None else None,
+            edge_passages=list(edge.passages) if edge is not None else [],
+            ctx=c.ctx, rel=c.rel,
+            llm_logprob=sc.logprob_sum if sc else None, llm_mean=sc.logprob_mean if sc else None,
+            llm_calibrated=sc.calibrated if sc else None, llm=llm_value,
+            n_tokens=len(sc.token_ids) if sc else None,
+            boundary_merged=bool(sc.boundary_merged) if sc else False,
+            glob=glob, uses=uses, verdicts=list(self.accumulator.verdicts_for(prev, c.words[0])),
+            passages=list(c.passages), blocked=c.blocked, score=None,
+        )
         if llm_value is not None:
-            feats["score"] = self.weights.combine(
+            feats.score = self.weights.combine(
                 log_p_adj=math.log(p_adj) if p_adj and p_adj > 0 else LOG_P_FLOOR, ctx=c.ctx, llm=llm_value,
                 glob=glob, uses=uses, rel=c.rel)
         return feats
 
     @staticmethod
-    def _step_record(step, answer_words, feats, best, s, ts, tp, tsel, tacc) -> dict:
+    def _step_record(step, answer_words, feats, best, s, ts, tp, tsel, tacc) -> Step:
         rows = list(feats.values())
-        rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["word"]))
-        return {
-            "step": step, "prev": answer_words[-1] if answer_words else "",
-            "context": answer_words[-(s.context_order - 1):] if answer_words else [],
-            "chosen": T.join(best.words) if best else None, "chosen_words": list(best.words) if best else [],
-            "source": "+".join(best.sources) if best else None, "candidates": rows,
-            "latency_ms": {"propose": 1000 * (tp - ts), "select": 1000 * (tsel - tp),
-                           "accumulate": 1000 * (tacc - tsel), "total": 1000 * (tacc - ts)},
-        }
+        rows.sort(key=lambda r: (r.score is None, -(r.score or 0.0), r.word))
+        return Step(
+            step=step, prev=answer_words[-1] if answer_words else "",
+            context=answer_words[-(s.context_order - 1):] if answer_words else [],
+            chosen=T.join(best.words) if best else None, chosen_words=list(best.words) if best else [],
+            source="+".join(best.sources) if best else None, candidates=rows,
+            latency_ms={"propose": 1000 * (tp - ts), "select": 1000 * (tsel - tp),
+                        "accumulate": 1000 * (tacc - tsel), "total": 1000 * (tacc - ts)},
+        )

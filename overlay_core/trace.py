@@ -1,23 +1,25 @@
 """The trace of one answer: every step's candidates, features, score and choice.
 
-A trace is plain data (``dict``/``list`` of JSON types) so it can be stored in the review
-queue, exported, sent through LangFlow ``Data`` and printed by ``overlay ask --json``.
-Shape (see also the README)::
+:class:`Trace` (with :class:`Step`, :class:`Candidate`, :class:`PassageRef`, :class:`EvidenceRef` and
+:class:`StopReason`) is the typed form; :meth:`Trace.to_dict` gives the plain JSON data that is stored in
+the review queue, exported, sent through LangFlow ``Data`` and printed by ``overlay ask --json``, and
+:meth:`Trace.from_dict` reads it back (today's items and older ones: absent fields take their defaults,
+unknown keys are kept in ``extra`` and written back after the known ones). JSON shape::
 
-    {"question": str, "answer": str, "settings": {...}, "weights": {...},
-     "passages": [{"rank", "id", "source", "distance", "text"}],
+    {"question": str, "answer": str, "settings": {...}, "weights": {...}, "model": str, "index": str,
+     "passages": [{"rank", "id", "source", "distance", "text"}], "dropped_passages": [id],
      "prefix": [words taken from the question, e.g. "A hash table is", "Unix was invented"],
-     "question_form": {"kind", "subject", "frame", "focus", "answer_type", "rule", ...},
-     "frame": {"kept", "words", "rule", "source" | "why", "anchored_in"},
-     "evidence": [{"passage", "rank", "relevance", "parts", "text"}]   (sentences that bear on the question),
-     "refused": bool, "refusal": str (why the question was declined; only when refused),
      "trace": [{"step", "prev", "context", "chosen", "chosen_words", "source",
-                "candidates": [{"word", "source", "p_adj", "count", "n_passages", "ctx", "rel",
-                                "llm_logprob", "llm_mean", "llm_calibrated", "llm", "glob",
-                                "uses", "score", "verdicts", "passages", "boundary_merged",
-                                "blocked"}],
+                "candidates": [{"word", "words", "source", "p_adj", "count", "n_passages", "edge",
+                                "edge_passages", "ctx", "rel", "llm_logprob", "llm_mean", "llm_calibrated",
+                                "llm", "n_tokens", "boundary_merged", "glob", "uses", "verdicts", "passages",
+                                "blocked", "score"}],
                 "latency_ms": {"propose", "select", "accumulate", "total"}}],
-     "stop_reason": str, "timings_ms": {...}}
+     "question_form": {"kind", "subject", "frame", "focus", "answer_type", "rule", ...},
+     "evidence": [{"passage", "rank", "relevance", "parts", "text"}]   (sentences that bear on the question),
+     "refused": bool, "frame": {"kept", "words", "rule", "source" | "why", "anchored_in"} (only when answered),
+     "answer_words": [str], "refusal": str (why the question was declined; only when refused),
+     "stop_reason": str (a :class:`StopReason` value; "declined: <refusal>" when refused), "timings_ms": {...}}
 
 :func:`to_markdown` renders it for people (one table per step, the chosen word in bold);
 :func:`to_rows` flattens it into one row per candidate for a table view.
@@ -25,7 +27,344 @@ Shape (see also the README)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
+
+from . import text as T
+from .errors import InputError
+
+
+class StopReason(str, Enum):
+    """Why the answer stopped (the trace's ``stop_reason``)."""
+
+    MAX_WORDS = "max_words"  #: ``max_words`` answer words were generated
+    SENTENCE_END = "sentence end"  #: the chosen word ended the sentence
+    NO_CANDIDATES = "no candidates"  #: nothing was proposed
+    ALL_BLOCKED = "all candidates blocked"  #: every candidate was blocked by a guardrail
+    ALL_REJECTED = "every candidate rejected by review"  #: a verdict penalized the edge of every live candidate
+    DECLINED = "declined"  #: the question was not answered (JSON: ``"declined: " + refusal``)
+
+
+class _Reader:
+    """Reads one JSON object field by field; a wrong type raises :class:`InputError` naming the field's path."""
+
+    def __init__(self, data: Any, where: str, what: str):
+        if not isinstance(data, Mapping):
+            raise InputError(f"{where} must be {what}, got {type(data).__name__}")
+        self.data, self.where, self.used = data, where, set()
+
+    def get(self, key: str, kinds: tuple[type, ...], default: Any, what: str, *, required: bool = False,
+            none: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise InputError(f"{self.where}['{key}'] must be {what}, got None")
+            return default
+        v = self.data[key]
+        if v is None and none:
+            return None
+        if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
+            raise InputError(f"{self.where}['{key}'] must be {what}, got {v!r}")
+        return v
+
+    def words(self, key: str, what: str, *, required: bool = False, empty_ok: bool = True) -> list[str]:
+        v = self.get(key, (list,), [], what, required=required)
+        if not all(isinstance(w, str) and (w or empty_ok) for w in v):
+            raise InputError(f"{self.where}['{key}'] must be {what}, got {v!r}")
+        return list(v)
+
+    def extra(self) -> dict[str, Any]:
+        return {k: v for k, v in self.data.items() if k not in self.used}
+
+
+_NUM = (int, float)
+
+
+@dataclass
+class Candidate:
+    """One candidate of a step with every feature (see the README's trace columns).
+
+    ``score`` is None for a blocked candidate (it is not scored); ``p_adj`` and the ``llm_*`` values are None
+    where the adjacency table has no edge / the LLM did not score it. Log-probabilities are in nats.
+    """
+
+    word: str
+    words: list[str] = field(default_factory=list)
+    source: str = ""
+    p_adj: float | None = None
+    count: int = 0
+    n_passages: int = 0
+    edge: str | None = None
+    edge_passages: list[str] = field(default_factory=list)
+    ctx: float = 0.0
+    rel: float = 0.0
+    llm_logprob: float | None = None
+    llm_mean: float | None = None
+    llm_calibrated: float | None = None
+    llm: float | None = None
+    n_tokens: int | None = None
+    boundary_merged: bool = False
+    glob: float = 0.0
+    uses: int = 0
+    verdicts: list[str] = field(default_factory=list)
+    passages: list[str] = field(default_factory=list)
+    blocked: str | None = None
+    score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def first_word(self) -> str:
+        """The candidate's first word: the ``word`` of its edge ``prev -> first_word``."""
+        return (self.words or T.words(self.word) or [self.word])[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"word": self.word, "words": list(self.words), "source": self.source, "p_adj": self.p_adj,
+                "count": self.count, "n_passages": self.n_passages, "edge": self.edge,
+                "edge_passages": list(self.edge_passages), "ctx": self.ctx, "rel": self.rel,
+                "llm_logprob": self.llm_logprob, "llm_mean": self.llm_mean, "llm_calibrated": self.llm_calibrated,
+                "llm": self.llm, "n_tokens": self.n_tokens, "boundary_merged": self.boundary_merged,
+                "glob": self.glob, "uses": self.uses, "verdicts": list(self.verdicts),
+                "passages": list(self.passages), "blocked": self.blocked, "score": self.score, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "candidate") -> Candidate:
+        r = _Reader(data, where, "a dict with a 'word'")
+        num = "a number or None"
+        return cls(
+            word=r.get("word", (str,), "", "the candidate text (str)", required=True),
+            words=r.words("words", "a list of words"), source=r.get("source", (str,), "", "a str", none=True) or "",
+            p_adj=r.get("p_adj", _NUM, None, num, none=True), count=r.get("count", (int,), 0, "an int"),
+            n_passages=r.get("n_passages", (int,), 0, "an int"),
+            edge=r.get("edge", (str,), None, "a str or None", none=True),
+            edge_passages=r.words("edge_passages", "a list of passage ids"),
+            ctx=r.get("ctx", _NUM, 0.0, "a number"), rel=r.get("rel", _NUM, 0.0, "a number"),
+            llm_logprob=r.get("llm_logprob", _NUM, None, num, none=True),
+            llm_mean=r.get("llm_mean", _NUM, None, num, none=True),
+            llm_calibrated=r.get("llm_calibrated", _NUM, None, num, none=True),
+            llm=r.get("llm", _NUM, None, num, none=True), n_tokens=r.get("n_tokens", (int,), None, "an int", none=True),
+            boundary_merged=r.get("boundary_merged", (bool,), False, "true or false"),
+            glob=r.get("glob", _NUM, 0.0, "a number"), uses=r.get("uses", (int,), 0, "an int"),
+            verdicts=r.words("verdicts", "a list of verdict ids"), passages=r.words("passages", "a list of passage ids"),
+            blocked=r.get("blocked", (str,), None, "the reason (str) or None", none=True),
+            score=r.get("score", _NUM, None, num, none=True), extra=r.extra())
+
+
+@dataclass
+class Step:
+    """One step of the answer: the context, every candidate (best score first, then blocked) and the choice.
+
+    ``chosen``/``source`` are None and ``chosen_words`` is ``[]`` on a step that chose nothing (the answer
+    stopped there). ``latency_ms``: ``{"propose", "select", "accumulate", "total"}`` in milliseconds.
+    """
+
+    step: int
+    prev: str = ""
+    context: list[str] = field(default_factory=list)
+    chosen: str | None = None
+    chosen_words: list[str] = field(default_factory=list)
+    source: str | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def edge(self) -> tuple[str, str] | None:
+        """``(prev, first chosen word)``: the edge a verdict on this step changes; None when nothing was chosen."""
+        return (self.prev, self.chosen_words[0]) if self.chosen_words else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "prev": self.prev, "context": list(self.context), "chosen": self.chosen,
+                "chosen_words": list(self.chosen_words), "source": self.source,
+                "candidates": [c.to_dict() for c in self.candidates], "latency_ms": dict(self.latency_ms),
+                **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "step", *, index: int = 0, partial: bool = False) -> Step:
+        """``index``: the step number when the dict has no ``"step"`` (its position in the trace).
+
+        ``partial``: ``prev`` and ``chosen_words`` may be absent (rendering); else they are required, as a
+        verdict needs them."""
+        r = _Reader(data, where, "a dict")
+        num = r.get("step", (int,), index, "the integer step number")
+        prev = r.get("prev", (str,), "", "the previous word (str)", required=not partial)
+        chosen_words = r.words("chosen_words", "a list of words ([] when nothing was chosen)",
+                               required=not partial, empty_ok=False)
+        cands = r.get("candidates", (list,), [], "a list of {'word': str, ...}", required=not partial)
+        return cls(step=num, prev=prev, context=r.words("context", "a list of words"),
+                   chosen=r.get("chosen", (str,), None, "a str or None", none=True), chosen_words=chosen_words,
+                   source=r.get("source", (str,), None, "a str or None", none=True),
+                   candidates=[Candidate.from_dict(c, f"{where}['candidates'][{i}]") for i, c in enumerate(cands)],
+                   latency_ms=dict(r.get("latency_ms", (Mapping,), {}, "a dict of milliseconds")), extra=r.extra())
+
+
+@dataclass
+class PassageRef:
+    """A retrieved passage as the trace lists it: ``rank`` from 1, cosine ``distance`` (0-2)."""
+
+    rank: int | None = None
+    id: str = ""
+    source: str = ""
+    distance: float = 0.0
+    text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "id": self.id, "source": self.source, "distance": self.distance,
+                "text": self.text, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "passage") -> PassageRef:
+        r = _Reader(data, where, "a dict")
+        return cls(rank=r.get("rank", (int,), None, "an int", none=True), id=r.get("id", (str,), "", "a str"),
+                   source=r.get("source", (str,), "", "a str"), distance=r.get("distance", _NUM, 0.0, "a number"),
+                   text=r.get("text", (str,), "", "a str"), extra=r.extra())
+
+
+@dataclass
+class EvidenceRef:
+    """A sentence that bears on the question: its passage (id and rank) and relevance (0-1) with its parts."""
+
+    passage: str = ""
+    rank: int = 0
+    relevance: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)
+    text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passage": self.passage, "rank": self.rank, "relevance": self.relevance, "parts": dict(self.parts),
+                "text": self.text, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "evidence") -> EvidenceRef:
+        r = _Reader(data, where, "a dict")
+        return cls(passage=r.get("passage", (str,), "", "a passage id"), rank=r.get("rank", (int,), 0, "an int"),
+                   relevance=r.get("relevance", _NUM, 0.0, "a number"),
+                   parts=dict(r.get("parts", (Mapping,), {}, "a dict")), text=r.get("text", (str,), "", "a str"),
+                   extra=r.extra())
+
+
+@dataclass
+class Trace:
+    """One answer with everything that made it (see the module docstring for the JSON shape).
+
+    ``steps`` is the JSON key ``"trace"``. ``frame`` is None when the question was declined, ``refusal`` None
+    when it was answered; ``stop_reason`` None only in a hand-made trace that has none.
+    """
+
+    question: str = ""
+    answer: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+    index: str = ""
+    passages: list[PassageRef] = field(default_factory=list)
+    dropped_passages: list[str] = field(default_factory=list)
+    prefix: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    question_form: dict[str, Any] = field(default_factory=dict)
+    evidence: list[EvidenceRef] = field(default_factory=list)
+    refused: bool = False
+    frame: dict[str, Any] | None = None
+    answer_words: list[str] = field(default_factory=list)
+    refusal: str | None = None
+    stop_reason: StopReason | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON data, keys in the order the reasoner has always written them (stored items compare equal)."""
+        out: dict[str, Any] = {
+            "question": self.question, "answer": self.answer, "settings": dict(self.settings),
+            "weights": dict(self.weights), "model": self.model, "index": self.index,
+            "passages": [p.to_dict() for p in self.passages], "dropped_passages": list(self.dropped_passages),
+            "prefix": list(self.prefix), "trace": [s.to_dict() for s in self.steps],
+            "question_form": dict(self.question_form), "evidence": [e.to_dict() for e in self.evidence],
+            "refused": self.refused}
+        if self.frame is not None:
+            out["frame"] = dict(self.frame)
+        out["answer_words"] = list(self.answer_words)
+        if self.refusal is not None:
+            out["refusal"] = self.refusal
+        out["stop_reason"] = self.stop_text
+        out["timings_ms"] = dict(self.timings_ms)
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "trace", *, partial: bool = False) -> Trace:
+        """Read a trace dict (a reasoner result, a stored review item, an export row's ``trace``).
+
+        Args:
+            where: how messages name the dict, e.g. ``"enqueue: trace"``.
+            partial: accept steps without ``prev``/``chosen_words``/``candidates`` (for rendering a hand-made
+                trace); a verdict needs them, so the review queue reads with ``partial=False``.
+
+        Raises:
+            InputError: a field of the wrong type, a step number that is not an int or appears twice, or a
+                missing ``trace`` list (``partial=False``), naming the field as ``where['trace'][2]['prev']``.
+        """
+        r = _Reader(data, where, "the reasoner's result dict")
+        steps_raw = r.get("trace", (list,), [], "the list of steps (the reasoner result)", required=not partial)
+        steps: list[Step] = []
+        seen: set[int] = set()
+        for i, st in enumerate(steps_raw):
+            s = Step.from_dict(st, f"{where}['trace'][{i}]", index=i, partial=partial)
+            if s.step in seen:
+                raise InputError(f"{where}['trace'][{i}]['step'] = {s.step} appears twice; step numbers must be unique")
+            seen.add(s.step)
+            steps.append(s)
+        stop_raw = r.get("stop_reason", (str,), None, "a stop reason (str)", none=True)
+        refusal = r.get("refusal", (str,), None, "a str", none=True)
+        stop = None
+        if stop_raw is not None:
+            if stop_raw.startswith("declined"):
+                stop = StopReason.DECLINED
+            else:
+                try:
+                    stop = StopReason(stop_raw)
+                except ValueError:
+                    known = ", ".join(repr(s.value) for s in StopReason)
+                    raise InputError(f"{where}['stop_reason'] must be one of {known}, got {stop_raw!r}") from None
+        frame = r.get("frame", (Mapping,), None, "a dict", none=True)
+        return cls(
+            question=r.get("question", (str,), "", "a str"), answer=r.get("answer", (str,), "", "a str"),
+            settings=dict(r.get("settings", (Mapping,), {}, "a dict")),
+            weights=dict(r.get("weights", (Mapping,), {}, "a dict")),
+            model=r.get("model", (str,), "", "a str"), index=r.get("index", (str,), "", "a str"),
+            passages=[PassageRef.from_dict(p, f"{where}['passages'][{i}]")
+                      for i, p in enumerate(r.get("passages", (list,), [], "a list"))],
+            dropped_passages=r.words("dropped_passages", "a list of passage ids"),
+            prefix=r.words("prefix", "a list of words"), steps=steps,
+            question_form=dict(r.get("question_form", (Mapping,), {}, "a dict", none=True) or {}),
+            evidence=[EvidenceRef.from_dict(e, f"{where}['evidence'][{i}]")
+                      for i, e in enumerate(r.get("evidence", (list,), [], "a list", none=True) or [])],
+            refused=r.get("refused", (bool,), False, "true or false"),
+            frame=dict(frame) if frame is not None else None, answer_words=r.words("answer_words", "a list of words"),
+            refusal=refusal, stop_reason=stop, timings_ms=dict(r.get("timings_ms", (Mapping,), {}, "a dict")),
+            extra=r.extra())
+
+    @property
+    def stop_text(self) -> str | None:
+        """``stop_reason`` as the JSON writes it: the value, or ``"declined: <refusal>"``."""
+        if self.stop_reason is StopReason.DECLINED:
+            return f"declined: {self.refusal}"
+        return self.stop_reason.value if self.stop_reason is not None else None
+
+    @property
+    def chosen_edges(self) -> list[tuple[str, str]]:
+        """``(prev, first chosen word)`` of every step that chose something, in step order."""
+        return [s.edge for s in self.steps if s.edge is not None]
+
+    def step(self, number: int) -> Step | None:
+        """The step numbered ``number`` (its ``step`` field), or None."""
+        return next((s for s in self.steps if s.step == number), None)
+
+
+def _as_trace(result: Trace | Mapping) -> Trace:
+    return result if isinstance(result, Trace) else Trace.from_dict(result, partial=True)
 
 
 def _fmt(v: Any) -> str:
@@ -38,105 +377,106 @@ def _fmt(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(result: dict, *, max_candidates: int = 8) -> str:
+def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
     """Human-readable Markdown of a trace: passages, then one table per step (chosen row in bold)."""
-    lines = [f"**Question:** {result.get('question', '')}", "", f"**Answer:** {result.get('answer', '')}", ""]
-    s = result.get("settings", {})
-    w = result.get("weights", {})
-    if s:
-        lines.append("**Settings:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in s.items()))
-    if w:
-        lines += ["", "**Weights:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in w.items())]
+    t = _as_trace(result)
+    lines = [f"**Question:** {t.question}", "", f"**Answer:** {t.answer}", ""]
+    if t.settings:
+        lines.append("**Settings:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in t.settings.items()))
+    if t.weights:
+        lines += ["", "**Weights:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in t.weights.items())]
     lines += ["", "**Passages**", "", "| # | source | distance | id | text |", "|---|---|---|---|---|"]
-    for p in result.get("passages", []):
-        text = p.get("text", "")
-        lines.append(f"| {p.get('rank')} | {_fmt(p.get('source'))} | {_fmt(p.get('distance'))} | `{p.get('id')}` "
-                     f"| {_fmt(text[:120] + ('…' if len(text) > 120 else ''))} |")
-    lines += ["", _form_line(result)]
-    if result.get("refused"):
-        lines += ["", f"**Declined:** {result.get('refusal', '')}"]
-    ev = result.get("evidence") or []
-    if ev:
+    for p in t.passages:
+        lines.append(f"| {p.rank} | {_fmt(p.source)} | {_fmt(p.distance)} | `{p.id}` "
+                     f"| {_fmt(p.text[:120] + ('…' if len(p.text) > 120 else ''))} |")
+    lines += ["", _form_line(t)]
+    if t.refused:
+        lines += ["", f"**Declined:** {t.refusal or ''}"]
+    if t.evidence:
         lines += ["", "**Sentences that bear on the question**", "", "| passage | relevance | parts | sentence |",
                   "|---|---|---|---|"]
-        for e in ev:
-            parts = ", ".join(f"{k}={v:.2f}" for k, v in (e.get("parts") or {}).items())
-            lines.append(f"| [{e.get('rank')}] | {_fmt(e.get('relevance'))} | {parts} | {_fmt(e.get('text'))} |")
-    if result.get("prefix"):
-        lines += ["", f"**Start (from the question):** {' '.join(result['prefix'])}"]
-    for st in result.get("trace", []):
-        lat = st.get("latency_ms", {})
-        lines += ["", f"**Step {st['step']}** — context `{' '.join(st.get('context', []))}` → **{st.get('chosen')}** "
-                      f"({st.get('source')}, {_fmt(lat.get('total'))} ms)", "",
+        for e in t.evidence:
+            parts = ", ".join(f"{k}={v:.2f}" for k, v in e.parts.items())
+            lines.append(f"| [{e.rank}] | {_fmt(e.relevance)} | {parts} | {_fmt(e.text)} |")
+    if t.prefix:
+        lines += ["", f"**Start (from the question):** {' '.join(t.prefix)}"]
+    for st in t.steps:
+        lines += ["", f"**Step {st.step}** — context `{' '.join(st.context)}` → **{st.chosen}** "
+                      f"({st.source}, {_fmt(st.latency_ms.get('total'))} ms)", "",
                   "| candidate | source | p_adj | ctx | rel | llm | glob | score | verdicts | passages | note |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
-        cands = st.get("candidates", [])
-        shown = [c for c in cands if c.get("blocked") is None][:max_candidates]
+        cands = st.candidates
+        shown = [c for c in cands if c.blocked is None][:max_candidates]
         # a candidate whose weight a verdict changed is always shown: the trace must name the verdict
-        shown += [c for c in cands if c.get("verdicts") and c not in shown]
-        shown += [c for c in cands if c.get("blocked") is not None and c not in shown][: max(0, max_candidates - len(shown))]
+        shown += [c for c in cands if c.verdicts and c not in shown]
+        shown += [c for c in cands if c.blocked is not None and c not in shown][: max(0, max_candidates - len(shown))]
         for c in shown:
-            word = _fmt(c["word"])
-            if c["word"] == st.get("chosen"):
+            word = _fmt(c.word)
+            if c.word == st.chosen:
                 word = f"**{word}**"
-            note = c.get("blocked") or ("boundary merged" if c.get("boundary_merged") else "")
-            lines.append(f"| {word} | {c.get('source')} | {_fmt(c.get('p_adj'))} | {_fmt(c.get('ctx'))} | "
-                         f"{_fmt(c.get('rel'))} | {_fmt(c.get('llm'))} | {_fmt(c.get('glob'))} | {_fmt(c.get('score'))} | "
-                         f"{_fmt(c.get('verdicts'))} | {_fmt(len(c.get('passages') or []))} | {note} |")
+            note = c.blocked or ("boundary merged" if c.boundary_merged else "")
+            lines.append(f"| {word} | {c.source} | {_fmt(c.p_adj)} | {_fmt(c.ctx)} | "
+                         f"{_fmt(c.rel)} | {_fmt(c.llm)} | {_fmt(c.glob)} | {_fmt(c.score)} | "
+                         f"{_fmt(c.verdicts)} | {_fmt(len(c.passages))} | {note} |")
         if len(cands) > len(shown):
             lines.append(f"| … {len(cands) - len(shown)} more | | | | | | | | | | |")
-    lines += ["", f"**Stopped:** {result.get('stop_reason', '')}"]
+    lines += ["", f"**Stopped:** {t.stop_text or ''}"]
     return "\n".join(lines)
 
 
-def _form_line(result: dict) -> str:
+def _form_line(t: Trace) -> str:
     """One line: the question form, its rule, and what became of the frame taken from the question."""
-    f = result.get("question_form") or {}
+    f = t.question_form
     if not f:
         return ""
     line = f"**Question form:** {f.get('kind')} (rule {f.get('rule')}; answer type {f.get('answer_type')})"
-    fr = result.get("frame") or {}
+    fr = t.frame or {}
     if fr.get("words") and not fr.get("kept"):
         line += f"; frame '{' '.join(fr['words'])}' not used: {fr.get('why')}"
     return line
 
 
-def to_text(result: dict, *, max_candidates: int = 4) -> str:
+def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     """Compact plain-text trace for terminals: one line per step with the top candidates."""
-    out = [f"Answer: {result.get('answer', '')}", ""]
-    if result.get("refused"):
-        out.append(f"  declined: {result.get('refusal', '')}")
-    for p in result.get("passages", []):
-        out.append(f"  passage [{p.get('rank')}] {p.get('source')} (distance {p.get('distance', 0):.3f}) id={p.get('id')}")
-    out.append("  " + _form_line(result).replace("**", ""))
-    for e in (result.get("evidence") or [])[:3]:
-        out.append(f"  relevant sentence (passage [{e.get('rank')}], relevance {e.get('relevance', 0):.2f}): {e.get('text')}")
-    if result.get("prefix"):
-        out.append(f"  start (from the question): {' '.join(result['prefix'])}")
-    for st in result.get("trace", []):
-        cands = [c for c in st.get("candidates", []) if c.get("blocked") is None]
-        top = "; ".join(f"{c['word']!r} {c['score']:.2f} [{c['source']}]" for c in cands[:max_candidates])
-        chosen = next((c for c in cands if c["word"] == st.get("chosen")), {})
-        why = (f"p_adj={_fmt(chosen.get('p_adj'))} ctx={_fmt(chosen.get('ctx'))} "
-               + (f"rel={_fmt(chosen.get('rel'))} " if chosen.get("rel") else "") + f"llm={_fmt(chosen.get('llm'))} "
-               f"glob={_fmt(chosen.get('glob'))}")
-        verdicts = f" verdicts={','.join(chosen['verdicts'])}" if chosen.get("verdicts") else ""
-        n_blocked = sum(1 for c in st.get("candidates", []) if c.get("blocked"))
-        out.append(f"  step {st['step']:>2} [{' '.join(st.get('context', []))}] -> {st.get('chosen')!r} "
-                   f"({st.get('source')}; {why}{verdicts}) of {len(cands)} candidates"
+    t = _as_trace(result)
+    out = [f"Answer: {t.answer}", ""]
+    if t.refused:
+        out.append(f"  declined: {t.refusal or ''}")
+    for p in t.passages:
+        out.append(f"  passage [{p.rank}] {p.source} (distance {p.distance:.3f}) id={p.id}")
+    out.append("  " + _form_line(t).replace("**", ""))
+    for e in t.evidence[:3]:
+        out.append(f"  relevant sentence (passage [{e.rank}], relevance {e.relevance:.2f}): {e.text}")
+    if t.prefix:
+        out.append(f"  start (from the question): {' '.join(t.prefix)}")
+    for st in t.steps:
+        cands = [c for c in st.candidates if c.blocked is None]
+        top = "; ".join(f"{c.word!r} {c.score:.2f} [{c.source}]" for c in cands[:max_candidates])
+        chosen = next((c for c in cands if c.word == st.chosen), None)
+        why = ""
+        if chosen is not None:
+            why = (f"p_adj={_fmt(chosen.p_adj)} ctx={_fmt(chosen.ctx)} "
+                   + (f"rel={_fmt(chosen.rel)} " if chosen.rel else "") + f"llm={_fmt(chosen.llm)} "
+                   f"glob={_fmt(chosen.glob)}")
+        else:
+            why = "p_adj= ctx= llm= glob="
+        verdicts = f" verdicts={','.join(chosen.verdicts)}" if chosen is not None and chosen.verdicts else ""
+        n_blocked = sum(1 for c in st.candidates if c.blocked)
+        out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> {st.chosen!r} "
+                   f"({st.source}; {why}{verdicts}) of {len(cands)} candidates"
                    + (f", {n_blocked} blocked" if n_blocked else "") + f" | top: {top}")
-    out.append(f"  stopped: {result.get('stop_reason', '')}")
+    out.append(f"  stopped: {t.stop_text or ''}")
     return "\n".join(out)
 
 
-def to_rows(result: dict) -> list[dict]:
+def to_rows(result: Trace | Mapping) -> list[dict]:
     """One flat row per (step, candidate): for DataFrame/table views."""
     rows = []
-    for st in result.get("trace", []):
-        for c in st.get("candidates", []):
-            rows.append({"step": st["step"], "context": " ".join(st.get("context", [])), "candidate": c["word"],
-                         "chosen": c["word"] == st.get("chosen"), "source": c.get("source"),
-                         "p_adj": c.get("p_adj"), "ctx": c.get("ctx"), "rel": c.get("rel"), "llm": c.get("llm"), "glob": c.get("glob"),
-                         "score": c.get("score"), "verdicts": ",".join(c.get("verdicts") or []),
-                         "passages": ",".join(c.get("passages") or []), "blocked": c.get("blocked") or ""})
+    for st in _as_trace(result).steps:
+        for c in st.candidates:
+            rows.append({"step": st.step, "context": " ".join(st.context), "candidate": c.word,
+                         "chosen": c.word == st.chosen, "source": c.source,
+                         "p_adj": c.p_adj, "ctx": c.ctx, "rel": c.rel, "llm": c.llm, "glob": c.glob,
+                         "score": c.score, "verdicts": ",".join(c.verdicts),
+                         "passages": ",".join(c.passages), "blocked": c.blocked or ""})
     return rows

@@ -78,6 +78,7 @@ from sqlalchemy import event, exc as sa_exc
 from . import text as ot
 from .errors import InputError, StateFileError, VerificationError
 from .storage import write_atomic
+from .trace import Trace
 
 #: Delta on ``G[prev -> w]`` for a rejected step. A reject means "never ``w`` after ``prev``", so
 #: it must exceed any score margin the other terms can make (with the default weights and
@@ -478,7 +479,7 @@ class ReviewStore:
                 raise InputError(f"enqueue: {name} must be a string, got {type(val).__name__}")
         if not question.strip():
             raise InputError("enqueue: question is empty")
-        _validate_trace(trace)
+        Trace.from_dict(trace, "enqueue: trace")  # raises InputError naming the bad field; stored verbatim
         # text from a terminal may hold undecodable bytes (lone surrogates): stored with \\xNN escapes, not lost
         question, answer, flow = ot.utf8_safe(question), ot.utf8_safe(answer), ot.utf8_safe(flow)
         model_fingerprint, index_fingerprint = ot.utf8_safe(model_fingerprint), ot.utf8_safe(index_fingerprint)
@@ -579,7 +580,7 @@ class ReviewStore:
             row = conn.execute(sa.select(items_t.c.trace_json).where(items_t.c.id == item_id)).first()
             if row is None:
                 raise VerificationError(f"unknown review item {item_id!r}; list items with `overlay review list`")
-            trace = json.loads(row[0])
+            trace = Trace.from_dict(json.loads(row[0]), f"review item {item_id}'s trace")
             deltas = _plan_deltas(item_id, trace, kind, step, word, new_edge)
             conn.execute(verdicts_t.insert().values(
                 id=verdict_id, item_id=item_id, kind=kind, step=step, word=word, new_edge=new_edge,
@@ -877,53 +878,20 @@ def _check_rubric(rubric: Mapping[str, int] | None) -> str | None:
     return json.dumps(ot.utf8_safe_tree(dict(rubric)), ensure_ascii=False, sort_keys=True)
 
 
-def _validate_trace(trace: Any) -> None:
-    if not isinstance(trace, Mapping):
-        raise InputError(f"enqueue: trace must be the reasoner's result dict, got {type(trace).__name__}")
-    steps = trace.get("trace")
-    if not isinstance(steps, list):
-        raise InputError("enqueue: trace['trace'] must be the list of steps (the reasoner result), "
-                         f"got {type(steps).__name__}")
-    seen: set[int] = set()
-    for i, st in enumerate(steps):
-        where = f"enqueue: trace['trace'][{i}]"
-        if not isinstance(st, Mapping):
-            raise InputError(f"{where} must be a dict, got {type(st).__name__}")
-        if not isinstance(st.get("prev"), str):
-            raise InputError(f"{where}['prev'] must be the previous word (str), got {st.get('prev')!r}")
-        cw = st.get("chosen_words")
-        if not isinstance(cw, list) or not all(isinstance(w, str) and w for w in cw):
-            raise InputError(f"{where}['chosen_words'] must be a list of words ([] when nothing was chosen), got {cw!r}")
-        cands = st.get("candidates")
-        if not isinstance(cands, list) or not all(isinstance(c, Mapping) and isinstance(c.get("word"), str) for c in cands):
-            raise InputError(f"{where}['candidates'] must be a list of {{'word': str, ...}}")
-        num = st.get("step", i)
-        if isinstance(num, bool) or not isinstance(num, int):
-            raise InputError(f"{where}['step'] must be the integer step number, got {num!r}")
-        if num in seen:
-            raise InputError(f"{where}['step'] = {num} appears twice; step numbers must be unique")
-        seen.add(num)
-
-
-def _steps(trace: dict) -> dict[int, dict]:
-    """Step number -> step (the ``"step"`` field; the list position when a trace has none)."""
-    return {st.get("step", i): st for i, st in enumerate(trace["trace"])}
-
-
-def _plan_deltas(item_id: str, trace: dict, kind: str, step: int | None, word: str | None,
+def _plan_deltas(item_id: str, trace: Trace, kind: str, step: int | None, word: str | None,
                  new_edge: bool) -> list[dict]:
     """The changes a verdict causes (see module table); raises VerificationError for a bad step/word."""
-    steps = _steps(trace)
-    if step is not None and step not in steps:
-        span = f"steps {min(steps)}..{max(steps)}" if steps else "no steps"
+    st = trace.step(step) if step is not None else None
+    if step is not None and st is None:
+        numbers = [s.step for s in trace.steps]
+        span = f"steps {min(numbers)}..{max(numbers)}" if numbers else "no steps"
         raise VerificationError(f"item {item_id} has no step {step}: its trace has {span} "
                                 "(see `overlay review show ITEM_ID`)")
-    if step is not None and not steps[step]["chosen_words"]:
+    if st is not None and st.edge is None:
         raise VerificationError(f"step {step} of item {item_id} chose no word (the answer ended there); "
                                 "nothing to approve, reject or correct at that step")
     # Steps that chose nothing (the answer stopped there) have no edge to judge.
-    chosen_edges = [(st["prev"], st["chosen_words"][0])
-                    for st in (steps.values() if step is None else [steps[step]]) if st["chosen_words"]]
+    chosen_edges = trace.chosen_edges if st is None else [st.edge]
     if not chosen_edges:
         raise VerificationError(f"item {item_id} has no chosen words in its trace: nothing to {kind}")
     out: list[dict] = []
@@ -943,11 +911,10 @@ def _plan_deltas(item_id: str, trace: dict, kind: str, step: int | None, word: s
         for prev, w in chosen_edges:
             add("delta", prev, w, -REJECT_PENALTY)
     else:  # correct
-        st = steps[step]
         prev, chosen0 = chosen_edges[0]
-        cand_words = [c["word"] for c in st["candidates"]]
-        cand_first = {c["word"]: (c.get("words") or ot.words(c["word"]) or [c["word"]])[0] for c in st["candidates"]}
-        if word == st.get("chosen") or [word] == st["chosen_words"]:
+        cand_words = [c.word for c in st.candidates]
+        cand_first = {c.word: c.first_word for c in st.candidates}
+        if word == st.chosen or [word] == st.chosen_words:
             raise VerificationError(
                 f"step {step} of item {item_id} already chose {word!r}; use `kind='approve'` to confirm it")
         if word in cand_words:

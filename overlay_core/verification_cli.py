@@ -360,22 +360,23 @@ def list_cmd(
 def show_cmd(ctx: typer.Context, item_id: str = typer.Argument(..., help="Review item id (it_...)."),
              db: Optional[str] = DbOpt, home: Optional[Path] = HomeOpt) -> None:
     """Show an item: question, answer, trace step by step (step numbers for --step), and its verdicts."""
-    from .trace import to_text
+    from .trace import Trace, to_text
 
     try:
         with _store(db, home, ctx) as store:
             it = store.get(item_id)
             log = store.verdicts(item_id)
+        trace = Trace.from_dict(it.trace, f"review item {it.id}'s trace", partial=True)
     except OverlayError as exc:
         _fail(exc, ctx)
     print(f"item {it.id}  [{it.status}]  flow={it.flow}  created {it.created_at}")
     print(f"model {it.model_fingerprint or '-'}  index {it.index_fingerprint or '-'}")
     print(f"Question: {it.question}")
-    print(to_text(it.trace))
+    print(to_text(trace))
     print()
-    for st in it.trace.get("trace", []):  # every candidate, so a reviewer can pick --word for a correction
-        if st.get("candidates"):
-            print(f"step {st['step']} candidates: " + ", ".join(repr(c["word"]) for c in st["candidates"]))
+    for st in trace.steps:  # every candidate, so a reviewer can pick --word for a correction
+        if st.candidates:
+            print(f"step {st.step} candidates: " + ", ".join(repr(c.word) for c in st.candidates))
     print()
     if not log:
         print("verdicts: none")

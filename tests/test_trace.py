@@ -17,3 +17,94 @@ def test_markdown_always_shows_a_candidate_a_verdict_changed():
     assert "| rejected | corpus |" in md and "vd_abc" in md  # past the 8 shown, still listed: it names the verdict
     assert "| w7 |" in md and "| w8 |" not in md
     assert "| … 3 more |" in md  # w8, w9 and the blocked one
+
+
+# ---------------------------------------------------------------------- the typed trace
+import json
+from pathlib import Path
+
+import pytest
+
+from overlay_core.errors import InputError
+from overlay_core.trace import Candidate, Step, StopReason, Trace, to_rows, to_text
+from overlay_core.verification import ReviewStore
+
+#: Review items exactly as `overlay review export --what queue` wrote them at commit 6541646 (before the typed
+#: trace): `overlay ask --enqueue` on the full FOLDOC build with SmolLM2-135M and default settings, for a
+#: definition ("What is simpl?"), an acronym ("What does TCP stand for?", one span step) and a declined question.
+STORED = Path(__file__).parent / "data" / "review_queue_integ_6541646.jsonl"
+
+
+def _stored() -> list[dict]:
+    return [json.loads(line) for line in STORED.read_text(encoding="utf-8").splitlines()]
+
+
+def test_stored_review_items_load_and_write_back_byte_identical():
+    items = _stored()
+    assert [it["question"] for it in items] == ["What does TCP stand for?", "What is a flibbertigibbet?",
+                                                "What is simpl?"]
+    for it in items:
+        t = Trace.from_dict(it["trace"])
+        assert json.dumps(t.to_dict(), ensure_ascii=False) == json.dumps(it["trace"], ensure_ascii=False)
+        # the renderings read the typed trace the same as the dict
+        assert to_markdown(t) == to_markdown(it["trace"]) and to_text(t) == to_text(it["trace"])
+        assert to_rows(t) == to_rows(it["trace"])
+    tcp, declined, simpl = (Trace.from_dict(it["trace"]) for it in items)
+    assert declined.refused and declined.stop_reason is StopReason.DECLINED and declined.frame is None
+    assert declined.to_dict()["stop_reason"] == "declined: " + declined.refusal
+    assert simpl.stop_reason is StopReason.SENTENCE_END and simpl.frame["kept"]
+    assert [s.step for s in simpl.steps] == [0, 1, 2] and simpl.steps[0].prev == "is"
+    assert simpl.chosen_edges == [("is", "a"), ("implemented", "as"), ("preprocessor", ".")]
+    best = simpl.steps[0].candidates[0]
+    assert isinstance(best, Candidate) and best.word == simpl.steps[0].chosen and best.score is not None
+    assert tcp.steps[0].edge == ("for", "transmission")
+
+
+def test_a_stored_item_takes_verdicts_after_reenqueue(tmp_path):
+    store = ReviewStore(tmp_path / "reviews.sqlite3")
+    it = next(x for x in _stored() if x["question"] == "What is simpl?")
+    iid = store.enqueue(flow=it["flow"], question=it["question"], answer=it["answer"], trace=it["trace"],
+                        model_fingerprint=it["model_fingerprint"], index_fingerprint=it["index_fingerprint"])
+    assert store.get(iid).trace == it["trace"]  # stored verbatim
+    vid = store.verdict(iid, reviewer="r", kind="reject", step=1)
+    (v,) = [v for v in store.verdicts(iid) if v.id == vid]
+    assert [(d["prev"], d["word"], d["delta"]) for d in v.deltas] == [("implemented", "as", -100.0)]
+    step0 = Trace.from_dict(it["trace"]).steps[0]
+    other = next(c for c in step0.candidates if c.blocked is None and c.first_word != "a")
+    vid = store.verdict(iid, reviewer="r", kind="correct", step=0, word=other.word)
+    (v,) = [v for v in store.verdicts(iid) if v.id == vid]
+    assert [(d["prev"], d["word"]) for d in v.deltas] == [("is", "a"), ("is", other.first_word)]
+
+
+def test_an_older_trace_without_the_newer_fields_still_loads():
+    """Fields added over time (question form, evidence, frame, candidate words/rel/edge) take their defaults."""
+    it = next(x for x in _stored() if x["question"] == "What is simpl?")
+    old = {k: v for k, v in it["trace"].items() if k not in ("question_form", "evidence", "frame", "dropped_passages",
+                                                              "refused", "answer_words")}
+    old["trace"] = [{**st, "candidates": [{k: v for k, v in c.items() if k not in ("words", "rel", "edge", "n_tokens")}
+                                          for c in st["candidates"]]} for st in old["trace"]]
+    t = Trace.from_dict(old)
+    assert t.question_form == {} and t.evidence == [] and t.frame is None and not t.refused
+    assert t.steps[0].candidates[0].words == [] and t.steps[0].candidates[0].first_word == "a"
+    assert "Step 2" in to_markdown(old) and to_text(old).startswith("Answer: SIMPL is")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["trace"][1].update(prev=None), r"trace\['trace'\]\[1\]\['prev'\] must be the previous word"),
+    (lambda d: d["trace"][0].update(chosen_words="a"), r"\['chosen_words'\] must be a list of words"),
+    (lambda d: d["trace"][2]["candidates"][0].update(score="high"), r"\['candidates'\]\[0\]\['score'\] must be a number"),
+    (lambda d: d["trace"][2].update(step=1), r"\['trace'\]\[2\]\['step'\] = 1 appears twice"),
+    (lambda d: d.update(stop_reason="tired"), r"\['stop_reason'\] must be one of 'max_words'"),
+    (lambda d: d.pop("trace"), r"\['trace'\] must be the list of steps"),
+])
+def test_from_dict_names_the_bad_field(mutate, message):
+    d = json.loads(json.dumps(next(x for x in _stored() if x["question"] == "What is simpl?")["trace"]))
+    mutate(d)
+    with pytest.raises(InputError, match=message):
+        Trace.from_dict(d)
+
+
+def test_partial_traces_render_without_prev_or_chosen_words():
+    with pytest.raises(InputError, match="prev"):
+        Step.from_dict({"step": 0, "chosen": "w0", "candidates": []})
+    assert Step.from_dict({"step": 0, "chosen": "w0"}, partial=True).edge is None

@@ -5,7 +5,7 @@ from lfx.io import DataInput, IntInput, Output
 from lfx.schema.message import Message
 
 from overlay_core.component_code import warn_if_edited
-from overlay_core.trace import to_markdown
+from overlay_core.trace import Trace, to_markdown
 
 
 class OverlayTraceView(Component):
@@ -26,6 +26,6 @@ class OverlayTraceView(Component):
         self._code_warning = warn_if_edited(self)
 
     def render(self) -> Message:
-        text = to_markdown(self.trace.data, max_candidates=self.max_candidates)
-        self.status = f"{len(self.trace.data.get('trace', []))} steps"
-        return Message(text=text)
+        trace = Trace.from_dict(self.trace.data, "the Trace input", partial=True)
+        self.status = f"{len(trace.steps)} steps"
+        return Message(text=to_markdown(trace, max_candidates=self.max_candidates))
