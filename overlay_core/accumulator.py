@@ -1,11 +1,10 @@
-"""Global score accumulator: per-edge scores that grow or shrink with use and expert verdicts.
+"""Global score accumulator: per-edge scores that grow or shrink with expert verdicts.
 
 An *edge* here is a bigram link ``prev -> word`` in the shared tokenization
 (:mod:`overlay_core.text`). For every edge the accumulator keeps
 
 * ``score`` — the global score ``G[edge]`` (float32, unitless; 0 for an unseen edge),
   the sum of every verdict delta applied to it (see :mod:`overlay_core.verification`),
-* ``uses`` — how many times the reasoner chose it (int64),
 * the ids of the verdicts whose deltas make up ``score`` (the audit trail a trace
   shows next to each chosen word), and
 * whether an expert *added* the edge (then the reasoner proposes it as a candidate).
@@ -13,7 +12,7 @@ An *edge* here is a bigram link ``prev -> word`` in the shared tokenization
 Candidate scores are combined by :class:`ScoreWeights` (a linear model whose terms
 are all visible in the trace)::
 
-    score = w_adj * log p_adj + w_ctx * ctx + w_llm * llm + w_glob * G[edge] + w_use * log(1 + uses) + w_rel * rel
+    score = w_adj * log p_adj + w_ctx * ctx + w_llm * llm + w_glob * G[edge] + w_rel * rel
 
 Persisted as a labelled ``.safetensors`` file (``overlay.kind = "accumulator"``)
 through :mod:`overlay_core.storage`; writes are atomic.
@@ -24,13 +23,14 @@ from __future__ import annotations
 import json
 import math
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import storage
 from .errors import InputError, StateFileError
+from .settings import setting, validate
 
 FORMAT_VERSION = 1
 KIND = "accumulator"
@@ -38,45 +38,41 @@ KIND = "accumulator"
 LOG_P_FLOOR = math.log(1e-6)
 
 
-#: Largest accepted absolute value of a score weight (see :class:`ScoreWeights`).
+#: Largest accepted absolute value of a score weight: beyond it a weight times a log-probability overflows to
+#: -inf, and scores and the JSON trace stop being numbers.
 MAX_WEIGHT = 1e6
+_W = (-MAX_WEIGHT, MAX_WEIGHT)
 
 
 @dataclass(frozen=True)
 class ScoreWeights:
-    """Weights of the linear score (see module docstring). All floats, any sign; 0 disables a term.
+    """Weights of the linear score (see module docstring). Floats within ±:data:`MAX_WEIGHT`, any sign; 0 disables
+    a term. Declared with :func:`overlay_core.settings.setting`: the ``overlay ask`` options and the Score
+    Accumulator node's inputs are made from these fields.
 
-    Attributes:
-        w_adj: weight of ``log p_adj`` (natural log of the adjacency probability).
-        w_ctx: weight of the context-support feature (1 for the top passage, 1/(1+rank) below).
-        w_llm: weight of the LLM score (nats; sum, per-token mean or calibrated, per the settings).
-        w_glob: weight of the accumulated global score ``G[edge]`` (verdict deltas).
-        w_use: weight of ``log(1 + uses)``; 0 by default so repeated runs give identical answers.
-        w_rel: weight of the relevance to the question of the sentence a candidate comes from (0–1, see
-            :mod:`overlay_core.evidence`; always 0 for definitional questions).
+    Raises:
+        InputError: a weight that is not a finite number or is beyond ±:data:`MAX_WEIGHT`, naming it.
     """
 
-    w_adj: float = 0.5
-    w_ctx: float = 6.0  # better than 3 on every metric of docs/evaluation.md (n=80)
-    w_llm: float = 1.0
-    w_glob: float = 1.0
-    w_use: float = 0.0
-    w_rel: float = 6.0
+    w_adj: float = setting(0.5, bounds=_W, label="Adjacency Weight",
+                           help="Weight of log p_adj, the natural log of the adjacency edge's probability.")
+    # 6: better than 3 on every metric of docs/evaluation.md (n=80)
+    w_ctx: float = setting(6.0, bounds=_W, label="Passage Weight",
+                           help="Weight of passage support (1 for the top passage, 1/(1+rank) below).")
+    w_llm: float = setting(1.0, bounds=_W, label="LLM Weight",
+                           help="Weight of the LLM score (nats: per-token mean, sum or calibrated, as the settings say).")
+    w_glob: float = setting(1.0, bounds=_W, label="Verdict Weight",
+                            help="Weight of the global score G[edge], the sum of the expert verdicts' deltas.")
+    w_rel: float = setting(6.0, bounds=_W, label="Relevance Weight",
+                           help="Weight of the relevance to the question (0-1) of the sentence a candidate comes "
+                                "from; who/when/which/how questions, always 0 for definitions.")
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise InputError(f"score weight `{f.name}` must be a finite number, got {v!r}")
-            if abs(v) > MAX_WEIGHT:
-                # beyond this a weight times a log-probability overflows to -inf: scores and the
-                # JSON trace stop being numbers
-                raise InputError(f"score weight `{f.name}` must be within ±{MAX_WEIGHT:g}, got {v!r}")
+        validate(self, "score weight")
 
-    def combine(self, *, log_p_adj: float, ctx: float, llm: float, glob: float, uses: int, rel: float = 0.0) -> float:
+    def combine(self, *, log_p_adj: float, ctx: float, llm: float, glob: float, rel: float = 0.0) -> float:
         """The final candidate score (float, higher is better)."""
-        return (self.w_adj * log_p_adj + self.w_ctx * ctx + self.w_llm * llm
-                + self.w_glob * glob + self.w_use * math.log1p(uses) + self.w_rel * rel)
+        return self.w_adj * log_p_adj + self.w_ctx * ctx + self.w_llm * llm + self.w_glob * glob + self.w_rel * rel
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -86,7 +82,8 @@ _DESCRIPTIONS = {
     "edge_utf8": "uint8[N_bytes]: UTF-8 bytes of every edge key 'prev<TAB>word', concatenated",
     "edge_offsets": "int64[E+1]: start of edge i's key in edge_utf8 is edge_offsets[i], end edge_offsets[i+1]",
     "score": "float32[E]: global score G[edge] = sum of applied verdict deltas (unitless)",
-    "uses": "int64[E]: number of answers in which the reasoner chose the edge",
+    # a usage count nothing ever updated (its weight is gone); still written so files stay format 1
+    "uses": "int64[E]: reserved, always 0",
     "expert_added": "uint8[E]: 1 when an expert verdict added this edge as a candidate",
     "delta_edge": "int64[D]: edge index of each applied delta (append order)",
     "delta_value": "float32[D]: the delta added to score[delta_edge] (unitless)",
@@ -174,7 +171,6 @@ class Accumulator:
         self.path = Path(path) if path is not None else None
         self._lock = threading.RLock()
         self._score: dict[tuple[str, str], float] = {}
-        self._uses: dict[tuple[str, str], int] = {}
         self._expert: set[tuple[str, str]] = set()
         self._deltas: list[tuple[tuple[str, str], float, str]] = []
         self._applied: set[tuple[str, tuple[str, str]]] = set()
@@ -185,9 +181,6 @@ class Accumulator:
     def global_score(self, prev: str, word: str) -> float:
         """``G[prev -> word]`` (0.0 for an edge no verdict touched)."""
         return self._score.get((prev, word), 0.0)
-
-    def uses(self, prev: str, word: str) -> int:
-        return self._uses.get((prev, word), 0)
 
     def verdicts_for(self, prev: str, word: str) -> tuple[str, ...]:
         """Ids of the verdicts (delta sources) that changed ``G[prev -> word]``, in applied order."""
@@ -203,7 +196,7 @@ class Accumulator:
 
     @property
     def n_edges(self) -> int:
-        return len(set(self._score) | set(self._uses) | self._expert)
+        return len(set(self._score) | self._expert)
 
     # -- writing -----------------------------------------------------------------------------
     def apply_delta(self, prev: str, word: str, delta: float, source_id: str) -> bool:
@@ -260,11 +253,6 @@ class Accumulator:
             self._deltas.append(((prev, word), 0.0, source_id))
             return True
 
-    def record_use(self, prev: str, word: str) -> None:
-        """Count one use of ``prev -> word`` (reinforcement; weighted by ``ScoreWeights.w_use``)."""
-        with self._lock:
-            self._uses[(prev, word)] = self._uses.get((prev, word), 0) + 1
-
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:
         """Atomically write the accumulator to ``path`` (default: the path it was opened with)."""
@@ -272,7 +260,7 @@ class Accumulator:
         if target is None:
             raise InputError("Accumulator.save needs a path (none was given when it was created)")
         with self._lock:
-            edges = sorted(set(self._score) | set(self._uses) | self._expert | {e for e, _, _ in self._deltas})
+            edges = sorted(set(self._score) | self._expert | {e for e, _, _ in self._deltas})
             index = {e: i for i, e in enumerate(edges)}
             edge_utf8, edge_offsets = _pack([f"{p}\t{w}" for p, w in edges])
             src_utf8, src_offsets = _pack([s for _, _, s in self._deltas])
@@ -280,7 +268,7 @@ class Accumulator:
                 "edge_utf8": edge_utf8,
                 "edge_offsets": edge_offsets,
                 "score": np.array([self._score.get(e, 0.0) for e in edges], dtype=np.float32),
-                "uses": np.array([self._uses.get(e, 0) for e in edges], dtype=np.int64),
+                "uses": np.zeros(len(edges), dtype=np.int64),
                 "expert_added": np.array([e in self._expert for e in edges], dtype=np.uint8),
                 "delta_edge": np.array([index[e] for e, _, _ in self._deltas], dtype=np.int64),
                 "delta_value": np.array([d for _, d, _ in self._deltas], dtype=np.float32),
@@ -305,8 +293,6 @@ class Accumulator:
         for i, e in enumerate(edges):
             if t["score"][i] != 0.0:
                 self._score[e] = float(t["score"][i])
-            if t["uses"][i]:
-                self._uses[e] = int(t["uses"][i])
             if t["expert_added"][i]:
                 self._expert.add(e)
         sources = _unpack(t["delta_source_utf8"], t["delta_source_offsets"])

@@ -8,22 +8,63 @@ User mistakes (:class:`OverlayError`) are printed as one clear message with exit
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
-import math
-import os
 import sys
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
 
+from .accumulator import ScoreWeights
 from .cli_errors import err, fail as _fail, print_error
 from .errors import InputError, OverlayError
+from .settings import ReasonerSettings, render_help, specs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Overlay: a transparent reasoning pipeline (adjacency tables + retrieval + LLM selector).")
 HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder (default ./.overlay).")
+
+
+def _setting_options(*classes: type):
+    """Give a command one option per setting of each settings dataclass (see :mod:`overlay_core.settings`).
+
+    The command takes a ``setting_values`` parameter instead: ``{name: value}`` of every setting, to build
+    the dataclasses inside its own error handling (a bad value is then reported with its flag)."""
+    extra: list[inspect.Parameter] = []
+    for cls in classes:
+        for s in specs(cls):
+            decls = (f"{s.flag}/--no-{s.flag[2:]}",) if s.type is bool else (s.flag,)
+            # help is rich markup: "G[edge]" is escaped, and the range is in parentheses, not brackets
+            allowed = (f" (one of: {', '.join(s.choices)})" if s.choices
+                       else f" ({s.bounds[0]:g} to {s.bounds[1]:g})" if s.bounds and s.type is int else "")
+            opt = typer.Option(s.default, *decls, help=escape(render_help(s.help, cls, "cli")) + allowed)
+            extra.append(inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=s.type))
+
+    def decorate(fn):
+        sig = inspect.signature(fn)
+        own = [p for p in sig.parameters.values() if p.name != "setting_values"]
+
+        @functools.wraps(fn)
+        def command(**kwargs: Any):
+            values = {p.name: kwargs.pop(p.name) for p in extra}
+            return fn(**kwargs, setting_values=values)
+
+        hints = typing.get_type_hints(fn)
+        command.__signature__ = sig.replace(parameters=[p.replace(annotation=hints.get(p.name, p.annotation))
+                                                        for p in own] + extra)
+        command.__annotations__ = {**{p.name: hints[p.name] for p in own if p.name in hints},
+                                   **{p.name: p.annotation for p in extra}}
+        return command
+
+    return decorate
+
+
+def _pick(cls: type, values: dict[str, Any]) -> Any:
+    return cls(**{s.name: values[s.name] for s in specs(cls)})
 
 
 @app.command()
@@ -88,6 +129,7 @@ def build(
 
 
 @app.command()
+@_setting_options(ReasonerSettings, ScoreWeights)
 def ask(
     ctx: typer.Context,
     question: str = typer.Argument(..., help="The question, e.g. 'What is a hash table?'"),
@@ -95,36 +137,17 @@ def ask(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: answer, trace, passages, settings."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the trace as Markdown tables."),
     model: Optional[Path] = typer.Option(None, envvar="OVERLAY_MODEL", help="GGUF model path (default: SmolLM2-135M)."),
-    top_k: int = typer.Option(3, help="Passages retrieved."),
-    n_candidates: int = typer.Option(8, help="Corpus-wide successors proposed per step."),
-    span_words: int = typer.Option(4, help="Longest multi-word passage span (1 = words only)."),
-    context_order: int = typer.Option(2, help="2 = bigram context, 3 = trigram context."),
-    llm_score: str = typer.Option("mean", help="LLM score used: mean, sum or calibrated."),
-    block_ngram: int = typer.Option(3, help="Block repeated n-grams of this size (0 = off)."),
-    min_words: int = typer.Option(6, help="No sentence end before this many words (above --max-words, max wins: "
-                                  "the answer stops at --max-words)."),
-    max_words: int = typer.Option(30, help="Stop after this many words."),
-    w_adj: float = typer.Option(0.5, help="Weight of log p_adj."),
-    w_ctx: float = typer.Option(6.0, help="Weight of passage support."),
-    w_llm: float = typer.Option(1.0, help="Weight of the LLM score."),
-    w_glob: float = typer.Option(1.0, help="Weight of the global (verdict) score."),
-    w_rel: float = typer.Option(6.0, help="Weight of the question relevance of a candidate's sentence (0-1)."),
-    refuse_distance: float = typer.Option(0.6, help="Decline when the nearest passage is farther than this and none is "
-                                          "about the asked term (2 = never)."),
-    min_relevance: float = typer.Option(0.5, help="Decline who/when/which/how questions when no sentence is this "
-                                        "relevant (0 = never)."),
-    hygiene: bool = typer.Option(True, "--hygiene/--no-hygiene", help="Keep dictionary furniture (pronunciations, "
-                                 "sense numbers, tags) out of answers."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id "
                                  "(creates the review database if needed, in an existing folder)."),
     db: Optional[str] = typer.Option(None, "--db", help="Review database for --enqueue: SQLite file path or SQLAlchemy URL "
                                      "(default: $OVERLAY_DB_URL, else <state>/reviews.sqlite3, as `overlay review`)."),
     server_url: Optional[str] = typer.Option(None, envvar="OVERLAY_CHROMA_URL", help="Chroma server URL."),
+    setting_values: Optional[dict] = None,
 ) -> None:
-    """Answer a question word by word and print the answer with its trace."""
-    from .accumulator import ScoreWeights
+    """Answer a question word by word and print the answer with its trace.
+
+    Every reasoner setting and score weight is an option (see overlay_core/settings.py)."""
     from .knowledge import make_reasoner, state_paths
-    from .reasoner import ReasonerSettings
     from .trace import to_markdown, to_text
 
     try:
@@ -134,15 +157,7 @@ def ask(
             check_enqueue_db(db, home)
         if json_out and markdown:
             raise InputError("--json and --markdown are two output formats; choose one")
-        for flag, value in (("--w-adj", w_adj), ("--w-ctx", w_ctx), ("--w-llm", w_llm), ("--w-glob", w_glob),
-                            ("--w-rel", w_rel)):
-            if not math.isfinite(value):
-                raise InputError(f"{flag} must be a finite number, got {value}")
-        settings = ReasonerSettings(top_k=top_k, n_candidates=n_candidates, span_words=span_words,
-                                    context_order=context_order, llm_score=llm_score, block_ngram=block_ngram,
-                                    min_words=min_words, max_words=max_words, refuse_distance=refuse_distance,
-                                    min_relevance=min_relevance, hygiene=hygiene)
-        weights = ScoreWeights(w_adj=w_adj, w_ctx=w_ctx, w_llm=w_llm, w_glob=w_glob, w_rel=w_rel)
+        settings, weights = _pick(ReasonerSettings, setting_values), _pick(ScoreWeights, setting_values)
         reasoner = make_reasoner(home, model_path=model, weights=weights, settings=settings, server_url=server_url)
         result = reasoner.answer(question)
         if enqueue:

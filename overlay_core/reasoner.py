@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import evidence as E
@@ -42,78 +42,15 @@ from . import text as T
 from .accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
 from .errors import InputError
 from .questions import QuestionForm, analyze
+from .settings import LLM_SCORES, ReasonerSettings  # noqa: F401  (re-exported)
 from .trace import Candidate, EvidenceRef, PassageRef, Step, StopReason, Trace
 
-LLM_SCORES = ("mean", "sum", "calibrated")
 #: A passage with fewer words than this after its ``headword:`` label is a stub (ranked after the others).
 STUB_WORDS = 5
 
 _ARTICLES = {"a", "an", "the"}
 #: At most this many relevant sentences open factoid answers (step 0 candidates).
 MAX_ANSWER_SENTENCES = 8
-
-
-@dataclass(frozen=True)
-class ReasonerSettings:
-    """Every guardrail and size of the loop, visible on the Overlay Reasoner node and in the trace.
-
-    Attributes:
-        top_k: passages retrieved per question.
-        n_candidates: corpus-wide top-N successors proposed per step.
-        passage_candidates: also propose the successors found in the retrieved passages.
-        span_words: longest multi-word passage span proposed (1 = single words only).
-        context_order: n-gram order of the context: 2 = previous word, 3 = previous two words.
-        llm_score: which LLM score enters the sum: "mean" (per-token mean log-prob),
-            "sum" (total log-prob) or "calibrated" (log-prob minus log-prob after a neutral prompt).
-        block_ngram: block candidates that would repeat an n-gram of this size (0 = off).
-        min_words: sentence-ending punctuation is blocked before this many answer words.
-        max_words: hard stop after this many answer words (not counting the subject start; spans are cut to fit).
-        start: "subject" starts the answer with the question's subject ("A hash table is") or, for other
-            question forms, with the frame taken from the question ("Unix was invented"); "none" does not.
-        max_passage_chars: passage text shown to the LLM is cut to this many characters.
-        refuse_distance: decline to answer when the nearest passage is farther than this (cosine distance,
-            0–2) and no passage is about the asked term; 2 = never.
-        min_relevance: a non-definitional question is declined when no sentence of the passages reaches this
-            relevance (see :mod:`overlay_core.evidence`); 0 = never.
-        hygiene: dictionary furniture (pronunciations, sense numbers, ``<category>`` tags, citations) is kept
-            in the passages and the trace but is not answer material.
-    """
-
-    top_k: int = 3
-    n_candidates: int = 8
-    passage_candidates: bool = True
-    span_words: int = 4
-    # bigram: trigram context scored a little better (docs/evaluation.md) but proposes too few candidates for a
-    # reject verdict to change the answer (after "that converts" every candidate starts with "another")
-    context_order: int = 2
-    llm_score: str = "mean"
-    block_ngram: int = 3
-    min_words: int = 6
-    max_words: int = 30
-    start: str = "subject"
-    max_passage_chars: int = 600
-    refuse_distance: float = 0.6
-    min_relevance: float = 0.5
-    hygiene: bool = True
-
-    def __post_init__(self) -> None:
-        checks = {"top_k": (1, 50), "n_candidates": (0, 256), "span_words": (1, 16), "context_order": (2, 3),
-                  "block_ngram": (0, 10), "min_words": (0, 500), "max_words": (1, 500), "max_passage_chars": (50, 100000)}
-        for name, (lo, hi) in checks.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise InputError(f"setting `{name}` must be an integer in [{lo}, {hi}], got {v!r}")
-        if self.llm_score not in LLM_SCORES:
-            raise InputError(f"setting `llm_score` must be one of {', '.join(LLM_SCORES)}, got {self.llm_score!r}")
-        if self.start not in ("subject", "none"):
-            raise InputError(f"setting `start` must be 'subject' or 'none', got {self.start!r}")
-        for name, (lo, hi) in {"refuse_distance": (0.0, 2.0), "min_relevance": (0.0, 1.0)}.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise InputError(f"setting `{name}` must be a number in [{lo:g}, {hi:g}], got {v!r}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -723,7 +660,6 @@ class Reasoner:
                          "calibrated": sc.calibrated if sc.calibrated is not None else sc.logprob_sum}[s.llm_score]
         p_adj = edge.prob if edge is not None else None
         glob = self.accumulator.global_score(prev, c.words[0])
-        uses = self.accumulator.uses(prev, c.words[0])
         feats = Candidate(
             word=T.join(c.words), words=list(c.words), source="+".join(c.sources),
             p_adj=p_adj, count=edge.count if edge is not None else 0,
@@ -735,13 +671,13 @@ class Reasoner:
             llm_calibrated=sc.calibrated if sc else None, llm=llm_value,
             n_tokens=len(sc.token_ids) if sc else None,
             boundary_merged=bool(sc.boundary_merged) if sc else False,
-            glob=glob, uses=uses, verdicts=list(self.accumulator.verdicts_for(prev, c.words[0])),
+            glob=glob, verdicts=list(self.accumulator.verdicts_for(prev, c.words[0])),
             passages=list(c.passages), blocked=c.blocked, score=None,
         )
         if llm_value is not None:
             feats.score = self.weights.combine(
                 log_p_adj=math.log(p_adj) if p_adj and p_adj > 0 else LOG_P_FLOOR, ctx=c.ctx, llm=llm_value,
-                glob=glob, uses=uses, rel=c.rel)
+                glob=glob, rel=c.rel)
         return feats
 
     @staticmethod

@@ -12,7 +12,7 @@ unknown keys are kept in ``extra`` and written back after the known ones). JSON 
      "trace": [{"step", "prev", "context", "chosen", "chosen_words", "source",
                 "candidates": [{"word", "words", "source", "p_adj", "count", "n_passages", "edge",
                                 "edge_passages", "ctx", "rel", "llm_logprob", "llm_mean", "llm_calibrated",
-                                "llm", "n_tokens", "boundary_merged", "glob", "uses", "verdicts", "passages",
+                                "llm", "n_tokens", "boundary_merged", "glob", "verdicts", "passages",
                                 "blocked", "score"}],
                 "latency_ms": {"propose", "select", "accumulate", "total"}}],
      "question_form": {"kind", "subject", "frame", "focus", "answer_type", "rule", ...},
@@ -107,7 +107,8 @@ class Candidate:
     n_tokens: int | None = None
     boundary_merged: bool = False
     glob: float = 0.0
-    uses: int = 0
+    #: only in traces made before the usage term was dropped (always 0 there); None = absent
+    uses: int | None = None
     verdicts: list[str] = field(default_factory=list)
     passages: list[str] = field(default_factory=list)
     blocked: str | None = None
@@ -120,13 +121,17 @@ class Candidate:
         return (self.words or T.words(self.word) or [self.word])[0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"word": self.word, "words": list(self.words), "source": self.source, "p_adj": self.p_adj,
-                "count": self.count, "n_passages": self.n_passages, "edge": self.edge,
-                "edge_passages": list(self.edge_passages), "ctx": self.ctx, "rel": self.rel,
-                "llm_logprob": self.llm_logprob, "llm_mean": self.llm_mean, "llm_calibrated": self.llm_calibrated,
-                "llm": self.llm, "n_tokens": self.n_tokens, "boundary_merged": self.boundary_merged,
-                "glob": self.glob, "uses": self.uses, "verdicts": list(self.verdicts),
-                "passages": list(self.passages), "blocked": self.blocked, "score": self.score, **self.extra}
+        out = {"word": self.word, "words": list(self.words), "source": self.source, "p_adj": self.p_adj,
+               "count": self.count, "n_passages": self.n_passages, "edge": self.edge,
+               "edge_passages": list(self.edge_passages), "ctx": self.ctx, "rel": self.rel,
+               "llm_logprob": self.llm_logprob, "llm_mean": self.llm_mean, "llm_calibrated": self.llm_calibrated,
+               "llm": self.llm, "n_tokens": self.n_tokens, "boundary_merged": self.boundary_merged,
+               "glob": self.glob}
+        if self.uses is not None:
+            out["uses"] = self.uses
+        out.update(verdicts=list(self.verdicts), passages=list(self.passages), blocked=self.blocked, score=self.score)
+        out.update(self.extra)
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "candidate") -> Candidate:
@@ -145,7 +150,7 @@ class Candidate:
             llm_calibrated=r.get("llm_calibrated", _NUM, None, num, none=True),
             llm=r.get("llm", _NUM, None, num, none=True), n_tokens=r.get("n_tokens", (int,), None, "an int", none=True),
             boundary_merged=r.get("boundary_merged", (bool,), False, "true or false"),
-            glob=r.get("glob", _NUM, 0.0, "a number"), uses=r.get("uses", (int,), 0, "an int"),
+            glob=r.get("glob", _NUM, 0.0, "a number"), uses=r.get("uses", (int,), None, "an int", none=True),
             verdicts=r.words("verdicts", "a list of verdict ids"), passages=r.words("passages", "a list of passage ids"),
             blocked=r.get("blocked", (str,), None, "the reason (str) or None", none=True),
             score=r.get("score", _NUM, None, num, none=True), extra=r.extra())

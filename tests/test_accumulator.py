@@ -12,13 +12,11 @@ def test_deltas_are_idempotent_traceable_and_persisted(tmp_path):
     assert acc.apply_delta("hash", "table", -10.0, "v1") is False  # same verdict twice: no change
     assert acc.apply_delta("hash", "table", 2.5, "v2") is True
     acc.add_edge("hash", "map", "v3")
-    acc.record_use("hash", "table")
     acc.save()
     again = Accumulator(path)
     assert again.global_score("hash", "table") == pytest.approx(-7.5)
     assert again.verdicts_for("hash", "table") == ("v1", "v2")
     assert again.expert_edges("hash") == ["map"]
-    assert again.uses("hash", "table") == 1
     assert again.apply_delta("hash", "table", -10.0, "v1") is False  # idempotency survives a reload
     assert again.global_score("unseen", "edge") == 0.0
 
@@ -31,8 +29,8 @@ def test_reverting_restores_exactly(tmp_path):
 
 
 def test_weights_combine_and_validate():
-    w = ScoreWeights(w_adj=1, w_ctx=2, w_llm=3, w_glob=4, w_use=0)
-    assert w.combine(log_p_adj=-1.0, ctx=1.0, llm=-2.0, glob=-0.5, uses=9) == pytest.approx(-1 + 2 - 6 - 2)
+    w = ScoreWeights(w_adj=1, w_ctx=2, w_llm=3, w_glob=4, w_rel=5)
+    assert w.combine(log_p_adj=-1.0, ctx=1.0, llm=-2.0, glob=-0.5, rel=0.2) == pytest.approx(-1 + 2 - 6 - 2 + 1)
     with pytest.raises(InputError, match="w_llm"):
         ScoreWeights(w_llm=float("nan"))
 

@@ -193,9 +193,11 @@ def _cli(*args, env=None):
 @pytest.mark.parametrize("args,message", [
     (["--max-words", "600"], "error: setting --max-words must be an integer in [1, 500], got 600\n"),
     (["--llm-score", "best"], "error: setting --llm-score must be one of mean, sum, calibrated, got 'best'\n"),
-    (["--w-glob", "nan"], "error: --w-glob must be a finite number, got nan\n"),
+    (["--w-glob", "nan"], "error: score weight --w-glob must be a finite number, got nan\n"),
     # finite but huge: a weight times a log-probability would overflow to -inf in the JSON trace
-    (["--w-adj", "1e308"], "error: score weight --w-adj must be within ±1e+06, got 1e+308\n"),
+    (["--w-adj", "1e308"], "error: score weight --w-adj must be a number in [-1e+06, 1e+06], got 1e+308\n"),
+    (["--start", "middle"], "error: setting --start must be one of subject, none, got 'middle'\n"),
+    (["--context-order", "4"], "error: setting --context-order must be an integer in [2, 3], got 4\n"),
     (["--json", "--markdown"], "error: --json and --markdown are two output formats; choose one\n"),
 ])
 def test_ask_setting_errors_name_the_flag(tmp_path, args, message):

@@ -7,8 +7,12 @@ from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
 from overlay_core.component_code import edited_nodes, warn_if_edited
-from overlay_core.reasoner import Reasoner, ReasonerSettings
+from overlay_core.reasoner import Reasoner
+from overlay_core.settings import ReasonerSettings, from_inputs, node_inputs
 from overlay_core.trace import to_markdown, to_rows
+
+#: LangFlow input class of each kind of setting (overlay_core.settings.node_inputs)
+_INPUT = {"int": IntInput, "float": FloatInput, "bool": BoolInput, "dropdown": DropdownInput}
 
 
 class OverlayReasoner(Component):
@@ -29,35 +33,8 @@ class OverlayReasoner(Component):
                     info="Connect the LLM Selector node."),
         HandleInput(name="score_accumulator", display_name="Score Accumulator", input_types=["ScoreAccumulator"],
                     required=True, info="Connect the Score Accumulator node (weights + verdict scores)."),
-        IntInput(name="top_k", display_name="Passages (top-k)", value=3, info="Passages retrieved for the question."),
-        IntInput(name="n_candidates", display_name="Candidates per Step", value=8,
-                 info="Corpus-wide top-N successors proposed at each step."),
-        IntInput(name="max_words", display_name="Max Answer Words", value=30,
-                 info="Hard stop after this many words (after the subject start, e.g. 'A hash table is')."),
-        IntInput(name="min_words", display_name="Min Words Before '.'", value=6,
-                 info="Stopping rule: sentence-ending punctuation is blocked before this many words."),
-        IntInput(name="block_ngram", display_name="Block Repeated n-grams", value=3,
-                 info="Repetition control: block candidates repeating an n-gram of this size (0 = off)."),
-        FloatInput(name="refuse_distance", display_name="Decline Beyond Distance", value=0.6,
-                   info="Decline to answer when the nearest passage is farther than this (cosine distance, 0-2) and "
-                        "none is about the asked term. 2 = never decline on distance."),
-        FloatInput(name="min_relevance", display_name="Min Sentence Relevance", value=0.5,
-                   info="Who/when/which/how questions are declined when no passage sentence reaches this relevance "
-                        "(0-1; 0 = never). Only sentences at least this relevant open the answer."),
-        BoolInput(name="hygiene", display_name="Skip Dictionary Furniture", value=True, advanced=True,
-                  info="Pronunciations, sense numbers, <category> tags and citations stay in the passages and the "
-                       "trace but never become answer words."),
-        BoolInput(name="passage_candidates", display_name="Passage Candidates", value=True, advanced=True,
-                  info="Also propose the words that follow the context inside the retrieved passages."),
-        IntInput(name="span_words", display_name="Span Length", value=4, advanced=True,
-                 info="Longest multi-word span copied from a passage as one candidate (1 = words only)."),
-        DropdownInput(name="context_order", display_name="Context", options=["bigram", "trigram"], value="bigram",
-                      advanced=True, info="Propose from the previous word (bigram) or the previous two words (trigram)."),
-        DropdownInput(name="llm_score", display_name="LLM Score", options=["mean", "sum", "calibrated"], value="mean",
-                      advanced=True, info="Per-token mean log-prob, total log-prob, or calibrated (minus a neutral prompt's)."),
-        DropdownInput(name="start_mode", display_name="Start", options=["subject", "none"], value="subject", advanced=True,
-                      info="'subject' starts with the asked term ('A hash table is') or a frame taken from the "
-                           "question ('Unix was invented'); 'none' starts with a passage span."),
+        # one input per reasoner setting, made from its declaration (bounds as range_spec)
+        *[_INPUT[d.pop("kind")](**d) for d in node_inputs(ReasonerSettings)],
     ]
     outputs = [
         Output(display_name="Answer", name="answer", method="build_answer"),
@@ -74,11 +51,7 @@ class OverlayReasoner(Component):
     def _run(self) -> dict:
         if getattr(self, "_result", None) is None:
             acc = self.score_accumulator
-            settings = ReasonerSettings(
-                top_k=self.top_k, n_candidates=self.n_candidates, max_words=self.max_words, min_words=self.min_words,
-                block_ngram=self.block_ngram, passage_candidates=self.passage_candidates, span_words=self.span_words,
-                context_order=3 if self.context_order == "trigram" else 2, llm_score=self.llm_score, start=self.start_mode,
-                refuse_distance=self.refuse_distance, min_relevance=self.min_relevance, hygiene=self.hygiene)
+            settings = from_inputs(ReasonerSettings, self)
             reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
                                 weights=acc.weights, settings=settings)
             self._result = reasoner.answer(self.question)

@@ -1,0 +1,217 @@
+"""One schema for every run-time setting: the reasoner's settings and the score weights.
+
+Each setting is declared once, as a field of :class:`ReasonerSettings` (here) or
+:class:`overlay_core.accumulator.ScoreWeights`, with :func:`setting`: its name, type (the annotation),
+default, bounds or choices, a one-line help and the label the LangFlow node shows. Everything else is
+derived from these fields:
+
+* the dataclasses' validation (:func:`validate`, from ``__post_init__``);
+* the ``overlay ask`` options (``--top-k``, ``--hygiene/--no-hygiene``, …; :mod:`overlay_core.cli`);
+* the inputs of the Overlay Reasoner and Score Accumulator nodes (:func:`node_inputs`: LangFlow-free
+  keyword arguments, with a ``range_spec`` for every bounded number).
+
+Help texts name other settings as ```max_words``` markers; :func:`render_help` spells them as the surface
+does (``--max-words`` on the command line, 'Max Answer Words' on a node).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import typing
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import InputError
+
+_KEY = "overlay.setting"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One setting as every surface sees it (see the module docstring).
+
+    Attributes:
+        name: the dataclass field, the key in the trace's ``settings``/``weights``; the CLI flag is
+            ``--name-with-dashes``.
+        type: ``int``, ``float``, ``bool`` or ``str``.
+        default: the value used when nothing is given.
+        help: one line for ``--help`` and the node tooltip (```other_setting``` markers allowed).
+        label: the node input's display name.
+        bounds: ``(lo, hi)``, inclusive, for numbers; None = any finite value.
+        choices: the allowed values of a ``str`` setting (a dropdown on the node).
+        step: the node's spin step for a float (ints step by 1).
+        advanced: hidden under the node's "advanced" fold.
+        input_name: the node input's name when ``name`` is taken by LangFlow (``Component.start`` is a
+            method, so the setting ``start`` is the input ``start_mode``).
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    label: str
+    bounds: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    step: float | None = None
+    advanced: bool = False
+    input_name: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def input(self) -> str:
+        return self.input_name or self.name
+
+
+def setting(default: Any, *, help: str, label: str, bounds: tuple[float, float] | None = None,
+            choices: tuple[str, ...] | None = None, step: float | None = None, advanced: bool = False,
+            input_name: str | None = None) -> Any:
+    """A dataclass field that carries its :class:`Spec` (name and type are filled in from the field)."""
+    meta = dict(default=default, help=help, label=label, bounds=bounds, choices=choices, step=step,
+                advanced=advanced, input_name=input_name)
+    return dataclasses.field(default=default, metadata={_KEY: meta})
+
+
+def specs(cls: type) -> list[Spec]:
+    """The :class:`Spec` of every field of the settings dataclass ``cls``, in field order."""
+    hints = typing.get_type_hints(cls)
+    return [Spec(name=f.name, type=hints[f.name], **f.metadata[_KEY]) for f in dataclasses.fields(cls)]
+
+
+def validate(obj: Any, what: str = "setting") -> None:
+    """Check every field of a settings dataclass against its spec.
+
+    Raises:
+        InputError: naming the field as ```name``` (the CLI turns it into ``--name``), e.g.
+            "setting `max_words` must be an integer in [1, 500], got 600".
+    """
+    for s in specs(type(obj)):
+        v = getattr(obj, s.name)
+        where = f"{what} `{s.name}`"
+        if s.type is bool:
+            if not isinstance(v, bool):
+                raise InputError(f"{where} must be true or false, got {v!r}")
+        elif s.type is int:
+            lo, hi = s.bounds
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise InputError(f"{where} must be an integer in [{lo}, {hi}], got {v!r}")
+        elif s.type is float:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise InputError(f"{where} must be a finite number, got {v!r}")
+            if s.bounds and not s.bounds[0] <= v <= s.bounds[1]:
+                raise InputError(f"{where} must be a number in [{s.bounds[0]:g}, {s.bounds[1]:g}], got {v!r}")
+        elif v not in s.choices:
+            raise InputError(f"{where} must be one of {', '.join(s.choices)}, got {v!r}")
+
+
+_MARKER = re.compile(r"`([a-z_]+)`")
+
+
+def render_help(text: str, cls: type, surface: str) -> str:
+    """``text`` with each ```name``` of a setting of ``cls`` spelled for ``surface``: ``"cli"`` (``--name``)
+    or ``"node"`` (``'Label'``); other markers are kept."""
+    by_name = {s.name: s for s in specs(cls)}
+
+    def sub(m: re.Match) -> str:
+        s = by_name.get(m.group(1))
+        if s is None:
+            return m.group(0)
+        return s.flag if surface == "cli" else f"'{s.label}'"
+
+    return _MARKER.sub(sub, text)
+
+
+def node_inputs(cls: type) -> list[dict[str, Any]]:
+    """Keyword arguments of one LangFlow input per setting of ``cls`` (no LangFlow import here).
+
+    Each dict has ``"kind"`` (``"int"``, ``"float"``, ``"bool"`` or ``"dropdown"``: the input class
+    to use) and the input's ``name``, ``display_name``, ``value``, ``info``, ``advanced`` and, for a
+    bounded number, ``range_spec`` (``{"min", "max", "step", "step_type"}``, which lfx accepts as a dict)
+    or, for a choice, ``options``. Visible inputs come first, then the advanced ones, each in field order.
+    """
+    out = []
+    for s in sorted(specs(cls), key=lambda s: s.advanced):
+        d: dict[str, Any] = {"name": s.input, "display_name": s.label, "value": s.default,
+                             "info": render_help(s.help, cls, "node"), "advanced": s.advanced}
+        if s.choices:
+            d.update(kind="dropdown", options=list(s.choices))
+        elif s.type is bool:
+            d["kind"] = "bool"
+        else:
+            d["kind"] = "int" if s.type is int else "float"
+            if s.bounds:
+                step = 1 if s.type is int else (s.step or 0.1)
+                d["range_spec"] = {"min": s.bounds[0], "max": s.bounds[1], "step": step,
+                                   "step_type": "int" if s.type is int else "float"}
+        out.append(d)
+    return out
+
+
+def from_inputs(cls: type, values: Any) -> Any:
+    """An instance of ``cls`` from an object whose attributes are named as the node inputs (a component)."""
+    return cls(**{s.name: getattr(values, s.input) for s in specs(cls)})
+
+
+LLM_SCORES = ("mean", "sum", "calibrated")
+
+
+@dataclass(frozen=True)
+class ReasonerSettings:
+    """Every guardrail and size of the loop, visible on the Overlay Reasoner node and in the trace.
+
+    One field per setting; its ``help`` says what it does (``overlay ask --help`` prints them all).
+
+    Raises:
+        InputError: a value of the wrong type or outside its bounds/choices, naming the setting.
+    """
+
+    top_k: int = setting(3, bounds=(1, 50), label="Passages (top-k)", help="Passages retrieved for the question.")
+    n_candidates: int = setting(8, bounds=(0, 256), label="Candidates per Step",
+                                help="Corpus-wide top-N successors proposed at each step.")
+    passage_candidates: bool = setting(
+        True, label="Passage Candidates", advanced=True,
+        help="Also propose the words that follow the context inside the retrieved passages.")
+    span_words: int = setting(4, bounds=(1, 16), label="Span Length", advanced=True,
+                              help="Longest multi-word span copied from a passage as one candidate (1 = words only).")
+    # bigram: trigram context scored a little better (docs/evaluation.md) but proposes too few candidates for a
+    # reject verdict to change the answer (after "that converts" every candidate starts with "another")
+    context_order: int = setting(2, bounds=(2, 3), label="Context Order", advanced=True,
+                                 help="n-gram order of the context: 2 = the previous word (bigram), 3 = the previous "
+                                      "two words (trigram).")
+    llm_score: str = setting("mean", choices=LLM_SCORES, label="LLM Score", advanced=True,
+                             help="LLM score used: per-token mean log-prob, total log-prob (sum), or calibrated "
+                                  "(minus the log-prob after a neutral prompt).")
+    block_ngram: int = setting(3, bounds=(0, 10), label="Block Repeated n-grams",
+                               help="Repetition control: block candidates repeating an n-gram of this size (0 = off).")
+    min_words: int = setting(6, bounds=(0, 500), label="Min Words Before '.'",
+                             help="Sentence-ending punctuation is blocked before this many answer words (above "
+                                  "`max_words`, max wins: the answer stops at `max_words`).")
+    max_words: int = setting(30, bounds=(1, 500), label="Max Answer Words",
+                             help="Hard stop after this many answer words (after the opening words, e.g. 'A hash "
+                                  "table is'; spans are cut to fit).")
+    start: str = setting("subject", choices=("subject", "none"), label="Start", advanced=True, input_name="start_mode",
+                         help="'subject' starts with the asked term ('A hash table is') or a frame taken from the "
+                              "question ('Unix was invented'); 'none' starts with a passage span.")
+    max_passage_chars: int = setting(600, bounds=(50, 100000), label="Passage Characters Shown", advanced=True,
+                                     help="Passage text shown to the LLM is cut to this many characters.")
+    refuse_distance: float = setting(
+        0.6, bounds=(0.0, 2.0), step=0.05, label="Decline Beyond Distance",
+        help="Decline to answer when the nearest passage is farther than this (cosine distance, 0-2) and none is "
+             "about the asked term; 2 = never decline on distance.")
+    min_relevance: float = setting(
+        0.5, bounds=(0.0, 1.0), step=0.05, label="Min Sentence Relevance",
+        help="Who/when/which/how questions are declined when no passage sentence reaches this relevance (0-1; "
+             "0 = never); only sentences at least this relevant open the answer.")
+    hygiene: bool = setting(True, label="Skip Dictionary Furniture", advanced=True,
+                            help="Pronunciations, sense numbers, <category> tags and citations stay in the passages "
+                                 "and the trace but never become answer words.")
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
