@@ -1,0 +1,201 @@
+"""The reasoning loop with fakes: a scripted selector, a tiny adjacency table and knowledge base (no model,
+no ChromaDB; milliseconds). The same loop runs on real parts in tests/test_reasoner.py."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from overlay_core.accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
+from overlay_core.adjacency import Edge
+from overlay_core.reasoner import Reasoner
+from overlay_core.retrieval import RetrievedPassage
+from overlay_core.settings import ReasonerSettings
+from overlay_core.text import words
+from overlay_core.trace import StopReason, Trace
+
+PASSAGES = [
+    ("p1", "widget: A widget is a small gadget used in tests.", 0.1, {"headword": "widget", "chunk": 0}),
+    ("p2", "gadget: A gadget is a device with a clever design.", 0.4, {"headword": "gadget", "chunk": 0}),
+]
+
+
+class FakeKB:
+    """``query`` returns every passage (nearest first); ``where={"headword": h}`` filters by headword."""
+
+    def __init__(self, passages=PASSAGES):
+        self.passages = [RetrievedPassage(i, t, d, dict(md, source="TEST")) for i, t, d, md in passages]
+        self.queries = 0
+
+    def query(self, text, k=3, where=None):
+        self.queries += 1
+        hits = [p for p in self.passages if not where or p.metadata.get("headword") == where.get("headword")]
+        return hits[:k]
+
+
+class FakeTable:
+    """Bigram successors: ``{prev: [(word, prob), ...]}``; count 1 per edge, provenance ``["p1"]``."""
+
+    fingerprint = "fake-table"
+
+    def __init__(self, succ: dict[str, list[tuple[str, float]]]):
+        self.succ = succ
+
+    def next_words(self, context, top_n=16):
+        prev = list(context)[-1]
+        return [Edge((prev,), w, 1, p, 1, ("p1",), 2) for w, p in self.succ.get(prev, [])[:top_n]]
+
+    def edge(self, context, word):
+        return next((e for e in self.next_words(context, 99) if e.word == word), None)
+
+
+class FakeSelector:
+    """Scores a continuation by a table of preferred texts (stripped): ``prefs[text]`` nats, else ``-20``.
+
+    ``calls`` counts ``score`` calls; one token per word, so ``logprob_mean = logprob_sum / n_words``."""
+
+    n_ctx = 2048
+    fingerprint = "fake-model"
+
+    def __init__(self, prefs: dict[str, float]):
+        self.prefs, self.calls = prefs, 0
+
+    def format_prompt(self, instruction, user):
+        return f"{instruction}\n{user}\n"
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def score(self, context, candidates, *, calibrate=False):
+        self.calls += 1
+        out = []
+        for text in candidates:
+            lp = self.prefs.get(text.strip(), -20.0)
+            n = max(1, len(text.split()))
+            out.append(SimpleNamespace(logprob_sum=lp, logprob_mean=lp / n, calibrated=lp if calibrate else None,
+                                       token_ids=list(range(n)), boundary_merged=False))
+        return out
+
+
+#: the LLM alone decides (plus the verdicts' global score), so each test states its answer by the preferences
+LLM_ONLY = ScoreWeights(w_adj=0.0, w_ctx=0.0, w_llm=1.0, w_glob=1.0, w_rel=0.0)
+SUCC = {"is": [("a", 0.5), ("the", 0.3)], "a": [("small", 0.4), ("device", 0.2)], "small": [("gadget", 0.9)],
+        "gadget": [("used", 0.5), (".", 0.1)], "used": [("in", 1.0)], "in": [("tests", 1.0)], "tests": [(".", 1.0)]}
+
+
+def make(prefs, succ=SUCC, weights=LLM_ONLY, acc=None, **settings):
+    return Reasoner(FakeKB(), FakeTable(succ), FakeSelector(prefs), acc or Accumulator(), weights=weights,
+                    settings=ReasonerSettings(**{"min_words": 2, **settings}))
+
+
+def test_each_step_takes_the_best_scored_candidate_and_stops_at_the_sentence_end():
+    r = make({"a small gadget used": -1.0, "in tests.": -0.5, "in": -0.6})
+    t = r.answer_trace("What is a widget?")
+    assert isinstance(t, Trace) and t.prefix == ["A", "widget", "is"]
+    assert t.answer == "A widget is a small gadget used in tests."
+    assert [s.chosen for s in t.steps] == ["a small gadget used", "in tests."]
+    assert t.stop_reason is StopReason.SENTENCE_END and t.to_dict()["stop_reason"] == "sentence end"
+    for st in t.steps:
+        live = [c for c in st.candidates if c.blocked is None]
+        assert st.candidates[0].word == st.chosen == max(live, key=lambda c: c.score).word
+    assert r.selector.calls == len(t.steps)
+
+
+def test_the_score_is_the_weighted_sum_of_the_traced_features():
+    w = ScoreWeights(w_adj=0.5, w_ctx=6.0, w_llm=1.0, w_glob=1.0, w_rel=6.0)
+    acc = Accumulator()
+    acc.apply_delta("is", "the", 2.5, "vd_0000000000000001")
+    t = make({"a": -3.0, "the": -4.0}, weights=w, acc=acc, max_words=1).answer_trace("What is a widget?")
+    scored = [c for st in t.steps for c in st.candidates if c.score is not None]
+    assert scored
+    for c in scored:
+        log_p = math.log(c.p_adj) if c.p_adj else LOG_P_FLOOR
+        assert c.score == w.combine(log_p_adj=log_p, ctx=c.ctx, llm=c.llm, glob=c.glob, rel=c.rel)
+    the = next(c for c in t.steps[0].candidates if c.word == "the")
+    assert the.glob == 2.5 and the.verdicts == ["vd_0000000000000001"] and the.source == "corpus"
+    assert the.p_adj == 0.3 and the.edge == "is -> the"
+
+
+def test_max_words_stops_the_answer():
+    t = make({"a": -0.1, "small": -0.1, "gadget": -0.5}, span_words=1, max_words=3).answer_trace("What is a widget?")
+    assert t.answer_words[len(t.prefix):] == ["a", "small", "gadget"] and t.stop_reason is StopReason.MAX_WORDS
+
+
+def test_a_rejected_edge_changes_the_choice_and_the_trace_names_the_verdict():
+    prefs = {"a": -0.1, "the": -0.5}
+    first = make(prefs, span_words=1, max_words=1).answer_trace("What is a widget?")
+    assert first.steps[0].chosen == "a"
+    acc = Accumulator()
+    acc.apply_delta(*first.steps[0].edge, -100.0, "vd_00000000000000aa")
+    second = make(prefs, acc=acc, span_words=1, max_words=1).answer_trace("What is a widget?")
+    assert second.steps[0].chosen == "the"
+    rejected = next(c for c in second.steps[0].candidates if c.word == "a")
+    assert rejected.verdicts == ["vd_00000000000000aa"] and rejected.glob == -100.0
+
+
+def test_every_candidate_rejected_stops_the_answer():
+    acc = Accumulator()
+    for w in ("a", "the"):
+        acc.apply_delta("is", w, -100.0, f"vd_{w:0>16}")
+    r = make({}, succ={"is": [("a", 0.5), ("the", 0.5)]}, acc=acc, passage_candidates=False)
+    t = r.answer_trace("What is a widget?")
+    assert t.stop_reason is StopReason.ALL_REJECTED and t.answer_words == t.prefix
+    assert all(c.blocked and "verdict" in c.blocked for c in t.steps[0].candidates)
+    assert r.selector.calls == 0  # nothing left to score
+
+
+def test_no_candidates_stops_before_the_selector():
+    r = make({}, succ={}, passage_candidates=False)
+    t = r.answer_trace("What is a widget?")
+    assert t.stop_reason is StopReason.NO_CANDIDATES and t.steps == [] and r.selector.calls == 0
+
+
+def test_a_sentence_end_before_min_words_is_blocked():
+    t = make({"gadget": -0.1, ".": 0.0, "used": -1.0, "in": -0.1, "tests": -0.1}, span_words=1, min_words=4,
+             passage_candidates=False, succ={"is": [("gadget", 1.0)], "gadget": [(".", 0.5), ("used", 0.5)],
+                                             "used": [("in", 1.0)], "in": [("tests", 1.0)], "tests": [(".", 1.0)]}
+             ).answer_trace("What is a widget?")
+    blocked = {c.word: c.blocked for c in t.steps[1].candidates}
+    assert blocked["."] == "ends the sentence before min_words=4" and t.steps[1].chosen == "used"
+    assert t.answer == "A widget is gadget used in tests."
+
+
+def test_ties_go_to_the_smaller_text_whatever_the_order():
+    succ = {"is": [("b", 0.5), ("a", 0.5)]}
+    t = make({"a": -1.0, "b": -1.0}, succ=succ, passage_candidates=False, max_words=1).answer_trace("What is a widget?")
+    assert t.steps[0].chosen == "a"
+    succ = {"is": [("a", 0.5), ("b", 0.5)]}
+    assert make({"a": -1.0, "b": -1.0}, succ=succ, passage_candidates=False,
+                max_words=1).answer_trace("What is a widget?").steps[0].chosen == "a"
+
+
+def test_a_question_about_nothing_in_the_passages_is_declined_without_scoring():
+    r = make({})
+    t = r.answer_trace("What is a flibbertigibbet?")
+    assert t.refused and t.stop_reason is StopReason.DECLINED and t.frame is None and t.steps == []
+    assert t.to_dict()["stop_reason"] == "declined: " + t.refusal and r.selector.calls == 0
+    assert [p.id for p in t.passages] == ["p1", "p2"]
+
+
+def test_the_trace_dict_reads_back_as_the_same_trace():
+    t = make({"a small gadget used": -1.0, "in tests.": -0.5}).answer_trace("What is a widget?")
+    d = t.to_dict()
+    assert Trace.from_dict(d).to_dict() == d and "uses" not in d["trace"][0]["candidates"][0]
+    assert d["settings"] == ReasonerSettings(min_words=2).as_dict() and d["weights"] == LLM_ONLY.as_dict()
+
+
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_is_refused(question):
+    from overlay_core.errors import InputError
+
+    with pytest.raises(InputError, match="the question is empty"):
+        make({}).answer(question)
+
+
+def test_words_of_the_answer_are_candidates_of_their_step():
+    t = make({"a small gadget used": -1.0, "in tests.": -0.5}).answer_trace("What is a widget?")
+    for st in t.steps:
+        assert st.chosen in {c.word for c in st.candidates}
+        assert words(st.chosen) == st.chosen_words
