@@ -401,11 +401,15 @@ def forward_for(model: ModelInspection) -> BertForward | LlamaForward:
     """The forward pass for this model's family.
 
     Raises:
-        ModelError: the family has no forward pass here (supported: BERT safetensors, Llama GGUF).
+        ModelError: the family has no forward pass here (supported: BERT safetensors, Llama GGUF, lab checkpoints).
     """
     if model.format == "gguf" and model.metadata.get("general.architecture") == "llama":
         return LlamaForward(model)
     if model.format == "safetensors" and model.scheme == "bert":
         return BertForward(model)
+    if model.format == "safetensors" and model.family.value == "overlay_lab":
+        from ..lab.model import LabForward  # numpy only: the lab's checkpoints (attention-only, see overlay_core.lab)
+
+        return LabForward.from_model(model)
     raise ModelError(f"{model.path}: no forward pass for family {model.family.value!r} in {model.format} "
-                     "(supported: BERT-family .safetensors, Llama-architecture GGUF)")
+                     "(supported: BERT-family .safetensors, Llama-architecture GGUF, `overlay lab` checkpoints)")

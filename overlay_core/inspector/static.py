@@ -84,6 +84,8 @@ _P = r"(?P<part>weight|bias)"
 _PATTERNS: list[tuple[str, str, Any]] = [
     # Llama / Mistral / Qwen2 / Qwen3 (transformers naming)
     ("hf-llama", r"^(?:model\.)?embed_tokens\.weight$", "token_embedding"),
+    # learned absolute positions under the transformers naming (OPT's name; Overlay's lab models)
+    ("hf-llama", r"^(?:model\.)?(?:decoder\.)?embed_positions\.weight$", "position_embedding"),
     ("hf-llama", rf"^(?:model\.)?layers\.{_L}\.self_attn\.(?P<x>[qkvo])_proj\.{_P}$",
      {"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_o"}),
     ("hf-llama", rf"^(?:model\.)?layers\.{_L}\.self_attn\.(?P<x>[qk])_norm\.weight$",
@@ -534,13 +536,34 @@ def _load_config(path: Path | None, near: Path) -> tuple[dict | None, Path | Non
     return cfg, cand
 
 
+#: Where a model config stored inside a safetensors file is named in geometry sources.
+METADATA_CONFIG = "__metadata__['config']"
+
+
+def _metadata_config(meta: dict[str, Any], notes: list[str]) -> dict | None:
+    """A transformers-style config stored as JSON in ``__metadata__['config']`` (Overlay's lab checkpoints
+    carry one), used when no ``config.json`` is given or found next to the file."""
+    raw = meta.get("config")
+    if raw is None:
+        return None
+    try:
+        cfg = json.loads(raw)
+    except ValueError:
+        cfg = None
+    if not isinstance(cfg, dict):
+        notes.append(f"{METADATA_CONFIG} is not a JSON object, so it was not read as the model config")
+        return None
+    return cfg
+
+
 def open_model(path: str | Path, *, config: str | Path | None = None) -> ModelInspection:
     """Read the headers of a model and work out its architecture and head geometry.
 
     Args:
         path: a ``.safetensors`` file, a ``model.safetensors.index.json`` (sharded model), a
             ``.gguf`` file, or a directory holding one of these.
-        config: a transformers ``config.json``; default: ``config.json`` next to the model.
+        config: a transformers ``config.json``; default: ``config.json`` next to the model, else a
+            config JSON stored in a safetensors file's ``__metadata__['config']``.
 
     Returns:
         :class:`ModelInspection` (no tensor data is read).
@@ -571,6 +594,8 @@ def open_model(path: str | Path, *, config: str | Path | None = None) -> ModelIn
         tensors, meta = _st_tensors(files, expected, notes)
         fmt = "safetensors"
         cfg, cfg_path = _load_config(config, path.parent)
+        if cfg is None:
+            cfg = _metadata_config(meta, notes)
         if "overlay.kind" in meta:
             overlay = {"kind": meta["overlay.kind"], "format_version": meta.get("overlay.format_version"),
                        "tensor_descriptions": {n: t.description for n, t in tensors.items()}}
@@ -636,7 +661,7 @@ def _resolve_geometry(mi: ModelInspection) -> None:
                     stored[k] = (v, f"GGUF {key}")
     if mi.config is not None:
         cfg = mi.config
-        cname = mi.config_path.name if mi.config_path else "config"
+        cname = mi.config_path.name if mi.config_path else METADATA_CONFIG
         mt = cfg.get("model_type")
         if mt:
             mi.family = Fact(mt, "stored", f"{cname}: model_type")
