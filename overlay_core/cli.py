@@ -2,7 +2,7 @@
 
 Commands: ``build`` (ingest + adjacency table), ``ask`` (answer with trace; ``--json``),
 ``neighbors`` (look up the adjacency table), ``review …`` (reviewer queue and verdicts),
-``inspect`` (SafeTensors/GGUF inspector), ``check-flow`` (the code a saved flow's nodes carry).
+``inspect`` (SafeTensors/GGUF inspector), ``lab`` (Specialization Lab), ``check-flow`` (the code a saved flow's nodes carry).
 User mistakes (:class:`OverlayError`) are printed as one clear message with exit code 2, never a traceback.
 """
 
@@ -254,6 +254,10 @@ def _mount_optional() -> None:
         inspect_command = None
     if inspect_command is not None:
         app.command("inspect", help="Inspect a .safetensors or .gguf file: roles, heads, statistics, pictures.")(inspect_command)
+    from .lab.cli import lab_command
+
+    app.command("lab", help="Train a tiny attention-only transformer and watch its heads specialize (checkpoints, "
+                "probes, report).")(lab_command)
 
 
 _mount_optional()

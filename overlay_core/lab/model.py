@@ -90,12 +90,12 @@ class LabConfig:
         for name, (lo, hi) in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                extra = (f" (a repeated run of at least `min_run`={self.min_run} tokens must fit twice after BOS)"
+                extra = (f" (BOS and two copies of the shortest repeated run, {self.min_run} tokens, must fit)"
                          if name == "seq_len" else "")
                 raise InputError(f"`{name}` must be an integer in [{lo}, {hi}], got {v!r}{extra}")
         if self.d_model % self.n_heads:
-            raise InputError(f"`n_heads`={self.n_heads} does not divide `d_model`={self.d_model}: each head gets "
-                             f"d_model / n_heads dimensions; choose e.g. `n_heads`={_divisor_near(self.d_model, self.n_heads)}")
+            raise InputError(f"`n_heads={self.n_heads}` does not divide `d_model={self.d_model}`: each head gets "
+                             f"d_model / n_heads dimensions; choose e.g. `n_heads={_divisor_near(self.d_model, self.n_heads)}`")
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and 0 < self.learning_rate <= 1):
             raise InputError(f"`learning_rate` must be in (0, 1], got {self.learning_rate!r}")

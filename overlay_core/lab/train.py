@@ -134,6 +134,23 @@ def _functions(cfg: LabConfig):
     return update, evaluate, opt
 
 
+def prepare_out_dir(cfg: LabConfig, out_dir: str | Path) -> Path:
+    """Validate ``cfg`` and check the run folder before any work: writable, and no checkpoints of other settings.
+
+    Returns:
+        the folder as an absolute path.
+
+    Raises:
+        InputError: see :func:`train`.
+    """
+    from ..inspector.report import check_out_dir
+
+    cfg.validate()
+    out = check_out_dir(out_dir)
+    check_existing(out / "checkpoints", cfg)
+    return out
+
+
 def train(cfg: LabConfig, out_dir: str | Path, *, on_step: Callable[[int, float], None] | None = None) -> LabRun:
     """Train from scratch and write a checkpoint at step 0, every ``checkpoint_every`` steps and at the end.
 
@@ -151,13 +168,9 @@ def train(cfg: LabConfig, out_dir: str | Path, *, on_step: Callable[[int, float]
     """
     import jax.numpy as jnp
 
-    from ..inspector.report import check_out_dir
-
-    cfg.validate()
     t_start = time.perf_counter()
-    out = check_out_dir(out_dir)
+    out = prepare_out_dir(cfg, out_dir)
     ckpt_dir = out / "checkpoints"
-    check_existing(ckpt_dir, cfg)
     update, evaluate, opt = _functions(cfg)
     params = {k: jnp.asarray(v) for k, v in init_params(cfg).items()}
     state = opt.init(params)
