@@ -118,6 +118,12 @@ def flows() -> dict[str, dict]:
             reg, "Overlay Inspect", "Inspect a .safetensors or .gguf model file: where each attention head lives.",
             {ci: "ChatInput", ins: "OverlaySafetensorsInspector", co: "ChatOutput"}, {},
             [(ci, "message", ins, "path"), (ins, "report", co, "input_value")])
+    if "OverlaySpecializationLab" in reg:
+        lab = "OverlaySpecializationLab-00001"
+        out["overlay_lab"] = _build(
+            reg, "Overlay Specialization Lab", "Train a tiny attention-only transformer from random weights and watch "
+            "an induction head form; labelled .safetensors checkpoints and a report.",
+            {lab: "OverlaySpecializationLab", co: "ChatOutput"}, {}, [(lab, "report", co, "input_value")])
     return out
 
 

@@ -21,7 +21,7 @@ def test_flow_files_are_up_to_date():
 
 
 @pytest.mark.parametrize("name", ["overlay_answer", "overlay_answer_for_review", "overlay_review",
-                                  "overlay_build_knowledge", "overlay_inspect"])
+                                  "overlay_build_knowledge", "overlay_inspect", "overlay_lab"])
 def test_flow_is_well_formed(name):
     flow = json.loads((FLOWS / f"{name}.json").read_text())
     nodes = {n["id"]: n for n in flow["data"]["nodes"]}

@@ -48,6 +48,7 @@ JSON keys (``report_json``; ``schema`` = ``"overlay.inspector/1"``):
 from __future__ import annotations
 
 import html
+import inspect
 import json
 import os
 import shutil
@@ -117,7 +118,11 @@ def inspect_model(path: str | Path, *, config: str | Path | None = None, statist
 
         t = time.perf_counter()
         fw = forward_for(mi)
-        insp.probe = probe_heads(fw, **(probe_options or {}))
+        opts = dict(probe_options or {})
+        limit = getattr(fw, "max_probe_half_length", None)  # a model with few positions (an `overlay lab` checkpoint)
+        if limit is not None and "half_length" not in opts:
+            opts["half_length"] = min(limit, inspect.signature(probe_heads).parameters["half_length"].default)
+        insp.probe = probe_heads(fw, **opts)
         insp.token_strings = fw.token_strings()
         insp.timings["probe"] = time.perf_counter() - t
     return insp

@@ -232,6 +232,12 @@ class LabForward:
             out = (x if logits == "all" else x[:, -1]) @ self.w["lm_head.weight"].T
         return ForwardResult(hidden=x.astype(np.float32), attentions=atts, logits=out)
 
+    @property
+    def max_probe_half_length(self) -> int:
+        """Longest repeated block of a probe that fits the position embeddings (BOS + 2 copies): the inspector
+        shortens its probe to this, as the lab does (:attr:`LabConfig.probe_half_length`)."""
+        return self.cfg.max_run
+
     def ordinary_token_ids(self) -> np.ndarray:
         """``1..vocab_size-1``: every token but BOS (what the training runs are drawn from)."""
         return np.arange(1, self.cfg.vocab_size, dtype=np.int64)
