@@ -93,12 +93,12 @@ def phase_change(tl: Timeline) -> PhaseChange:
     s = ind[:, layer, head]
     base = tl.baseline["induction"]
     formed = bool(s[-1] >= max(tl.threshold, 2 * base))
-    if not formed or len(s) < 2:
-        return PhaseChange(layer, head, float(s[0]), float(s[-1]), base, formed, None, None, None, None)
     rise = s[-1] - s[0]
+    if not formed or len(s) < 2 or rise <= 0:  # (a head that was already an induction head at step 0 has no rise)
+        return PhaseChange(layer, head, float(s[0]), float(s[-1]), base, formed, None, None, None, None)
     covered = (s - s[0]) / rise
     idx = int(np.argmax(covered >= PHASE_FRACTION))
-    before = int(max(i for i in range(idx + 1) if covered[i] <= BEFORE_FRACTION)) if covered[0] <= BEFORE_FRACTION else 0
+    before = max(i for i in range(idx + 1) if covered[i] <= BEFORE_FRACTION)  # covered[0] == 0: never empty
     after = int(idx + np.argmax(covered[idx:] >= AFTER_FRACTION))
     return PhaseChange(layer, head, float(s[0]), float(s[-1]), base, formed, int(tl.steps[idx]), idx, before, after)
 
