@@ -19,6 +19,7 @@ Summary keys (also the start of ``report.json``):
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..inspector import plots as inspector_plots
@@ -95,7 +96,7 @@ def _plain_words(s: dict, pc, changes: list[dict], cmp: dict, tl) -> list[str]:
         "weight; nothing marks which head becomes what. Which head turns into an induction head is decided by the random "
         "start and the data order (another seed picks another head). In this run the data rewards copying: the "
         "first copy of each repeated run cannot be predicted (its loss stays near "
-        f"ln({s['settings']['vocab_size'] - 1}) = {__import__('math').log(s['settings']['vocab_size'] - 1):.2f} nats), "
+        f"ln({s['settings']['vocab_size'] - 1}) = {math.log(s['settings']['vocab_size'] - 1):.2f} nats), "
         "the second can, by finding the earlier occurrence of the current token and copying the token after it.")
     md.append("")
     if pc.step is not None:
@@ -157,7 +158,7 @@ def report_markdown(s: dict, run, tl, pc, changes: list[dict], cmp: dict) -> str
     md += _plain_words(s, pc, changes, cmp, tl)
     md += ["## Loss and probe scores over training", "", "![loss and per-head probe scores over steps](lab_timeline.png)", "",
            f"Scores are the inspector's probes (`overlay_core.inspector.probes`, unchanged) on "
-           f"{run.checkpoints[0].probe.settings['n_sequences']} sequences of BOS + {st and run.checkpoints[0].probe.settings['half_length']} "
+           f"{run.checkpoints[0].probe.settings['n_sequences']} sequences of BOS + {run.checkpoints[0].probe.settings['half_length']} "
            "random tokens repeated twice. The phase change is where the best head has covered "
            f"{int(PHASE_FRACTION * 100)}% of its rise.", ""]
     for c, cite in CITATIONS.items():
