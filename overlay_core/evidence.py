@@ -17,9 +17,14 @@ it
   "Unix was invented" + "… invented in 1969 by Ken Thompson …" → the answer goes on with "in 1969 by
   Ken Thompson") — :func:`frame_anchor`.
 
-Relevance is lexical on purpose: it is cheap, readable in the trace (its parts are listed) and, on the
+Relevance is lexical first: it is cheap, readable in the trace (its parts are listed) and, on the
 factoid sets of ``bench/eval_factoid.py``, picked the fact sentence more often than the embedder's
-cosine did (see docs/evaluation.md). The LLM selector still makes every choice among the spans.
+cosine did. A cross-encoder (:mod:`overlay_core.cross_encoder`) adds what words cannot see ("Used by
+klogd, the kernel logger." answers "Which program uses the klog user?"): :func:`mix` blends its
+probability in with a small visible weight and lets a sentence it rates highly *bear* on the question
+(:func:`bears`). On dictionary text the cross-encoder alone ranks worse than the words do, on
+documentation better; the blend was the best of both on all four sets (docs/evaluation.md). The LLM
+selector still makes every choice among the spans.
 """
 
 from __future__ import annotations
@@ -264,3 +269,25 @@ def frame_anchor(form: QuestionForm, sent: list[str]) -> int | None:
                 continue  # "Berners-Lee invented the web": active voice, "the web was invented the web" is no answer
             return i + 1
     return None
+
+
+def mix(sent: Sentence, cross: float | None, w_cross: float) -> None:
+    """Blend a cross-encoder probability into ``sent`` in place.
+
+    ``sent.relevance`` (lexical, in [0, 1]) becomes ``(1 - w_cross) * lexical + w_cross * cross``; the parts
+    keep both (``lexical``, ``cross_encoder``) for the trace. ``cross`` None leaves the sentence lexical.
+    """
+    if cross is None:
+        return
+    lexical = sent.relevance
+    sent.parts["lexical"] = lexical
+    sent.parts["cross_encoder"] = float(cross)
+    sent.relevance = (1.0 - w_cross) * lexical + w_cross * float(cross)
+
+
+def bears(sent: Sentence, min_relevance: float, min_cross: float) -> bool:
+    """True when ``sent`` bears on the question: its lexical relevance reaches ``min_relevance``, or the
+    cross-encoder's probability (when it was computed) reaches ``min_cross``."""
+    lexical = sent.parts.get("lexical", sent.relevance)
+    cross = sent.parts.get("cross_encoder")
+    return lexical >= min_relevance or (cross is not None and cross >= min_cross)

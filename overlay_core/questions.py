@@ -173,7 +173,11 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p, re.IGNORECASE)
 #: "What is the N of X?" is read separately (see :func:`analyze`); "What is sum of products type?" stays a
 #: definition: dictionary headwords hold "of" and "for" ("American Standard Code for Information Interchange").
 _NOT_A_TERM = re.compile(r"\b(?:(?:used|useful|good|needed|required|responsible)\s+(?:for|in|by|to|as)|called|does|"
-                         r"did|when|where|why|how)\b|\sfor$", re.IGNORECASE)  # not "jack in", "log in": headwords
+                         r"did|when|where|why|how)\b|\sfor$|"
+                         # "What is group disk mostly equivalent to?": an adjective waiting for its complement
+                         r"(?:\s+\w+ly)?\s+(?:equivalent|similar|related|analogous|comparable|identical|equal|"
+                         r"close|opposite|specific|limited|restricted|attached|connected|linked)\s+(?:to|with)$",
+                         re.IGNORECASE)  # not "jack in", "log in": headwords
 
 
 def focus_words(question: str, exclude: str | None = None) -> tuple[str, ...]:

