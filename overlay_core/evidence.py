@@ -291,3 +291,16 @@ def bears(sent: Sentence, min_relevance: float, min_cross: float) -> bool:
     lexical = sent.parts.get("lexical", sent.relevance)
     cross = sent.parts.get("cross_encoder")
     return lexical >= min_relevance or (cross is not None and cross >= min_cross)
+
+
+#: Words that negate a clause ("not", "never", "doesn't" …): :func:`negation`.
+_NEGATIONS = frozenset({"not", "no", "never", "none", "nor", "neither", "cannot", "nothing", "nowhere"})
+
+
+def negation(words: list[str]) -> str | None:
+    """The first word of ``words`` (word tokens) that negates a clause ("not", "never", "doesn't"), or None."""
+    for w in words:
+        f = w.casefold().replace("\u2019", "'")
+        if f in _NEGATIONS or f.endswith("n't"):
+            return w
+    return None

@@ -201,14 +201,15 @@ class Reasoner:
         first_step = 0
         cursor: set[tuple[int, int]] = set()  # where in the passages the answer's last word was copied from
         if form.kind == "yes-no" and s.start == "subject":
-            rec = self._yes_no(prompt, s)
+            rec = self._yes_no(prompt, question, ev, s)
             result.steps.append(rec)
             answer_words.extend(rec.chosen_words)
             first_step = 1
-        for step in range(first_step, s.max_words):
+        limit = s.max_words  # raised by finish_sentence while a factoid answer copies a sentence that bears on it
+        for step in range(first_step, s.max_words + s.finish_sentence):
             ts = time.perf_counter()
-            # Spans never run past max_words (the subject start does not count).
-            cands = self._propose(answer_words, ev, passages, replace(s, span_words=min(s.span_words, s.max_words - generated)),
+            # Spans never run past the word limit (the subject start does not count).
+            cands = self._propose(answer_words, ev, passages, replace(s, span_words=min(s.span_words, limit - generated)),
                                   first=(generated == 0), form=form, framed=bool(frame_note.get("kept")), cursor=cursor)
             self._guard(cands, answer_words, generated, s, closing_quote=closing_quote,
                         min_words=s.min_words if form.is_definition else min(s.min_words, 2))
@@ -254,12 +255,15 @@ class Reasoner:
                 stop = StopReason.SENTENCE_END
                 break
             if T.ends_sentence(answer_words, len(answer_words) - 1):
-                if answer_words.count('"') % 2 == 1 and generated < s.max_words:
+                if answer_words.count('"') % 2 == 1 and generated < limit:
                     closing_quote = True  # 'slogan, "Nothing sucks like a VAX!' takes its closing quote
                     continue
                 stop = StopReason.SENTENCE_END
                 break
-            if generated >= s.max_words:
+            if generated >= limit == s.max_words and s.finish_sentence and not form.is_definition \
+                    and self._inside_bearing_sentence(cursor, ev, s):
+                limit += s.finish_sentence
+            if generated >= limit:
                 stop = StopReason.MAX_WORDS
                 break
         text = T.join(answer_words)
@@ -309,20 +313,29 @@ class Reasoner:
 
         return sorted(hits, key=lambda h: (not Reasoner._about(h, key), stub(h), chunk(h), h.distance))
 
-    def _yes_no(self, prompt: str, s: ReasonerSettings) -> dict:
+    def _yes_no(self, prompt: str, question: str, ev: _Evidence, s: ReasonerSettings) -> dict:
         """Step 0 of a yes/no question: the LLM chooses "Yes," or "No," by its calibrated score.
 
         Calibrated (log-prob after the prompt minus log-prob after a neutral prompt) because a small
-        model prefers "Yes" whatever it read; the relevant sentence that follows is the evidence.
+        model prefers "Yes" whatever it read; the relevant sentence that follows is the evidence. With
+        ``s.yes_no_negation``, when the most relevant sentence that bears on the question holds a negation
+        the question does not ("Does SQLite enforce the length of a VARCHAR?" — "SQLite does not enforce
+        the length of a VARCHAR."), "Yes," is blocked and the trace names the word and the sentence.
         """
         ts = time.perf_counter()
         cands = [_Cand(("No", ","), ["yes-no"]), _Cand(("Yes", ","), ["yes-no"])]
+        top = next((x for x in ev.ranked() if self._bears(x, s)), None)
+        if s.yes_no_negation and top is not None and E.negation(T.words(question)) is None:
+            sent = ev.toks[top.passage][top.start:top.end]
+            word = E.negation(sent)
+            if word is not None:
+                cands[1].blocked = f"the most relevant sentence negates the question ({word!r}): {T.join(sent)}"
         tp = time.perf_counter()
         scored = self.selector.score(prompt, [self._continuation([], c.words) for c in cands], calibrate=True)
         tsel = time.perf_counter()
         sc = replace(s, llm_score="calibrated")
         feats = {c.words: self._features(c, [], dict(zip([c.words for c in cands], scored)), sc) for c in cands}
-        best = min(cands, key=lambda c: (-feats[c.words].score, feats[c.words].word))
+        best = min((c for c in cands if c.blocked is None), key=lambda c: (-feats[c.words].score, feats[c.words].word))
         return self._step_record(0, [], feats, best, s, ts, tp, tsel, time.perf_counter())
 
     def _evidence(self, question: str, form: QuestionForm, passages, s: ReasonerSettings) -> _Evidence:
@@ -353,6 +366,15 @@ class Reasoner:
     @staticmethod
     def _bears(x: E.Sentence, s: ReasonerSettings) -> bool:
         return E.bears(x, s.min_relevance, s.min_cross_encoder)
+
+    def _inside_bearing_sentence(self, cursor: set[tuple[int, int]], ev: _Evidence, s: ReasonerSettings) -> bool:
+        """True when the answer's last word was copied from inside (not the end of) a sentence that bears on
+        the question: ``finish_sentence`` lets the answer go on to that sentence's end."""
+        for r, i in cursor:
+            j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
+            if j >= 0 and i < ev.sentences[r][j].end - 1 and self._bears(ev.sentences[r][j], s):
+                return True
+        return False
 
     def _refusal(self, form: QuestionForm, passages, ev: _Evidence, s: ReasonerSettings) -> str | None:
         """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
@@ -489,7 +511,7 @@ class Reasoner:
         """Build the selector prompt; drop the lowest-ranked passages first when it would not fit ``n_ctx``."""
         kept = list(passages)
         dropped: list[str] = []
-        budget = getattr(self.selector, "n_ctx", 2048) - 8 * s.max_words - 32
+        budget = getattr(self.selector, "n_ctx", 2048) - 8 * (s.max_words + s.finish_sentence) - 32
         while True:
             body = "\n".join(f"[{i + 1}] {p.text[: s.max_passage_chars]}" for i, p in enumerate(kept))
             prompt = self.selector.format_prompt(

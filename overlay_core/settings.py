@@ -217,6 +217,14 @@ class ReasonerSettings:
     w_cross_encoder: float = setting(
         0.1, bounds=(0.0, 1.0), step=0.05, label="Cross-Encoder Weight", advanced=True,
         help="Share of the cross-encoder in a sentence's relevance: (1 - w) x words + w x cross-encoder.")
+    finish_sentence: int = setting(
+        15, bounds=(0, 100), label="Words to Finish a Sentence", advanced=True,
+        help="A who/when/which/how answer that reaches `max_words` while copying a sentence that bears on the "
+             "question may go on this many words to finish it (0 = stop at `max_words`).")
+    yes_no_negation: bool = setting(
+        True, label="Yes/No From Negation", advanced=True,
+        help="A yes/no question whose most relevant sentence holds a negation the question lacks ('not', "
+             "\"doesn't\", 'never') is answered 'No': the 'Yes' candidate is blocked, with the sentence, in the trace.")
     hygiene: bool = setting(True, label="Skip Dictionary Furniture", advanced=True,
                             help="Pronunciations, sense numbers, <category> tags and citations stay in the passages "
                                  "and the trace but never become answer words.")

