@@ -38,16 +38,20 @@ Index (``--home``): for the FOLDOC sets, the whole bundled FOLDOC state folder (
 (:data:`SET_DOCUMENTS`; ``overlay build PATH --home HOME`` does the same).
 
 Usage: ``.venv/bin/python bench/eval_factoid.py [--set foldoc|foldoc_mixed|debian|sqlite] [--n N]
-[--systems overlay,free,first,embed,rerank] [--out rows.jsonl [--resume]]``. ``--n N`` takes N answerable
-questions spread evenly over the set (every kind is represented) and N/5 unanswerable ones. ``--out`` gets each
+[--systems overlay,free,first,embed,rerank] [--out rows.jsonl [--resume]] [--setting NAME=VALUE ...]``.
+``--n N`` takes N answerable questions spread evenly over the set (every kind is represented) and N/5
+unanswerable ones. ``--out`` gets each
 question's row as soon as it is done; ``--resume`` keeps the rows already there (same id, every asked system
 present) and runs only the rest; ``--rescore`` runs nothing and recomputes the hits of the rows ``--out`` holds
-from the set's current keys (after a key is corrected). Prints the table, then ONE JSON object on the last line.
+from the set's current keys (after a key is corrected). ``--setting NAME=VALUE`` runs Overlay with one of its
+settings or score weights changed (``overlay ask --help`` lists them). Prints the table, then ONE JSON object
+on the last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -176,14 +180,20 @@ def best_sentence(scores, sents: list[str]) -> str:
     return sents[int(np.argmax(scores))] if sents else ""
 
 
-def run(home: Path, rows: list[dict], systems, log=print, done: dict | None = None, sink=None) -> list[dict]:
+def run(home: Path, rows: list[dict], systems, log=print, done: dict | None = None, sink=None,
+        settings: dict | None = None, weights: dict | None = None) -> list[dict]:
     """One result row per question (in ``rows`` order). ``done`` maps question ids to finished rows that are
-    reused as they are (``--resume``); ``sink(row)`` is called with each newly finished row."""
+    reused as they are (``--resume``); ``sink(row)`` is called with each newly finished row. ``settings`` and
+    ``weights`` replace fields of the reasoner's defaults (``--setting NAME=VALUE``)."""
     from overlay_core.embeddings import get_encoder
     from overlay_core.knowledge import make_reasoner
 
     done = done or {}
     reasoner = make_reasoner(home)
+    if settings:
+        reasoner.settings = dataclasses.replace(reasoner.settings, **settings)
+    if weights:
+        reasoner.weights = dataclasses.replace(reasoner.weights, **weights)
     enc = get_encoder() if "embed" in systems else None
     rr = get_reranker() if "rerank" in systems else None
     out = []
@@ -382,6 +392,9 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true", help="keep the rows --out already holds; run only the rest")
     ap.add_argument("--rescore", action="store_true", help="do not run anything: recompute the hits of the rows --out "
                     "holds from the set's current keys, and report")
+    ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="run Overlay with this reasoner setting or score weight changed (repeatable), e.g. "
+                         "--setting w_cross_encoder=0.3")
     a = ap.parse_args(argv)
     systems = tuple(s for s in a.systems.split(",") if s)
     bad = [s for s in systems if s not in SYSTEMS]
@@ -392,6 +405,12 @@ def main(argv=None) -> int:
     from overlay_core.errors import OverlayError
 
     try:
+        from overlay_core.accumulator import ScoreWeights
+        from overlay_core.settings import ReasonerSettings, overrides
+
+        changed = overrides([ReasonerSettings, ScoreWeights], a.setting)
+        ReasonerSettings(**changed.get(ReasonerSettings, {}))  # bounds checked before anything runs
+        ScoreWeights(**changed.get(ScoreWeights, {}))
         rows = load(a.set, a.n)
         home = ensure_home(a.set, a.home, log=lambda m: print(m, flush=True))
     except (ValueError, OverlayError) as exc:
@@ -423,13 +442,15 @@ def main(argv=None) -> int:
             with a.out.open("a") as f:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
     try:
-        out = run(home, rows, systems, log=lambda m: print(m, flush=True), done=done, sink=sink)
+        out = run(home, rows, systems, log=lambda m: print(m, flush=True), done=done, sink=sink,
+                  settings=changed.get(ReasonerSettings), weights=changed.get(ScoreWeights))
     except (RuntimeError, OverlayError) as exc:
         print(f"eval_factoid: {exc}", file=sys.stderr)
         return 2
     summary = summarize(out, systems)
     summary["seconds"] = time.perf_counter() - t0
     summary["set"], summary["systems"], summary["home"] = a.set, list(systems), str(home)
+    summary["settings_changed"] = sorted(a.setting)
     if a.out:
         tmp = a.out.with_name(a.out.name + ".tmp")
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))

@@ -108,6 +108,37 @@ def validate(obj: Any, what: str = "setting") -> None:
             raise InputError(f"{where} must be one of {', '.join(s.choices)}, got {v!r}")
 
 
+def overrides(classes: list[type], assignments: list[str]) -> dict[type, dict[str, Any]]:
+    """``NAME=VALUE`` strings (as typed on a command line) as field values per settings class.
+
+    Values are converted by the field's type (a bool takes true/false/1/0/yes/no/on/off); the instance
+    built from them validates the bounds.
+
+    Raises:
+        InputError: no ``=``, a name no class of ``classes`` has, or a value of the wrong type, naming it.
+    """
+    by_name = {sp.name: (cls, sp) for cls in classes for sp in specs(cls)}
+    out: dict[type, dict[str, Any]] = {}
+    for text in assignments:
+        name, eq, raw = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or name not in by_name:
+            raise InputError(f"setting {text!r}: give NAME=VALUE with NAME one of {', '.join(sorted(by_name))}")
+        cls, sp = by_name[name]
+        raw = raw.strip()
+        try:
+            if sp.type is bool:
+                if raw.casefold() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError(raw)
+                value: Any = raw.casefold() in ("true", "1", "yes", "on")
+            else:
+                value = sp.type(raw)
+        except ValueError:
+            raise InputError(f"setting `{name}` must be {sp.type.__name__}, got {raw!r}") from None
+        out.setdefault(cls, {})[name] = value
+    return out
+
+
 _MARKER = re.compile(r"`([a-z_]+)`")
 
 

@@ -144,3 +144,16 @@ def test_help_markers_name_the_setting_as_each_surface_does():
     text = next(s.help for s in specs(ReasonerSettings) if s.name == "min_words")
     assert "the answer stops at --max-words" in render_help(text, ReasonerSettings, "cli")
     assert "the answer stops at 'Max Answer Words'" in render_help(text, ReasonerSettings, "node")
+
+
+def test_overrides_from_the_command_line():
+    from overlay_core.settings import overrides
+
+    got = overrides([ReasonerSettings, ScoreWeights], ["w_cross_encoder=0.3", "cross-encoder=off", "w_rel=2",
+                                                       "top_k=5"])
+    assert got == {ReasonerSettings: {"w_cross_encoder": 0.3, "cross_encoder": False, "top_k": 5},
+                   ScoreWeights: {"w_rel": 2.0}}
+    for bad, said in [("w_cross=1", "give NAME=VALUE"), ("top_k", "give NAME=VALUE"),
+                      ("top_k=five", "`top_k` must be int"), ("hygiene=maybe", "`hygiene` must be bool")]:
+        with pytest.raises(InputError, match=said):
+            overrides([ReasonerSettings, ScoreWeights], [bad])
