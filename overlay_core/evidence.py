@@ -99,6 +99,12 @@ def material_tokens(text: str) -> list[str]:
     return T.words(body)
 
 
+def label(text: str) -> str | None:
+    """The ``headword:`` (or heading) label of a passage, as written, or None when it has none."""
+    head = T.words(text)[:LABEL_WINDOW]
+    return text.split(":", 1)[0].strip() or None if ":" in head else None
+
+
 def body_tokens(text: str) -> list[str]:
     """Word tokens of a passage without its ``headword:`` label (the label's colon is not an edge)."""
     toks = T.words(text)
@@ -285,12 +291,16 @@ def mix(sent: Sentence, cross: float | None, w_cross: float) -> None:
     sent.relevance = (1.0 - w_cross) * lexical + w_cross * float(cross)
 
 
-def bears(sent: Sentence, min_relevance: float, min_cross: float) -> bool:
+def bears(sent: Sentence, min_relevance: float, min_cross: float, *, cross_needs_type: bool = False) -> bool:
     """True when ``sent`` bears on the question: its lexical relevance reaches ``min_relevance``, or the
-    cross-encoder's probability (when it was computed) reaches ``min_cross``."""
+    cross-encoder's probability (when it was computed) reaches ``min_cross`` — and, with
+    ``cross_needs_type``, the sentence holds an answer of the expected type (an expansion that spells the
+    acronym: a sentence about NASA that does not spell it out answers no "What does NASA stand for?")."""
     lexical = sent.parts.get("lexical", sent.relevance)
     cross = sent.parts.get("cross_encoder")
-    return lexical >= min_relevance or (cross is not None and cross >= min_cross)
+    if cross is None or (cross_needs_type and sent.parts.get("type", 1.0) <= 0):
+        return lexical >= min_relevance
+    return lexical >= min_relevance or cross >= min_cross
 
 
 #: Words that negate a clause ("not", "never", "doesn't" …): :func:`negation`.

@@ -89,6 +89,8 @@ class _Evidence:
     toks: list[list[str]]
     sentences: list[list[E.Sentence]]
     sentence_of: list[list[int]]
+    #: the cross-encoder alone lets a sentence bear only if it holds the expected answer type (stands-for)
+    cross_needs_type: bool = False
 
     def rel_at(self, rank: int, i: int) -> float:
         """Relevance of the sentence holding token ``i`` of passage ``rank`` (0 outside any)."""
@@ -324,7 +326,7 @@ class Reasoner:
         """
         ts = time.perf_counter()
         cands = [_Cand(("No", ","), ["yes-no"]), _Cand(("Yes", ","), ["yes-no"])]
-        top = next((x for x in ev.ranked() if self._bears(x, s)), None)
+        top = next((x for x in ev.ranked() if self._bears(x, s, ev)), None)
         if s.yes_no_negation and top is not None and E.negation(T.words(question)) is None:
             sent = ev.toks[top.passage][top.start:top.end]
             word = E.negation(sent)
@@ -358,21 +360,26 @@ class Reasoner:
         if s.cross_encoder and not form.is_definition and flat:
             from .cross_encoder import get_cross_encoder
 
-            probs = get_cross_encoder().score(question, [T.join(toks[x.passage][x.start:x.end]) for x in flat])
+            # each sentence with its passage's label ("qmqp: It listens on port 628."): a sentence that names its
+            # subject only as "It" is read as the answer it is
+            labels = [E.label(p.text) for p in passages]
+            probs = get_cross_encoder().score(question, [
+                (f"{labels[x.passage]}: " if labels[x.passage] else "") + T.join(toks[x.passage][x.start:x.end])
+                for x in flat])
             for x, p in zip(flat, probs):
                 E.mix(x, float(p), s.w_cross_encoder)
-        return _Evidence(toks, sents, sent_of)
+        return _Evidence(toks, sents, sent_of, cross_needs_type=form.answer_type == "expansion")
 
     @staticmethod
-    def _bears(x: E.Sentence, s: ReasonerSettings) -> bool:
-        return E.bears(x, s.min_relevance, s.min_cross_encoder)
+    def _bears(x: E.Sentence, s: ReasonerSettings, ev: _Evidence) -> bool:
+        return E.bears(x, s.min_relevance, s.min_cross_encoder, cross_needs_type=ev.cross_needs_type)
 
     def _inside_bearing_sentence(self, cursor: set[tuple[int, int]], ev: _Evidence, s: ReasonerSettings) -> bool:
         """True when the answer's last word was copied from inside (not the end of) a sentence that bears on
         the question: ``finish_sentence`` lets the answer go on to that sentence's end."""
         for r, i in cursor:
             j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
-            if j >= 0 and i < ev.sentences[r][j].end - 1 and self._bears(ev.sentences[r][j], s):
+            if j >= 0 and i < ev.sentences[r][j].end - 1 and self._bears(ev.sentences[r][j], s, ev):
                 return True
         return False
 
@@ -394,7 +401,7 @@ class Reasoner:
                 return f"no passage is about {form.subject!r} or names it"
         if not form.is_definition and s.min_relevance > 0:
             flat = [x for ss in ev.sentences for x in ss]
-            if any(self._bears(x, s) for x in flat):
+            if any(self._bears(x, s, ev) for x in flat):
                 return None
             best = max((x.parts.get("lexical", x.relevance) for x in flat), default=0.0)
             if form.kind == "stands-for":
@@ -425,7 +432,7 @@ class Reasoner:
             return [], {"kept": False, "why": f"question form {form.kind!r} has no frame"}
         # a frame claims something about its subject: the sentence that continues it must name the subject
         # or belong to the subject's own entry ("The iPhone was released" must not continue an iPad sentence)
-        anchored = [x for x in ev.ranked() if self._bears(x, s) and x.parts.get("subject", 1.0) > 0
+        anchored = [x for x in ev.ranked() if self._bears(x, s, ev) and x.parts.get("subject", 1.0) > 0
                     and E.frame_anchor(form, ev.toks[x.passage][x.start:x.end]) is not None]
         if form.kind == "stands-for" and not anchored and self._expansions(form, passages, ev):
             anchored = ["expansion"]
@@ -596,7 +603,7 @@ class Reasoner:
         for x in ev.ranked():
             if n >= MAX_ANSWER_SENTENCES:
                 break
-            if not self._bears(x, s):
+            if not self._bears(x, s, ev):
                 continue
             toks = ev.toks[x.passage]
             sent = toks[x.start:x.end]
@@ -607,6 +614,9 @@ class Reasoner:
                 start = x.start + a
             else:
                 start = x.start
+                if toks[start] == "(":  # "(QMQP) A protocol that …" opens after its aside, never with "QMQP)"
+                    close = next((k for k in range(start + 1, min(x.end - 1, start + 12)) if toks[k] == ")"), None)
+                    start = close + 1 if close is not None else start
                 while start < x.end and toks[start] in ("(", ",", ";", ":", "-"):
                     start += 1  # a sentence opening is never a bare bracket or comma
             span = self._span(toks, start, s.span_words)
