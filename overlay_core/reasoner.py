@@ -252,7 +252,10 @@ class Reasoner:
             t_accumulate += tacc - tsel
             answer_words.extend(best.words)
             generated += len(best.words)
-            cursor = {(r, i + len(best.words) - 1) for r, i in best.at}
+            # the copies that continue where the answer was copied from, if any: an answer keeps to its sentence
+            # ("a stress test for" is in two sentences; the one being copied goes on)
+            follow = {(r, i) for r, i in best.at if (r, i - 1) in cursor}
+            cursor = {(r, i + len(best.words) - 1) for r, i in (follow or best.at)}
             if closing_quote:  # the closing quote after the sentence end
                 stop = StopReason.SENTENCE_END
                 break
@@ -622,7 +625,9 @@ class Reasoner:
             span = self._span(toks, start, s.span_words)
             if span and not T.ends_sentence(toks, start + len(span) - 1):
                 n += 1
-                for words in (span, span[:1]):
+                # after a frame, its first word too ("in" of "in 1969 by Ken Thompson"); a sentence opening is
+                # proposed whole, so choosing it chooses its sentence ("The" alone opens every "The …" sentence)
+                for words in ((span, span[:1]) if framed else (span,)):
                     cand(words).add("answer-span", 1.0 / (1 + x.passage), passages[x.passage].id, x.relevance,
                                     at=(x.passage, start))
 
