@@ -196,7 +196,9 @@ def _type_match(form: QuestionForm, sent: list[str]) -> bool:
                 return True
         return False
     if t == "expansion" and form.subject:
-        return bool(expansions(form.subject, sent))
+        # an expansion that spells the acronym, or a sentence that says what it stands for ("The group's name
+        # stands for "Dialup IP"." — initials of mixed case need not spell it letter by letter)
+        return bool(expansions(form.subject, sent)) or frame_anchor(form, sent) is not None
     return False
 
 
