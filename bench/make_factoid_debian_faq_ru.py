@@ -21,7 +21,7 @@ question occurs in none of the pages (case-folded, not inside a longer word).
 
 Usage: ``.venv/bin/python bench/make_factoid_debian_faq_ru.py``; then
 ``.venv/bin/python bench/eval_factoid.py --set debian_faq_ru --systems first,embed`` (builds
-``./.overlay-debian-faq-ru`` from the chapters with the ``use-multilingual`` embedder on first use).
+``./.overlay-debian-faq-ru`` from the chapters with the ``e5-small`` embedder on first use).
 """
 
 from __future__ import annotations

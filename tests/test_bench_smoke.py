@@ -357,11 +357,11 @@ def test_russian_set_home_is_built_with_its_embedder(tmp_path, monkeypatch):
     import eval_factoid as ef
 
     folder, _pattern, exclude, default, embedder = ef.SET_DOCUMENTS["debian_faq_ru"]
-    assert (exclude, embedder, default.name) == (("index.ru.html",), "use-multilingual", ".overlay-debian-faq-ru")
+    assert (exclude, embedder, default.name) == (("index.ru.html",), "e5-small", ".overlay-debian-faq-ru")
     monkeypatch.setitem(ef.SET_DOCUMENTS, "debian_faq_ru", (folder, "[ik]*.ru.html", exclude, default, embedder))
     home = ef.ensure_home("debian_faq_ru", tmp_path / "h", log=lambda m: None)
     rep = json.loads((home / "knowledge.json").read_text())
-    assert rep["embedder"] == "use-multilingual" and 3 <= rep["n_passages"] <= 20
+    assert rep["embedder"] == "e5-small" and 3 <= rep["n_passages"] <= 20
     from overlay_core.retrieval import get_knowledge_base
 
     kb = get_knowledge_base(home / "chroma")
