@@ -79,6 +79,9 @@ def build(
     rebuild: bool = typer.Option(False, "--rebuild", help="Build again even if the same corpus is built."),
     server_url: Optional[str] = typer.Option(None, envvar="OVERLAY_CHROMA_URL", help="Chroma server URL (default: embedded)."),
     json_out: bool = typer.Option(False, "--json", help="Print the build report as JSON."),
+    embedder: Optional[str] = typer.Option(
+        None, help="Sentence embedder of the passages: minilm (English; the default), use-multilingual or e5-small "
+        "(Russian and other languages). Default: the one the state folder was built with. Another one needs --rebuild."),
 ) -> None:
     """Build the knowledge: passages into ChromaDB and the adjacency table (cached by corpus fingerprint).
 
@@ -96,10 +99,10 @@ def build(
                 raise InputError("--corpus and --limit are for a dictionary; give either PATHs of documents or "
                                  "--corpus, not both")
             report = build_documents(paths, home, order=order, rebuild=rebuild, progress=not json_out,
-                                     server_url=server_url, on_problem=skipped)
+                                     server_url=server_url, on_problem=skipped, embedder=embedder)
         else:
             report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
-                                     progress=not json_out, server_url=server_url)
+                                     progress=not json_out, server_url=server_url, embedder=embedder)
     except OverlayError as exc:
         _fail(exc, ctx)
     if json_out:
@@ -107,7 +110,8 @@ def build(
         return
     state = "already built (cached)" if report.get("cached") else "built"
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
-              f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']})")
+              f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']}, embedder "
+              f"{report.get('embedder', 'minilm')})")
     if "files" in report:
         status = [f["status"] for f in report["files"]]
         files = f"{len(status)} file" + ("s" if len(status) != 1 else "")

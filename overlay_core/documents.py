@@ -477,7 +477,7 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
                     collection: str = "overlay", chunk_size: int = DEFAULT_CHUNK_SIZE,
                     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
                     on_problem: Callable[[str, str], None] | None = None,
-                    build_args: list[str] | None = None) -> dict:
+                    build_args: list[str] | None = None, embedder: str | None = None) -> dict:
     """Build the knowledge from files and folders of documents: load, store, index (``overlay build PATH…``).
 
     Incremental: passages already stored are not embedded again (:meth:`~overlay_core.retrieval.KnowledgeBase.upsert`),
@@ -489,7 +489,8 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     Args:
         paths: files and folders (``.txt``, ``.md``, ``.html``, ``.pdf``; folders recursively).
         home: state folder (:func:`overlay_core.knowledge.state_paths`).
-        order, rebuild, progress, server_url, collection: as :func:`overlay_core.knowledge.build_knowledge`.
+        order, rebuild, progress, server_url, collection, embedder: as
+            :func:`overlay_core.knowledge.build_knowledge` (another embedder than built ``home`` needs ``rebuild``).
         chunk_size, chunk_overlap: characters, for the text splitter.
         on_problem: called with ``(file, why)`` for each file skipped, as it is found.
 
@@ -503,11 +504,13 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
         CorpusError: no file could be loaded (each reason was given to ``on_problem`` and is in the message).
         RetrievalError, StateFileError: as :func:`~overlay_core.knowledge.build_knowledge`.
     """
-    from .knowledge import build_knowledge, state_paths
+    from .embeddings import DEFAULT_EMBEDDER
+    from .knowledge import build_knowledge, resolve_embedder, state_paths
     from .retrieval import get_knowledge_base
 
     paths = list(paths)
     state = state_paths(home)
+    embedder = resolve_embedder(home, embedder, rebuild=rebuild)  # before a stored passage is read or deleted
     # the state folder may sit inside a documents folder (`overlay build . --home state`): never ingest it
     passages, problems = load_paths(paths, chunk_size=chunk_size, chunk_overlap=chunk_overlap, exclude=[state.home],
                                     on_problem=on_problem)
@@ -525,7 +528,7 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     kb = None
     # --rebuild deletes a local store unread: it may be the damaged store the rebuild is meant to replace
     if server_url is not None or (state.chroma.exists() and not rebuild):
-        kb = get_knowledge_base(state.chroma, collection=collection, server_url=server_url)
+        kb = get_knowledge_base(state.chroma, collection=collection, server_url=server_url, embedder=embedder)
         for pid, meta in kb.metadata({"file_type": {"$in": list(FILE_TYPES)}}).items():
             stored.setdefault(str(meta.get("file_path", "")), set()).add(pid)
     roots = [Path(p).expanduser().resolve() for p in paths]
@@ -543,9 +546,10 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
 
     # build_args: what `overlay build` must be given to load these documents again (the damaged-store hint)
     report = build_knowledge(home, passages=passages, order=order, rebuild=rebuild, progress=progress,
-                             server_url=server_url, collection=collection,
+                             server_url=server_url, collection=collection, embedder=embedder,
                              build_args=build_args if build_args is not None else
-                             [os.path.abspath(p) for p in paths] + ([] if order == 3 else ["--order", str(order)]))
+                             [os.path.abspath(p) for p in paths] + ([] if order == 3 else ["--order", str(order)])
+                             + ([] if embedder == DEFAULT_EMBEDDER else ["--embedder", embedder]))
     files = [{"file": f, "type": kinds[f], "passages": len(ids),
               "status": "unchanged" if stored.get(f) == ids else "changed" if f in stored else "new"}
              for f, ids in ids_by_file.items()]

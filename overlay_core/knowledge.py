@@ -6,13 +6,18 @@ State folder (``$OVERLAY_HOME``, default ``./.overlay``)::
     adjacency.safetensors      the adjacency table (labelled tensors)
     accumulator.safetensors    global edge scores + verdict deltas (labelled tensors)
     reviews.sqlite3            review queue + append-only verdict log
-    knowledge.json             build report: corpus fingerprint, counts, timings
+    knowledge.json             build report: corpus fingerprint, embedder, counts, timings
     build.incomplete           present while a build runs, and after one that was killed
 
 :func:`build_knowledge` is idempotent: with the same corpus and parameters it finds the
 report and returns it (cached); ``rebuild=True`` builds again. A build that did not finish
 (``build.incomplete`` left behind) is never reported cached: the next build runs again, and
 until then loading the table says the last build did not finish.
+
+A knowledge base is embedded by one embedder (:data:`overlay_core.embeddings.EMBEDDERS`; ``embedder`` in
+``knowledge.json``, default ``minilm``). Later builds into the same folder keep it; asking a build for another one
+is refused (:func:`resolve_embedder`) unless it rebuilds from scratch (``rebuild=True``), and questions are
+embedded by the embedder that built the passages.
 """
 
 from __future__ import annotations
@@ -83,11 +88,52 @@ def _corpus_fingerprint(index_path: Path | None, params: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def recorded_embedder(home: str | Path | None = None) -> str | None:
+    """The embedder that built the knowledge in ``home`` as its ``knowledge.json`` says (``minilm`` for a report
+    written before the choice existed), or None when there is no readable report."""
+    from .embeddings import DEFAULT_EMBEDDER
+
+    try:
+        report = json.loads(state_paths(home).report.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    return report.get("embedder") or DEFAULT_EMBEDDER
+
+
+def resolve_embedder(home: str | Path | None, embedder: str | None, *, rebuild: bool = False) -> str:
+    """The embedder a build into ``home`` uses: ``embedder`` if given, else the one that built ``home``, else the
+    default (``minilm``).
+
+    Raises:
+        InputError: an unknown ``embedder``.
+        StateFileError: ``home`` was built by another embedder and ``rebuild`` is False (its passages' vectors and
+            the new ones could not be compared).
+    """
+    from .embeddings import DEFAULT_EMBEDDER, embedder_spec
+
+    recorded = recorded_embedder(home)
+    if embedder is None:
+        return recorded or DEFAULT_EMBEDDER
+    embedder_spec(embedder)
+    if recorded is not None and recorded != embedder and not rebuild:
+        import shlex
+
+        where = state_paths(home).home
+        raise StateFileError(
+            f"{where} was built with embedder {embedder_spec(recorded).describe()}, not "
+            f"{embedder_spec(embedder).describe()}, and the two kinds of vectors cannot be mixed: add --rebuild to "
+            f"embed everything again with {embedder!r} (`overlay build --rebuild --embedder {embedder} --home "
+            f"{shlex.quote(str(where))} ...`), leave --embedder out to keep {recorded!r}, or build into another --home")
+    return embedder
+
+
 def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None = None,
                     passages: list | None = None, limit: int | None = None, headwords: list[str] | None = None,
                     order: int = 3, rebuild: bool = False, progress: bool = False,
                     server_url: str | None = None, collection: str = "overlay",
-                    build_args: list[str] | None = None) -> dict:
+                    build_args: list[str] | None = None, embedder: str | None = None) -> dict:
     """Ingest a corpus into ChromaDB and build the adjacency table (cached by corpus fingerprint).
 
     Args:
@@ -103,21 +149,31 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
             store's hint prints a command that rebuilds this knowledge
             (:func:`overlay_core.retrieval.rebuild_hint`); a dictionary build records its own
             (``--corpus``, ``--limit``, ``--order``).
+        embedder: the embedder key (:data:`overlay_core.embeddings.EMBEDDERS`); ``None``: the one that built
+            ``home``, else ``minilm``. Another one than built ``home`` needs ``rebuild=True``.
 
     Returns:
         The build report (also written to ``knowledge.json``): ``fingerprint``, ``n_passages``,
         ``ingest`` (added/updated/unchanged/skipped counts), ``n_edges``, ``vocab_size``, timings,
-        ``build_args`` (None when unknown), ``cached``.
+        ``build_args`` (None when unknown), ``embedder``, ``cached``.
 
     Raises:
         CorpusError: the corpus is empty or unreadable.
+        InputError: an unknown ``embedder``.
+        StateFileError: ``home`` was built by another embedder and ``rebuild`` is False.
+        RetrievalError: the collection was built by another embedder (e.g. on a Chroma server).
     """
     from .adjacency import AdjacencyTable
     from .ingest import CHUNKING, foldoc_passages
     from .retrieval import get_knowledge_base
     from .storage import write_atomic
 
+    from .embeddings import DEFAULT_EMBEDDER, embedder_spec
+
     paths = state_paths(home)
+    embedder = resolve_embedder(home, embedder, rebuild=rebuild)  # before anything is read, written or deleted
+    # the default leaves fingerprints (and so the cached builds of earlier versions) as they were
+    emb_suffix = "" if embedder == DEFAULT_EMBEDDER else f"-{embedder}"
     if server_url is None:
         from .retrieval import check_store_path
 
@@ -131,15 +187,16 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         for p in sorted(passages, key=lambda p: (p.id, p.text)):
             h.update(json.dumps([p.id, p.text, dict(p.metadata or {})], sort_keys=True, default=str).encode()
                      + b"\0")
-        fingerprint = h.hexdigest()[:16] + f"-o{order}"
+        fingerprint = h.hexdigest()[:16] + f"-o{order}" + emb_suffix
     else:
         params = {"limit": limit, "headwords": sorted(headwords) if headwords else None, "order": order,
                   "collection": collection, "chunking": CHUNKING}
         if not headwords and collection == "overlay":  # else no `overlay build` flags give these passages
             build_args = [*(["--corpus", os.path.abspath(corpus)] if corpus else []),
                           *(["--limit", str(limit)] if limit else []),
-                          *(["--order", str(order)] if order != 3 else [])]
-        fingerprint = _corpus_fingerprint(Path(corpus) if corpus else None, params)
+                          *(["--order", str(order)] if order != 3 else []),
+                          *(["--embedder", embedder] if emb_suffix else [])]
+        fingerprint = _corpus_fingerprint(Path(corpus) if corpus else None, params) + emb_suffix
     # a marker left by an interrupted build means the folder may hold a half-built store or table: build again
     if not rebuild and paths.report.exists() and paths.adjacency.exists() and not paths.build_marker.exists():
         try:
@@ -165,7 +222,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         from .retrieval import remove_store
 
         remove_store(paths.chroma)  # also recovers a damaged store (the documented fix)
-    kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url)
+    kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url, embedder=embedder)
     ingest = kb.upsert(passages, progress=progress)
     t_ingest = time.perf_counter() - t0 - t_parse
     table = AdjacencyTable.build(passages, order=order, progress=progress)
@@ -181,6 +238,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
                                                           "total")},
               "n_edges": table.n_edges, "vocab_size": table.vocab_size, "order": order,
               "adjacency_fingerprint": table.fingerprint, "collection": collection, "build_args": build_args,
+              "embedder": embedder, "embedding_model": embedder_spec(embedder).model,
               "timings_s": {"parse": round(t_parse, 3), "ingest": round(t_ingest, 3), "total": round(t_total, 3)},
               "cached": False}
     write_atomic(paths.report, json.dumps(report, indent=2).encode())

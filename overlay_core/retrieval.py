@@ -1,7 +1,8 @@
 """Passage retrieval on ChromaDB: idempotent upserts, safe reopening, one writer at a time.
 
-A :class:`KnowledgeBase` is one ChromaDB collection of passages embedded with Overlay's
-offline all-MiniLM-L6-v2 (:mod:`overlay_core.embeddings`, cosine space, 384-d). Two
+A :class:`KnowledgeBase` is one ChromaDB collection of passages embedded with one of Overlay's
+offline embedders (:mod:`overlay_core.embeddings`, cosine space; by default all-MiniLM-L6-v2, 384-d;
+``embedder="use-multilingual"`` or ``"e5-small"`` for Russian and other languages). Two
 deployments run the same code:
 
 * **embedded** (default): ``chromadb.PersistentClient`` on a folder;
@@ -29,8 +30,9 @@ Guarantees:
   floats are refused with :class:`~overlay_core.errors.InputError` naming passage and field
   (before anything is written).
 * **Reopen safety.** A collection records its embedding function (Chroma stores the name and
-  config of :class:`~overlay_core.embeddings.MiniLMEmbeddingFunction`). Opening a collection
-  made with another function, model file or vector dimension raises
+  config, e.g. of :class:`~overlay_core.embeddings.MiniLMEmbeddingFunction`). Opened without an
+  ``embedder``, a collection is read with the embedder that built it; opening it with another
+  ``embedder``, or one made with another model file or vector dimension, raises
   :class:`~overlay_core.errors.RetrievalError` naming both; queries are always embedded here,
   with the same model, never by Chroma's default function.
 * **One writer.** One Chroma client per persist folder per process (shared by all
@@ -65,8 +67,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from .embeddings import (DIMENSION, EMBEDDING_FUNCTION_NAME, MODEL_NAME, MODEL_SHA256, get_embedding_function,
-                         get_encoder)
+from .embeddings import DEFAULT_EMBEDDER, embedder_of_function, embedder_spec, get_embedding_function, get_encoder
 from .errors import InputError, OverlayError, RetrievalError
 from .ingest import Passage, passage_id
 from .storage import write_atomic
@@ -105,7 +106,7 @@ def rebuild_hint(path: str | Path) -> str:
     if isinstance(recorded, list) and all(isinstance(a, str) for a in recorded):
         args += "".join(f" {shell_quote(a)}" for a in recorded)
         return REBUILD_HINT.format(source="as it was built", args=args, path=p)
-    if str(report.get("fingerprint", "")).rpartition("-")[2][:1] == "o":  # "<hash>-o3": built from documents
+    if re.search(r"-o\d(-|$)", str(report.get("fingerprint", ""))):  # "<hash>-o3[-embedder]": from documents
         return REBUILD_HINT.format(source="from the documents it was built from (give their files or folders as PATH)",
                                    args=args + " PATH...", path=p)
     return REBUILD_HINT.format(source="from the source documents", args=args, path=p)
@@ -542,25 +543,30 @@ class KnowledgeBase:
         collection: collection name (3-512 characters ``[A-Za-z0-9._-]``, starting and ending
             with a letter or digit — Chroma's rule).
         server_url: ``http://host:port`` of a Chroma server; use it instead of the folder.
+        embedder: the embedder key (:data:`overlay_core.embeddings.EMBEDDERS`) of a collection this creates, and
+            the one an existing collection must have been built with; ``None``: an existing collection's own
+            (the default, ``minilm``, for a new one). :attr:`embedder` says which one is used.
 
     Raises:
         InputError: bad collection name or server URL, or ``path`` is a file.
         RetrievalError: the store cannot be opened (damaged: with the rebuild recipe), the
             server is unreachable, or the collection was built with another embedding
-            function or dimension.
+            function (another ``embedder`` than the one asked for) or dimension.
         ModelError: the embedding model files are missing or not the pinned ones.
     """
 
     def __init__(self, path: str | Path | None = None, *, collection: str = "overlay",
-                 server_url: str | None = None) -> None:
+                 server_url: str | None = None, embedder: str | None = None) -> None:
         if not isinstance(collection, str) or not _COLLECTION_RE.match(collection) or ".." in collection:
             raise InputError(f"collection name {collection!r} is invalid: use 3-512 characters from "
                              "[A-Za-z0-9._-], starting and ending with a letter or digit, no '..'")
         self.collection_name = collection
         self._key, self.path = _store_key(path, server_url or None)
         self.server_url = self._key[1] if self._key[0] == "server" else None
-        self._ef = get_embedding_function()
-        self._encoder = get_encoder()
+        if embedder is not None:
+            embedder_spec(embedder)  # InputError for an unknown key, before anything is opened
+        self._asked = embedder
+        self.embedder = embedder or DEFAULT_EMBEDDER  # an existing collection's own, once it is opened
         self._col = None
         self._col_owner: tuple[_Store, int] | None = None
         with self._store.reading():
@@ -577,9 +583,18 @@ class KnowledgeBase:
         return _get_store(self._key, self.path)
 
     @property
+    def _ef(self):
+        return get_embedding_function(self.embedder)
+
+    @property
+    def _encoder(self):
+        return get_encoder(embedder=self.embedder)
+
+    @property
     def fingerprint(self) -> str:
         """Embedding function, model file digest and collection, e.g. ``overlay_minilm_l6_v2_int8@8199be6f699a395f/overlay``."""
-        return f"{EMBEDDING_FUNCTION_NAME}@{MODEL_SHA256[:16]}/{self.collection_name}"
+        spec = embedder_spec(self.embedder)
+        return f"{spec.function_name}@{spec.files[-1][1][:16]}/{self.collection_name}"
 
     def __repr__(self) -> str:
         where = self.server_url or str(self.path)
@@ -606,11 +621,12 @@ class KnowledgeBase:
                 if not create:
                     return None
                 # get_or_create: another process may create it at the same moment (server mode).
+                spec = embedder_spec(self.embedder)
                 raw = client.get_or_create_collection(
                     self.collection_name, embedding_function=self._ef,
                     configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"overlay.embedding_function": EMBEDDING_FUNCTION_NAME,
-                              "overlay.embedding_model": MODEL_NAME, "overlay.dimension": DIMENSION})
+                    metadata={"overlay.embedding_function": spec.function_name, "overlay.embedder": spec.key,
+                              "overlay.embedding_model": spec.model, "overlay.dimension": spec.dimension})
                 if write is not None:
                     write.changed = True
             self._check_compatible(raw)
@@ -627,16 +643,27 @@ class KnowledgeBase:
         ef_conf = (raw.configuration_json or {}).get("embedding_function") or {}
         name = ef_conf.get("name")
         conf = ef_conf.get("config") or {}
+        theirs_key = embedder_of_function(name)
+        where = f"collection {self.collection_name!r} in {self._store.where}"
+        if theirs_key is not None and self._asked is not None and theirs_key != self._asked:
+            raise RetrievalError(
+                f"{where} was built with embedder {embedder_spec(theirs_key).describe()}, not "
+                f"{embedder_spec(self._asked).describe()}, and the two kinds of vectors cannot be mixed: use embedder "
+                f"{theirs_key!r} with it, or rebuild it with `overlay build --rebuild --embedder {self._asked}` "
+                "(or use another state folder)")
+        if theirs_key is not None:
+            self.embedder = theirs_key  # read a collection with the embedder that built it
+        spec = embedder_spec(self.embedder)
+        dimension, sha256, function_name = spec.dimension, spec.files[-1][1], spec.function_name
         dim = None
         got = raw.get(limit=1, include=["embeddings"])
         emb = got.get("embeddings")
         if emb is not None and len(emb):
             dim = len(emb[0])
-        ours = f"{EMBEDDING_FUNCTION_NAME} ({MODEL_NAME} int8 ONNX, sha256 {MODEL_SHA256[:12]}…, {DIMENSION}-d)"
-        where = f"collection {self.collection_name!r} in {self._store.where}"
+        ours = f"{function_name} ({spec.model}, sha256 {sha256[:12]}…, {dimension}-d)"
         todo = ("use another collection name, or rebuild this one from the source documents "
                 "(`overlay build --rebuild`)")
-        if name != EMBEDDING_FUNCTION_NAME:
+        if name != function_name:
             theirs = repr(name) if name else "no recorded embedding function"
             if conf:
                 theirs += f" (config {json.dumps(conf, sort_keys=True)})"
@@ -645,11 +672,11 @@ class KnowledgeBase:
             raise RetrievalError(f"{where} was built with embedding function {theirs}, but Overlay embeds with "
                                  f"{ours}; its vectors are not comparable, so it cannot be queried or extended: "
                                  f"{todo}")
-        if conf.get("model_sha256", MODEL_SHA256) != MODEL_SHA256 or conf.get("dimension", DIMENSION) != DIMENSION:
+        if conf.get("model_sha256", sha256) != sha256 or conf.get("dimension", dimension) != dimension:
             raise RetrievalError(f"{where} was built with model sha256 {conf.get('model_sha256')} "
                                  f"({conf.get('dimension')}-d), but Overlay embeds with {ours}: {todo}")
-        if dim is not None and dim != DIMENSION:
-            raise RetrievalError(f"{where} holds {dim}-d vectors, but {ours} produces {DIMENSION}-d vectors: {todo}")
+        if dim is not None and dim != dimension:
+            raise RetrievalError(f"{where} holds {dim}-d vectors, but {ours} produces {dimension}-d vectors: {todo}")
 
     def _wrap(self, exc: BaseException, what: str) -> RetrievalError:
         if self._store.path is not None and _is_corruption(exc):
@@ -808,7 +835,7 @@ class KnowledgeBase:
         """The ``k`` passages nearest to ``text`` (cosine distance, nearest first).
 
         Args:
-            text: the question (embedded with the same MiniLM model as the passages).
+            text: the question (embedded by the embedder that embedded the passages, as a query).
             k: how many passages (>= 1); fewer if the collection holds fewer.
             where: optional Chroma metadata filter, e.g. ``{"source": "FOLDOC"}``.
 
@@ -821,7 +848,7 @@ class KnowledgeBase:
         text = normalize(text)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InputError(f"k must be an integer >= 1, got {k!r}")
-        vec = self._encoder.encode([text])
+        vec = self._encoder.encode_query([text])
         with self._store.reading():
             try:
                 col = self._collection()
@@ -927,16 +954,23 @@ _KBS: dict[tuple, KnowledgeBase] = {}
 
 
 def get_knowledge_base(path: str | Path | None = None, *, collection: str = "overlay",
-                       server_url: str | None = None) -> KnowledgeBase:
+                       server_url: str | None = None, embedder: str | None = None) -> KnowledgeBase:
     """The per-process :class:`KnowledgeBase` for ``(path, collection, server_url)`` (thread-safe).
 
-    Same arguments and errors as :class:`KnowledgeBase`. With ``server_url`` the path is ignored.
+    Same arguments and errors as :class:`KnowledgeBase`. With ``server_url`` the path is ignored. An ``embedder``
+    other than the one the process's KnowledgeBase of that collection uses raises RetrievalError as a new one would.
     """
     key = _store_key(path, server_url or None)[0] + (collection,)
     with _STORES_LOCK:
         kb = _KBS.get(key)
-        if kb is not None:
-            return kb
-    kb = KnowledgeBase(path, collection=collection, server_url=server_url or None)
-    with _STORES_LOCK:
-        return _KBS.setdefault(key, kb)
+    if kb is None:
+        kb = KnowledgeBase(path, collection=collection, server_url=server_url or None, embedder=embedder)
+        with _STORES_LOCK:
+            kb = _KBS.setdefault(key, kb)
+    if embedder is not None and kb.embedder != embedder:
+        raise RetrievalError(
+            f"collection {collection!r} in {kb._store.where} was built with embedder "
+            f"{embedder_spec(kb.embedder).describe()}, not {embedder_spec(embedder).describe()}, and the two kinds of "
+            f"vectors cannot be mixed: use embedder {kb.embedder!r} with it, or rebuild it with "
+            f"`overlay build --rebuild --embedder {embedder}` (or use another state folder)")
+    return kb

@@ -315,3 +315,57 @@ def test_factoid_main_errors_and_rescore_without_the_model(tmp_path, capsys):
     assert ef.main(["--set", "foldoc_mixed", "--systems", "first", "--out", str(out), "--rescore"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["rescored"] == 1 and summary["hit_rate"]["first"][0] == 1.0  # the set's key, not the stale one
+
+
+# ------------------------------------------------------------------ Russian factoid set (issue 16)
+def test_russian_set_is_checked_against_its_chapters():
+    """The Russian set: keys / evidence in the source chapter as Overlay's HTML loader reads it, 'absent' terms in
+    no chapter, every question form; the corpus folder has its licence, origin and the files' digests."""
+    import hashlib
+    import json
+
+    import make_factoid_debian_faq_ru as mr
+
+    rows = [json.loads(line) for line in (BENCH / "data" / "factoid_debian_faq_ru.jsonl").read_text().splitlines()]
+    assert rows == mr.rows()
+    ans = [r for r in rows if r["answerable"]]
+    assert len(ans) >= 50 and len(rows) - len(ans) >= 20 and len({r["id"] for r in rows}) == len(rows)
+    assert {"definition", "who", "when", "where", "how-many", "how", "why", "yes-no"} <= {r["kind"] for r in ans}
+    assert all(any("а" <= ch.casefold() <= "я" for ch in r["question"]) for r in rows)  # asked in Russian
+    assert [(r["id"], mr.check(r)) for r in rows if mr.check(r)] == []
+    # the check has teeth: a key from elsewhere, an evidence not in the chapter, a term the FAQ does use
+    assert "not in the source" in mr.check(dict(ans[0], answers=["Гвидо ван Россум"]))
+    assert "evidence" in mr.check({"answerable": True, "kind": "yes-no", "source": "basic-defs.ru.html",
+                                   "answers": ["yes"], "evidence": "Debian написан на COBOL"})
+    assert "occur in the pages" in mr.check({"answerable": False, "absent": ["Pixar"]})
+    assert mr.TITLE_PAGE not in mr.pages() and len(mr.corpus_files()) == 16
+    docs = mr.DOCS
+    assert {"README.md", "copyright", "SHA256SUMS", "index.ru.html"} <= {p.name for p in docs.iterdir()}
+    assert "Software in the Public Interest" in (docs / "copyright").read_text()
+    assert "manpages-ru" in (docs / "README.md").read_text()  # kept aside, and the README says so
+    sums = dict(reversed(line.split("  ")) for line in (docs / "SHA256SUMS").read_text().splitlines())
+    assert set(sums) == {p.name for p in docs.iterdir()} - {"README.md", "SHA256SUMS"}
+    for name, digest in sums.items():
+        assert hashlib.sha256((docs / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_russian_set_home_is_built_with_its_embedder(tmp_path, monkeypatch):
+    """ensure_home builds the Russian set's folder with the multilingual embedder, without the title page (one
+    small chapter here, to keep the test short; the whole set is built the same way)."""
+    import json
+
+    import eval_factoid as ef
+
+    folder, _pattern, exclude, default, embedder = ef.SET_DOCUMENTS["debian_faq_ru"]
+    assert (exclude, embedder, default.name) == (("index.ru.html",), "e5-small", ".overlay-debian-faq-ru")
+    monkeypatch.setitem(ef.SET_DOCUMENTS, "debian_faq_ru", (folder, "[ik]*.ru.html", exclude, default, embedder))
+    home = ef.ensure_home("debian_faq_ru", tmp_path / "h", log=lambda m: None)
+    rep = json.loads((home / "knowledge.json").read_text())
+    assert rep["embedder"] == "e5-small" and 3 <= rep["n_passages"] <= 20
+    from overlay_core.retrieval import get_knowledge_base
+
+    kb = get_knowledge_base(home / "chroma")
+    files = {m["file_path"].rsplit("/", 1)[-1] for m in kb.metadata({"file_type": "html"}).values()}
+    assert files == {"kernel.ru.html"}
+    hit = kb.query("Какой командой собрать пакет с собственным ядром?", k=1)[0]
+    assert "deb-pkg" in hit.text
