@@ -123,8 +123,8 @@ def sentences_of(passages, labelled: bool = False) -> list[str]:
     out = []
     for p in passages:
         toks = E.material_tokens(p.text)
-        lab = E.label(p.text) if labelled else None
-        out += [(f"{lab}: " if lab else "") + T.join(toks[a:b]) for a, b in E.sentences(toks)]
+        lab = E.split_label(p.text)[0] if labelled else None
+        out += [E.labelled(lab, T.join(toks[a:b])) for a, b in E.sentences(toks)]
     return out
 
 

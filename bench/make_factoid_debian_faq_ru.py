@@ -224,17 +224,10 @@ def corpus_files() -> list[Path]:
 
 
 def rows() -> list[dict]:
-    out = []
-    for i, (q, keys, kind, source, *evidence) in enumerate(QUESTIONS):
-        row = {"id": f"faq-ru-{i:03d}", "question": q, "answers": keys, "kind": kind, "source": source,
-               "answerable": True, "lang": "en" if q in KEY_IN_ENGLISH else "ru"}
-        if evidence:
-            row["evidence"] = evidence[0]
-        out.append(row)
-    for i, (q, kind, absent) in enumerate(UNANSWERABLE):
-        out.append({"id": f"faq-ru-u{i:02d}", "question": q, "answers": [], "kind": kind, "source": None,
-                    "answerable": False, "absent": absent})
-    return out
+    from make_factoid_foldoc_mixed import question_rows
+
+    return question_rows("faq-ru", QUESTIONS, UNANSWERABLE,
+                         extra=lambda q: {"lang": "en" if q in KEY_IN_ENGLISH else "ru"})
 
 
 def check(row: dict) -> str | None:

@@ -291,18 +291,25 @@ def keys_problem(keys: list[str], texts: list[str]) -> str | None:
     return None if any(occurs(k, texts) for k in keys) else f"no key of {keys} occurs as whole words in the source"
 
 
-def rows() -> list[dict]:
+def question_rows(prefix: str, questions, unanswerable, extra=lambda q: {}) -> list[dict]:
+    """The rows of a factoid set: ``questions`` as ``(question, keys, kind, source[, evidence])`` tuples with ids
+    ``<prefix>-000``…, then ``unanswerable`` as ``(question, kind, absent terms)`` with ids ``<prefix>-u00``…;
+    ``extra(question)`` adds fields to an answerable row (after ``answerable``)."""
     out = []
-    for i, (q, keys, kind, source, *evidence) in enumerate(QUESTIONS):
-        row = {"id": f"foldoc-mixed-{i:03d}", "question": q, "answers": keys, "kind": kind, "source": source,
-               "answerable": True}
+    for i, (q, keys, kind, source, *evidence) in enumerate(questions):
+        row = {"id": f"{prefix}-{i:03d}", "question": q, "answers": keys, "kind": kind, "source": source,
+               "answerable": True, **extra(q)}
         if evidence:
             row["evidence"] = evidence[0]
         out.append(row)
-    for i, (q, kind, absent) in enumerate(UNANSWERABLE):
-        out.append({"id": f"foldoc-mixed-u{i:02d}", "question": q, "answers": [], "kind": kind, "source": None,
+    for i, (q, kind, absent) in enumerate(unanswerable):
+        out.append({"id": f"{prefix}-u{i:02d}", "question": q, "answers": [], "kind": kind, "source": None,
                     "answerable": False, "absent": absent})
     return out
+
+
+def rows() -> list[dict]:
+    return question_rows("foldoc-mixed", QUESTIONS, UNANSWERABLE)
 
 
 def check(row: dict) -> str | None:

@@ -174,17 +174,9 @@ def pages() -> dict[str, str]:
 
 
 def rows() -> list[dict]:
-    out = []
-    for i, (q, keys, kind, source, *evidence) in enumerate(QUESTIONS):
-        row = {"id": f"sqlite-{i:03d}", "question": q, "answers": keys, "kind": kind, "source": source,
-               "answerable": True}
-        if evidence:
-            row["evidence"] = evidence[0]
-        out.append(row)
-    for i, (q, kind, absent) in enumerate(UNANSWERABLE):
-        out.append({"id": f"sqlite-u{i:02d}", "question": q, "answers": [], "kind": kind, "source": None,
-                    "answerable": False, "absent": absent})
-    return out
+    from make_factoid_foldoc_mixed import question_rows
+
+    return question_rows("sqlite", QUESTIONS, UNANSWERABLE)
 
 
 def check(row: dict) -> str | None:

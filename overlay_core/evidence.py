@@ -85,24 +85,27 @@ def stem(word: str) -> str:
     return w[:6]
 
 
+def split_label(text: str) -> tuple[str | None, str]:
+    """``(label, body)`` of a passage: its ``headword:`` (or heading) label as written, or None, and the rest."""
+    if ":" not in T.words(text)[:LABEL_WINDOW]:
+        return None, text
+    # the first colon of the text is the label's (the tokenizer keeps "http://" whole)
+    lab, body = text.split(":", 1)
+    return lab.strip() or None, body
+
+
 def material_tokens(text: str) -> list[str]:
     """Word tokens of a passage that may become answer words (label and dictionary furniture removed)."""
-    toks = T.words(text)
-    body = text
-    head = toks[:LABEL_WINDOW]
-    if ":" in head:
-        # cut the label at the first colon of the text (the tokenizer keeps "http://" whole, so the first
-        # ':' token is the label's)
-        body = text.split(":", 1)[1]
+    body = split_label(text)[1]
     for rx in _FURNITURE:
         body = rx.sub(" ", body)
     return T.words(body)
 
 
-def label(text: str) -> str | None:
-    """The ``headword:`` (or heading) label of a passage, as written, or None when it has none."""
-    head = T.words(text)[:LABEL_WINDOW]
-    return text.split(":", 1)[0].strip() or None if ":" in head else None
+def labelled(label: str | None, sentence: str) -> str:
+    """``sentence`` as the cross-encoder reads it: after its passage's label ("qmqp: It listens on port 628."),
+    so a sentence that names its subject only as "It" is read as the answer it is."""
+    return f"{label}: {sentence}" if label else sentence
 
 
 def body_tokens(text: str) -> list[str]:

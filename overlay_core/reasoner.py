@@ -363,12 +363,9 @@ class Reasoner:
         if s.cross_encoder and not form.is_definition and flat:
             from .cross_encoder import get_cross_encoder
 
-            # each sentence with its passage's label ("qmqp: It listens on port 628."): a sentence that names its
-            # subject only as "It" is read as the answer it is
-            labels = [E.label(p.text) for p in passages]
-            probs = get_cross_encoder().score(question, [
-                (f"{labels[x.passage]}: " if labels[x.passage] else "") + T.join(toks[x.passage][x.start:x.end])
-                for x in flat])
+            labels = [E.split_label(p.text)[0] for p in passages]
+            probs = get_cross_encoder().score(
+                question, [E.labelled(labels[x.passage], T.join(toks[x.passage][x.start:x.end])) for x in flat])
             for x, p in zip(flat, probs):
                 E.mix(x, float(p), s.w_cross_encoder)
         return _Evidence(toks, sents, sent_of, cross_needs_type=form.answer_type == "expansion")
