@@ -505,11 +505,11 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
         RetrievalError, StateFileError: as :func:`~overlay_core.knowledge.build_knowledge`.
     """
     from .embeddings import DEFAULT_EMBEDDER
-    from .knowledge import build_knowledge, resolve_embedder, state_paths
+    from .knowledge import build_knowledge, folder_state_paths, resolve_embedder
     from .retrieval import get_knowledge_base
 
     paths = list(paths)
-    state = state_paths(home)
+    state = folder_state_paths(home)
     embedder = resolve_embedder(home, embedder, rebuild=rebuild)  # before a stored passage is read or deleted
     # the state folder may sit inside a documents folder (`overlay build . --home state`): never ingest it
     passages, problems = load_paths(paths, chunk_size=chunk_size, chunk_overlap=chunk_overlap, exclude=[state.home],

@@ -76,6 +76,20 @@ def state_paths(home: str | Path | None = None) -> StatePaths:
     return StatePaths(Path(raw).expanduser().resolve())
 
 
+def folder_state_paths(home: str | Path | None = None) -> StatePaths:
+    """:func:`state_paths` for a command that builds or answers from the folder.
+
+    Raises:
+        InputError: the path exists and is not a folder — one line, instead of a missing-table hint whose
+            ``overlay build`` would then fail on it.
+    """
+    paths = state_paths(home)
+    if paths.home.exists() and not paths.home.is_dir():
+        raise InputError(f"the state folder {paths.home} is a file, not a folder; give --home (or OVERLAY_HOME) a "
+                         "folder (a missing one is created by overlay build)")
+    return paths
+
+
 def _corpus_fingerprint(index_path: Path | None, params: dict) -> str:
     from .ingest import bundled_foldoc
 
@@ -170,7 +184,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
 
     from .embeddings import DEFAULT_EMBEDDER, embedder_spec
 
-    paths = state_paths(home)
+    paths = folder_state_paths(home)
     embedder = resolve_embedder(home, embedder, rebuild=rebuild)  # before anything is read, written or deleted
     # the default leaves fingerprints (and so the cached builds of earlier versions) as they were
     emb_suffix = "" if embedder == DEFAULT_EMBEDDER else f"-{embedder}"
@@ -326,7 +340,7 @@ def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | No
     from .retrieval import get_knowledge_base
     from .selector import get_selector
 
-    paths = state_paths(home)
+    paths = folder_state_paths(home)
     table = load_table(paths.adjacency)
     kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url)
     selector = get_selector(model_path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)  # same key as the node

@@ -284,3 +284,14 @@ def test_undecodable_bytes_on_the_command_line_lose_nothing(env_home, tmp_path):
     assert v.returncode == 0, v.stderr.decode(errors="replace")
     listed = subprocess.run([OVERLAY, "review", "show", item, "--db", str(db)], capture_output=True, env=env, timeout=60)
     assert b"by al\\xffce" in listed.stdout
+
+
+def test_a_state_folder_that_is_a_file_is_one_clear_error_and_stays_as_it_was(tmp_path):
+    home = tmp_path / "home"
+    home.write_text("my notes\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha was written by Ada.\n")
+    for args in (["build", str(docs)], ["ask", "Who wrote Alpha?"]):
+        assert_clear_error(run(*args, home=home), f"the state folder {home} is a file, not a folder")
+    assert home.read_text() == "my notes\n"
