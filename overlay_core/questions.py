@@ -74,6 +74,8 @@ class QuestionForm:
         answer_type: ``definition``, ``person``, ``year``, ``number``, ``expansion``, ``place``, ``yes-no``
             or ``any``.
         rule: the name of the pattern that produced this reading (shown in the trace).
+        lang: ``"en"`` or ``"ru"`` (:func:`overlay_core.questions_ru.language`); Russian questions are read
+            by :mod:`overlay_core.questions_ru`.
     """
 
     kind: str
@@ -84,10 +86,18 @@ class QuestionForm:
     rule: str = "none"
     verb: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    lang: str = "en"
 
     @property
     def is_definition(self) -> bool:
         return self.kind == DEFINITION
+
+    @property
+    def opens_with_subject(self) -> bool:
+        """True when the answer opens with the subject and a copula ("A hash table is …") and goes on with a
+        passage's definition opening: English definitions. A Russian definition has no copula to copy and is
+        answered, as the other forms are, by the sentence of the passages that bears on it (that defines it)."""
+        return self.kind == DEFINITION and self.lang == "en"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -206,8 +216,13 @@ def _of_subject(phrase: str) -> str | None:
 
 
 def analyze(question: str) -> QuestionForm:
-    """Read ``question`` (English) into a :class:`QuestionForm`; never raises for a non-empty string."""
+    """Read ``question`` into a :class:`QuestionForm`; never raises for a non-empty string. A Russian question
+    (:func:`overlay_core.questions_ru.language`) is read by :func:`overlay_core.questions_ru.analyze`."""
     q = T.normalize(question).strip()
+    from . import questions_ru
+
+    if questions_ru.language(q) == "ru":
+        return questions_ru.analyze(q)
     for name, rx in _RULES:
         m = rx.match(q)
         if not m:
