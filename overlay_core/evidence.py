@@ -29,6 +29,7 @@ selector still makes every choice among the spans.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -48,7 +49,15 @@ _FURNITURE = [
 _YEAR = re.compile(r"^(?:1[5-9]\d\d|20\d\d)s?$")
 _NUMBER = re.compile(r"^\d[\d,.]*$")
 _NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve sixteen thirty-two "
-                          "sixty-four hundred thousand million billion dozen".split())
+                          "sixty-four hundred thousand million billion dozen "
+                          # Russian, the forms a count takes after «Сколько …?» («три», «трёх», «дюжина»)
+                          "один одна одно одного два две двух три трёх трех четыре четырёх четырех пять пяти шесть "
+                          "шести семь семи восемь восьми девять девяти десять десяти двенадцать двадцать тридцать "
+                          "сто сотни сотен тысяча тысячи тысяч миллион миллиона миллионов миллиард миллиарда "
+                          "миллиардов дюжина дюжины несколько нескольких".split())
+#: Words that follow a Russian term in a sentence that defines it («Hurd — это набор серверов», «… является …»).
+_DEFINES_RU = frozenset({"—", "–", "-", "это", "является", "являются", "представляет", "представляют", "называется",
+                         "называются", "означает", "обозначает"})
 _MINOR = frozenset({"of", "and", "the", "for", "a", "an", "in", "on", "to", "with", "&", "-"})
 #: Words that may follow a passive frame's participle in a sentence that continues it ("invented by", "in 1969").
 _PASSIVE_NEXT = frozenset({"by", "in", "at", "on", "for", "from", "as", "with", "during", "around", "before", "after",
@@ -73,8 +82,27 @@ def _base_forms() -> dict[str, str]:
 _BASE = _base_forms()
 
 
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+
+
+def _russian_stemmer():
+    global _RU_STEMMER
+    if _RU_STEMMER is None:
+        import snowballstemmer
+
+        _RU_STEMMER = snowballstemmer.stemmer("russian")
+    return _RU_STEMMER
+
+
+_RU_STEMMER = None
+
+
 def stem(word: str) -> str:
-    """A crude English stem for matching question and passage words ("invented", "inventor" → "invent")."""
+    """A stem for matching question and passage words: for a word with Cyrillic letters the Snowball Russian
+    stemmer's stem (ё read as е; «создал», «создан» → «созда»), cut to 6 letters; otherwise a crude English stem
+    ("invented", "inventor" → "invent")."""
+    if _CYRILLIC.search(word):
+        return _russian_stemmer().stemWord(word.casefold().replace("ё", "е"))[:6]
     w = word.casefold()
     w = _BASE.get(w, w)
     for suf in ("ations", "ation", "ings", "ing", "ions", "ion", "ers", "er", "ors", "or", "ied", "ies", "ed",
@@ -198,6 +226,13 @@ def _type_match(form: QuestionForm, sent: list[str]) -> bool:
             if caps[i] and caps[j] and sent[i].isalpha() and sent[j].isalpha():
                 return True
         return False
+    if t == "definition-ru" and form.subject:
+        # the term (its words by stem, in order) followed within two words by «—», «это», «является» …
+        subj = [stem(w) for w in T.words(form.subject) if not T.is_punct(w)]
+        st = [stem(w) for w in sent]
+        n = len(subj)
+        return n > 0 and any(st[i:i + n] == subj and any(w.casefold() in _DEFINES_RU for w in sent[i + n:i + n + 2])
+                             for i in range(len(sent) - n + 1))
     if t == "expansion" and form.subject:
         # an expansion that spells the acronym, or a sentence that says what it stands for ("The group's name
         # stands for "Dialup IP"." — initials of mixed case need not spell it letter by letter)
@@ -223,10 +258,22 @@ class Sentence:
     parts: dict[str, float] = field(default_factory=dict)
 
 
-def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool) -> tuple[float, dict[str, float]]:
+def focus_weights(form: QuestionForm, sents: list[list[str]]) -> dict[str, float]:
+    """Inverse document frequency of each focus word of ``form`` among ``sents`` (the word tokens of the
+    retrieved passages' sentences): ``log(1 + N / (1 + df))`` with ``df`` the number of the ``N`` sentences
+    holding the word's stem. A word every sentence holds («Debian» in the Debian FAQ) weighs less than the one
+    that tells the fact's sentence apart. Keys are the focus words as typed."""
+    sets = [{stem(w) for w in s if not T.is_punct(w)} for s in sents]
+    n = len(sets)
+    return {f: math.log(1 + n / (1 + sum(stem(f) in st for st in sets))) for f in form.focus}
+
+
+def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool,
+              weights: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
     """Relevance of one sentence (word tokens) to the question, in [0, 1], and its parts.
 
-    ``focus`` is the share of the question's focus words whose stem occurs in the sentence;
+    ``focus`` is the share of the question's focus words whose stem occurs in the sentence (each word
+    counted with its weight in ``weights``, e.g. :func:`focus_weights`; 1 each when None);
     ``subject`` is 1 when every subject word occurs, 0.75 for any other sentence of the subject's own
     entry (``about_subject``: "It conventionally uses port 80." in the HTTP entry); ``type`` is 1 when the
     sentence holds something of the expected answer type. Weighted 2 : 1 : 2 (terms that do not apply
@@ -234,13 +281,16 @@ def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool) -> tu
     """
     stems = {stem(w) for w in sent if not T.is_punct(w)}
     focus = [f for f in form.focus if f.casefold() not in STOP_WORDS]
-    f_share = sum(stem(f) in stems for f in focus) / len(focus) if focus else 0.0
+    wt = {f: (weights or {}).get(f, 1.0) for f in focus}
+    total = sum(wt.values())
+    f_share = sum(wt[f] for f in focus if stem(f) in stems) / total if focus and total > 0 else 0.0
     parts = {"focus": f_share}
     terms = [(2.0, f_share)] if focus else []
     if form.subject:
         subj = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w)]
         folded = {w.casefold() for w in sent}
-        s = 1.0 if subj and all(w in folded for w in subj) else 0.0
+        # a Russian word is found in any of its forms («ядро Linux» in «ядра Linux»)
+        s = 1.0 if subj and all(w in folded or (_CYRILLIC.search(w) and stem(w) in stems) for w in subj) else 0.0
         if not s and about_subject:
             s = 0.75
         parts["subject"] = s
@@ -296,11 +346,36 @@ def mix(sent: Sentence, cross: float | None, w_cross: float) -> None:
     sent.relevance = (1.0 - w_cross) * lexical + w_cross * float(cross)
 
 
+def mix_embedding(sents: list[Sentence], cosine, w: float) -> None:
+    """Blend an embedder's reading into ``sents`` (the sentences of one question) in place.
+
+    ``cosine`` (one float per sentence) is rescaled over the question's sentences to [0, 1]
+    (``(c - min) / (max - min)``; all 0 when they are equal): an embedder's cosines are not probabilities and
+    their range depends on the model (multilingual-e5's run 0.75-0.93), so only their order among the
+    sentences is used. ``relevance`` becomes ``(1 - w) * lexical + w * rescaled``; the parts keep ``lexical``,
+    ``embedding`` (rescaled) and ``cosine``. A sentence still *bears* on the question by its words only
+    (:func:`bears`): a rescaled score always rates some sentence 1.
+    """
+    if not sents:
+        return
+    cos = [float(c) for c in cosine]
+    lo, hi = min(cos), max(cos)
+    for x, c in zip(sents, cos):
+        scaled = (c - lo) / (hi - lo) if hi > lo else 0.0
+        lexical = x.relevance
+        x.parts["lexical"] = lexical
+        x.parts["embedding"] = scaled
+        x.parts["cosine"] = c
+        x.relevance = (1.0 - w) * lexical + w * scaled
+
+
 def bears(sent: Sentence, min_relevance: float, min_cross: float, *, cross_needs_type: bool = False) -> bool:
     """True when ``sent`` bears on the question: its lexical relevance reaches ``min_relevance``, or the
     cross-encoder's probability (when it was computed) reaches ``min_cross`` — and, with
     ``cross_needs_type``, the sentence holds an answer of the expected type (an expansion that spells the
     acronym: a sentence about NASA that does not spell it out answers no "What does NASA stand for?")."""
+    if "embedding" in sent.parts:  # an embedder's rescaled reading: the blend decides (see mix_embedding)
+        return sent.relevance >= min_relevance
     lexical = sent.parts.get("lexical", sent.relevance)
     cross = sent.parts.get("cross_encoder")
     if cross is None or (cross_needs_type and sent.parts.get("type", 1.0) <= 0):
@@ -309,11 +384,13 @@ def bears(sent: Sentence, min_relevance: float, min_cross: float, *, cross_needs
 
 
 #: Words that negate a clause ("not", "never", "doesn't" …): :func:`negation`.
-_NEGATIONS = frozenset({"not", "no", "never", "none", "nor", "neither", "cannot", "nothing", "nowhere"})
+_NEGATIONS = frozenset({"not", "no", "never", "none", "nor", "neither", "cannot", "nothing", "nowhere",
+                        "не", "нет", "ни", "никогда", "нельзя", "невозможно", "ничего", "нигде"})
 
 
 def negation(words: list[str]) -> str | None:
-    """The first word of ``words`` (word tokens) that negates a clause ("not", "never", "doesn't"), or None."""
+    """The first word of ``words`` (word tokens) that negates a clause ("not", "never", "doesn't"; Russian «не»,
+    «нет», «никогда»), or None."""
     for w in words:
         f = w.casefold().replace("\u2019", "'")
         if f in _NEGATIONS or f.endswith("n't"):

@@ -41,7 +41,8 @@ from . import evidence as E
 from . import text as T
 from .accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
 from .errors import InputError
-from .questions import QuestionForm, analyze
+from .questions import STOP_WORDS, QuestionForm, analyze
+from .questions_ru import STOP_WORDS_RU
 from .settings import LLM_SCORES, ReasonerSettings  # noqa: F401  (re-exported)
 from .trace import Candidate, EvidenceRef, PassageRef, Step, StopReason, Trace
 
@@ -51,6 +52,19 @@ STUB_WORDS = 5
 _ARTICLES = {"a", "an", "the"}
 #: At most this many relevant sentences open factoid answers (step 0 candidates).
 MAX_ANSWER_SENTENCES = 8
+#: Words that open a sentence in capitals only because they open it ("The", "It", «Это»): lower-cased after "Yes,".
+FUNCTION_WORDS = STOP_WORDS | STOP_WORDS_RU
+#: The answer of a declined question, in the question's language (``QuestionForm.lang``).
+DECLINED = {"en": "The knowledge base has no passage that answers this question.",
+            "ru": "В базе знаний нет фрагмента, который отвечает на этот вопрос."}
+#: The selector's prompt in the question's language: (instruction, passages heading, question heading).
+PROMPTS = {"en": ("Answer the question in one sentence, using only the passages.", "Passages", "Question"),
+           "ru": ("Ответь на вопрос одним предложением, используя только фрагменты.", "Фрагменты", "Вопрос")}
+#: Knowledge-base embedders that read Russian (and other languages): their cosine reads a non-English question's
+#: sentences (:meth:`Reasoner._embedding_reading`).
+MULTILINGUAL_EMBEDDERS = frozenset({"use-multilingual", "e5-small"})
+#: The ("no", "yes") openings of a yes/no answer, in the question's language.
+YES_NO = {"en": ("No", "Yes"), "ru": ("Нет", "Да")}
 
 
 @dataclass
@@ -188,7 +202,7 @@ class Reasoner:
                       for x in ev.ranked()[:5] if x.relevance > 0])
         refusal = unknown or self._refusal(form, passages, ev, s)
         if refusal:
-            result.answer = "The knowledge base has no passage that answers this question."
+            result.answer = DECLINED.get(form.lang, DECLINED["en"])
             result.refused, result.refusal, result.stop_reason = True, refusal, StopReason.DECLINED
             result.timings_ms = {"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0,
                                  "accumulate": 0.0, "total": 1000 * (time.perf_counter() - t0)}
@@ -203,7 +217,7 @@ class Reasoner:
         first_step = 0
         cursor: set[tuple[int, int]] = set()  # where in the passages the answer's last word was copied from
         if form.kind == "yes-no" and s.start == "subject":
-            rec = self._yes_no(prompt, question, ev, s)
+            rec = self._yes_no(prompt, question, form, ev, s)
             result.steps.append(rec)
             answer_words.extend(rec.chosen_words)
             first_step = 1
@@ -214,7 +228,7 @@ class Reasoner:
             cands = self._propose(answer_words, ev, passages, replace(s, span_words=min(s.span_words, limit - generated)),
                                   first=(generated == 0), form=form, framed=bool(frame_note.get("kept")), cursor=cursor)
             self._guard(cands, answer_words, generated, s, closing_quote=closing_quote,
-                        min_words=s.min_words if form.is_definition else min(s.min_words, 2))
+                        min_words=s.min_words if form.opens_with_subject else min(s.min_words, 2))
             tp = time.perf_counter()
             live = [c for c in cands if c.blocked is None]
             prev = answer_words[-1] if answer_words else ""
@@ -265,7 +279,7 @@ class Reasoner:
                     continue
                 stop = StopReason.SENTENCE_END
                 break
-            if generated >= limit == s.max_words and s.finish_sentence and not form.is_definition \
+            if generated >= limit == s.max_words and s.finish_sentence and not form.opens_with_subject \
                     and self._inside_bearing_sentence(cursor, ev, s):
                 limit += s.finish_sentence
             if generated >= limit:
@@ -318,7 +332,7 @@ class Reasoner:
 
         return sorted(hits, key=lambda h: (not Reasoner._about(h, key), stub(h), chunk(h), h.distance))
 
-    def _yes_no(self, prompt: str, question: str, ev: _Evidence, s: ReasonerSettings) -> dict:
+    def _yes_no(self, prompt: str, question: str, form: QuestionForm, ev: _Evidence, s: ReasonerSettings) -> Step:
         """Step 0 of a yes/no question: the LLM chooses "Yes," or "No," by its calibrated score.
 
         Calibrated (log-prob after the prompt minus log-prob after a neutral prompt) because a small
@@ -328,7 +342,8 @@ class Reasoner:
         the length of a VARCHAR."), "Yes," is blocked and the trace names the word and the sentence.
         """
         ts = time.perf_counter()
-        cands = [_Cand(("No", ","), ["yes-no"]), _Cand(("Yes", ","), ["yes-no"])]
+        no, yes = YES_NO.get(form.lang, YES_NO["en"])
+        cands = [_Cand((no, ","), ["yes-no"]), _Cand((yes, ","), ["yes-no"])]
         top = next((x for x in ev.ranked() if self._bears(x, s, ev)), None)
         if s.yes_no_negation and top is not None and E.negation(T.words(question)) is None:
             sent = ev.toks[top.passage][top.start:top.end]
@@ -344,31 +359,57 @@ class Reasoner:
         return self._step_record(0, [], feats, best, s, ts, tp, tsel, time.perf_counter())
 
     def _evidence(self, question: str, form: QuestionForm, passages, s: ReasonerSettings) -> _Evidence:
-        """Answer material of each passage, split into sentences scored for relevance (none for definitions):
-        lexical, blended with the cross-encoder's reading when ``s.cross_encoder`` (one call for all sentences)."""
+        """Answer material of each passage, split into sentences scored for relevance (none for definitions that
+        open with the subject): lexical, blended with a model's reading when ``s.cross_encoder`` (one call for all
+        sentences) — the cross-encoder for an English question; for another language, whose words the English
+        cross-encoder cannot read (on Russian it rates every sentence ~0.999), the knowledge base's own multilingual
+        embedder (:meth:`_embedding_reading`). A non-English question's focus words are weighted by their
+        inverse frequency among the sentences (:func:`overlay_core.evidence.focus_weights`)."""
         toks = [E.material_tokens(p.text) if s.hygiene else self._body_tokens(p.text) for p in passages]
+        ranges = [E.sentences(tk) for tk in toks]
+        weights = None
+        if form.lang != "en" and not form.opens_with_subject:
+            weights = E.focus_weights(form, [tk[a:b] for tk, rr in zip(toks, ranges) for a, b in rr])
         sents: list[list[E.Sentence]] = []
         sent_of: list[list[int]] = []
         key = form.subject.casefold() if form.subject else None
         for r, tk in enumerate(toks):
             about = bool(key) and self._about(passages[r], key)
             ss, owner = [], [-1] * len(tk)
-            for j, (a, b) in enumerate(E.sentences(tk)):
-                rel, parts = (0.0, {}) if form.is_definition else E.relevance(form, tk[a:b], about_subject=about)
+            for j, (a, b) in enumerate(ranges[r]):
+                rel, parts = (0.0, {}) if form.opens_with_subject else E.relevance(
+                    form, tk[a:b], about_subject=about, weights=weights)
                 ss.append(E.Sentence(r, a, b, rel, parts))
                 owner[a:b] = [j] * (b - a)
             sents.append(ss)
             sent_of.append(owner)
         flat = [x for ss in sents for x in ss]
-        if s.cross_encoder and not form.is_definition and flat:
-            from .cross_encoder import get_cross_encoder
-
+        if s.cross_encoder and not form.opens_with_subject and flat:
             labels = [E.split_label(p.text)[0] for p in passages]
-            probs = get_cross_encoder().score(
-                question, [E.labelled(labels[x.passage], T.join(toks[x.passage][x.start:x.end])) for x in flat])
-            for x, p in zip(flat, probs):
-                E.mix(x, float(p), s.w_cross_encoder)
+            read = [E.labelled(labels[x.passage], T.join(toks[x.passage][x.start:x.end])) for x in flat]
+            if form.lang == "en":
+                from .cross_encoder import get_cross_encoder
+
+                for x, p in zip(flat, get_cross_encoder().score(question, read)):
+                    E.mix(x, float(p), s.w_cross_encoder)
+            elif s.w_embedding > 0:
+                cos = self._embedding_reading(question, read)
+                if cos is not None:
+                    E.mix_embedding(flat, cos, s.w_embedding)
         return _Evidence(toks, sents, sent_of, cross_needs_type=form.answer_type == "expansion")
+
+    def _embedding_reading(self, question: str, sentences: list[str]):
+        """Cosine similarity (float array, one per sentence) of the question (embedded as a query) and each
+        labelled sentence, by the knowledge base's embedder when it reads languages other than English
+        (``use-multilingual``, ``e5-small``), else None (all-MiniLM-L6-v2 reads Russian no better than chance:
+        docs/russian.md)."""
+        embedder = getattr(self.kb, "embedder", None)
+        if embedder not in MULTILINGUAL_EMBEDDERS:
+            return None
+        from .embeddings import get_encoder
+
+        enc = get_encoder(embedder=embedder)
+        return enc.encode(sentences) @ enc.encode_query([question])[0]
 
     @staticmethod
     def _bears(x: E.Sentence, s: ReasonerSettings, ev: _Evidence) -> bool:
@@ -395,11 +436,11 @@ class Reasoner:
         if nearest > s.refuse_distance and not about:
             return (f"the nearest passage is at distance {nearest:.3f} > refuse_distance={s.refuse_distance:g} "
                     "and none is about the asked term")
-        if form.is_definition and form.subject and not about:
+        if form.opens_with_subject and form.subject and not about:
             words = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w)]
             if words and not any(all(w in {t.casefold() for t in toks} for w in words) for toks in ev.toks):
                 return f"no passage is about {form.subject!r} or names it"
-        if not form.is_definition and s.min_relevance > 0:
+        if not form.opens_with_subject and s.min_relevance > 0:
             flat = [x for ss in ev.sentences for x in ss]
             if any(self._bears(x, s, ev) for x in flat):
                 return None
@@ -423,7 +464,7 @@ class Reasoner:
         """
         if s.start != "subject":
             return [], {"kept": False, "why": "start=none"}
-        if form.is_definition:
+        if form.opens_with_subject:
             if not form.subject:
                 return [], {"kept": False, "why": "no subject"}
             prefix = self._subject_prefix(form.subject, passages)
@@ -515,15 +556,16 @@ class Reasoner:
         return prefix + ["is"]
 
     def _prompt(self, question: str, passages, s: ReasonerSettings):
-        """Build the selector prompt; drop the lowest-ranked passages first when it would not fit ``n_ctx``."""
+        """Build the selector prompt, in the question's language (:data:`PROMPTS`); drop the lowest-ranked
+        passages first when it would not fit ``n_ctx``."""
         kept = list(passages)
         dropped: list[str] = []
+        lang = analyze(question).lang
         budget = getattr(self.selector, "n_ctx", 2048) - 8 * (s.max_words + s.finish_sentence) - 32
         while True:
             body = "\n".join(f"[{i + 1}] {p.text[: s.max_passage_chars]}" for i, p in enumerate(kept))
-            prompt = self.selector.format_prompt(
-                "Answer the question in one sentence, using only the passages.",
-                f"Passages:\n{body}\n\nQuestion: {question}")
+            instruction, passages_h, question_h = PROMPTS.get(lang, PROMPTS["en"])
+            prompt = self.selector.format_prompt(instruction, f"{passages_h}:\n{body}\n\n{question_h}: {question}")
             if self.selector.count_tokens(prompt) <= budget or len(kept) <= 1:
                 break
             dropped.append(kept.pop().id)
@@ -579,7 +621,7 @@ class Reasoner:
                             cand(span).add("span", support, pid, rel, at=(rank, i + 1))
                 if found:
                     break
-            if first and (form is None or form.is_definition):
+            if first and (form is None or form.opens_with_subject):
                 for rank, toks in enumerate(ptoks):
                     if (passages[rank].metadata or {}).get("chunk", 0) not in (0, "0"):
                         continue  # a later chunk of an entry continues a definition, it does not open one
@@ -587,15 +629,19 @@ class Reasoner:
                     if span:
                         cand(span).add("passage-start", 1.0 / (1 + rank), passages[rank].id)
             elif first:
-                self._propose_answer_spans(cand, ev, passages, s, form, framed)
+                self._propose_answer_spans(cand, ev, passages, s, form, framed,
+                                           after_comma=bool(answer_words) and answer_words[-1] == ",")
         if answer_words:
             for w in self.accumulator.expert_edges(answer_words[-1]):
                 cand((w,)).add("expert")
         return sorted(cands.values(), key=lambda c: c.words)
 
     def _propose_answer_spans(self, cand, ev: _Evidence, passages, s: ReasonerSettings, form: QuestionForm,
-                              framed: bool) -> None:
-        """Step-0 candidates of a non-definitional question: spans of the sentences that bear on it."""
+                              framed: bool, after_comma: bool = False) -> None:
+        """Step-0 candidates of a non-definitional question: spans of the sentences that bear on it.
+
+        ``after_comma``: the answer so far ends with a comma ("Yes,"): a sentence opening that is a capitalised
+        function word goes on in lower case ("Yes, the program …", not "Yes, The program …")."""
         if framed and form.kind == "stands-for":
             for words, rank, rel in self._expansions(form, passages, ev):
                 cand((*words, ".")).add("expansion", 1.0 / (1 + rank), passages[rank].id, rel)
@@ -622,6 +668,9 @@ class Reasoner:
             span = self._span(toks, start, s.span_words)
             if span and not T.ends_sentence(toks, start + len(span) - 1):
                 n += 1
+                if after_comma and not framed and span[0] != "I" and span[0][:1].isupper() \
+                        and span[0].casefold() in FUNCTION_WORDS:
+                    span = (span[0].casefold(), *span[1:])
                 # after a frame, its first word too ("in" of "in 1969 by Ken Thompson"); a sentence opening is
                 # proposed whole, so choosing it chooses its sentence ("The" alone opens every "The …" sentence)
                 for words in ((span, span[:1]) if framed else (span,)):

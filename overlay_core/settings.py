@@ -248,6 +248,11 @@ class ReasonerSettings:
     w_cross_encoder: float = setting(
         0.1, bounds=(0.0, 1.0), step=0.05, label="Cross-Encoder Weight", advanced=True,
         help="Share of the cross-encoder in a sentence's relevance: (1 - w) x words + w x cross-encoder.")
+    w_embedding: float = setting(
+        0.3, bounds=(0.0, 1.0), step=0.05, label="Embedder Weight (non-English)", advanced=True,
+        help="For a question not in English (the cross-encoder reads English only): share of the knowledge base's "
+             "multilingual embedder in a sentence's relevance, (1 - w) x words + w x its cosine rescaled over the "
+             "question's sentences to 0-1.")
     finish_sentence: int = setting(
         15, bounds=(0, 100), label="Words to Finish a Sentence", advanced=True,
         help="A who/when/which/how answer that reaches `max_words` while copying a sentence that bears on the "

@@ -44,6 +44,8 @@ def test_defaults_are_what_they_were_before_the_schema():
         "max_passage_chars": 600, "refuse_distance": 0.6, "min_relevance": 0.5,
         # added after the schema: the cross-encoder's reading of the sentences (issue 15)
         "min_cross_encoder": 0.5, "cross_encoder": True, "w_cross_encoder": 0.1,
+        # the multilingual embedder's reading of a non-English question's sentences (issue 16)
+        "w_embedding": 0.3,
         "finish_sentence": 15, "yes_no_negation": True, "hygiene": True}
     assert ScoreWeights().as_dict() == {"w_adj": 0.5, "w_ctx": 6.0, "w_llm": 1.0, "w_glob": 1.0, "w_rel": 6.0}
 
