@@ -112,6 +112,10 @@ def build(
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
               f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']}, embedder "
               f"{report.get('embedder', 'minilm')})")
+    if report.get("documents_language") == "ru":
+        err.print(f"the documents are in Russian: embedded with {report.get('embedder')} (the default minilm reads "
+                  "English only); --embedder e5-small retrieves better and embeds slower (docs/russian.md)",
+                  highlight=False, soft_wrap=True)
     if "files" in report:
         status = [f["status"] for f in report["files"]]
         files = f"{len(status)} file" + ("s" if len(status) != 1 else "")
