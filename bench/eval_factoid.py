@@ -18,7 +18,7 @@ Systems (all on the reasoner's own retrieval — :meth:`Reasoner.retrieve` — a
 
 Metrics, mean with a 95 % bootstrap CI (paired for overlay − free): **hit rate** (an answer key occurs in the
 answer as whole words, case-insensitive, after folding punctuation and hyphens to spaces; for a yes-no
-question the answer's first word must be the key), by question kind too, **supported share** of Overlay's
+question the answer's first word must be the key, Russian «да»/«нет» read as yes/no), by question kind too, **supported share** of Overlay's
 answer words (found in its passages' text; also with the passages' names — headword and aliases, which the
 reasoner reads for acronym expansions — and with the question, whose frame opens the answer), Overlay's
 **false refusal** rate on answerable questions and **refusal rate** on unanswerable ones (a refusal: ``refused``
@@ -88,6 +88,10 @@ SET_DOCUMENTS = {"debian": (REPO / "overlay_core" / "data" / "debian-users-group
                  "debian_faq_ru": (REPO / "overlay_core" / "data" / "debian-faq-ru", "*.ru.html", ("index.ru.html",),
                                    REPO / ".overlay-debian-faq-ru", "e5-small")}
 
+#: A yes/no answer's first word in another language, as the keys spell it ("yes"/"no").
+YES_NO_WORDS = {"да": "yes", "нет": "no"}
+
+
 def fold(text: str) -> str:
     """Lower-case, punctuation and hyphens to spaces, whitespace collapsed (for key matching)."""
     return " ".join(re.sub(r"[\W_]+", " ", text.casefold()).split())
@@ -95,9 +99,11 @@ def fold(text: str) -> str:
 
 def hit(answer: str, keys: list[str], kind: str | None = None) -> bool:
     """An answer key occurs in ``answer`` as whole words (after :func:`fold`); for ``kind="yes-no"`` the answer's
-    first word must be the key ("yes"/"no"), since "no" inside an answer ("no longer") says nothing."""
+    first word must be the key ("yes"/"no"; «да»/«нет» count as them), since "no" inside an answer ("no longer") says
+    nothing."""
     if kind == "yes-no":
         first = fold(answer).split()[:1]
+        first = [YES_NO_WORDS.get(first[0], first[0])] if first else []
         return bool(first) and any(first[0] == fold(k) for k in keys)
     a = f" {fold(answer)} "
     return any(f" {fold(k)} " in a for k in keys if fold(k))
