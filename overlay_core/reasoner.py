@@ -179,10 +179,15 @@ class Reasoner:
         subject = form.subject
         passages, hits = self.retrieve(question, s)
         t_retrieve = time.perf_counter() - t0
-        q_words = {w.casefold() for w in T.words(subject or question) if not T.is_punct(w)}
-        known = set()
-        for h in hits:
-            known.update(w.casefold() for w in T.words(h.text))
+        if form.lang == "en":
+            q_words = {w.casefold() for w in T.words(subject or question) if not T.is_punct(w)}
+            known = set()
+            for h in hits:
+                known.update(w.casefold() for w in T.words(h.text))
+        else:  # any content word of the question, in any of its forms («Сид в «Истории игрушек»»: «Истории»)
+            q_words = {E.stem(w) for w in T.words(question) if not T.is_punct(w)
+                       and w.casefold().replace("ё", "е") not in STOP_WORDS_RU}
+            known = {E.stem(w) for h in hits for w in T.words(h.text)}
         if not hits:
             raise InputError("the knowledge base holds no passages, so there is nothing to answer from; build it "
                              "first (`overlay build`, or the Build Knowledge flow)")
