@@ -97,6 +97,11 @@ def _russian_stemmer():
 _RU_STEMMER = None
 
 
+def is_cyrillic(word: str) -> bool:
+    """True when ``word`` holds a Cyrillic letter."""
+    return bool(_CYRILLIC.search(word))
+
+
 def stem(word: str) -> str:
     """A stem for matching question and passage words: for a word with Cyrillic letters the Snowball Russian
     stemmer's stem (ё read as е; «создал», «создан» → «созда»), cut to 6 letters; otherwise a crude English stem
@@ -369,13 +374,16 @@ def mix_embedding(sents: list[Sentence], cosine, w: float) -> None:
         x.relevance = (1.0 - w) * lexical + w * scaled
 
 
-def bears(sent: Sentence, min_relevance: float, min_cross: float, *, cross_needs_type: bool = False) -> bool:
+def bears(sent: Sentence, min_relevance: float, min_cross: float, *, cross_needs_type: bool = False,
+          min_blend: float | None = None) -> bool:
     """True when ``sent`` bears on the question: its lexical relevance reaches ``min_relevance``, or the
     cross-encoder's probability (when it was computed) reaches ``min_cross`` — and, with
     ``cross_needs_type``, the sentence holds an answer of the expected type (an expansion that spells the
-    acronym: a sentence about NASA that does not spell it out answers no "What does NASA stand for?")."""
+    acronym: a sentence about NASA that does not spell it out answers no "What does NASA stand for?").
+    A sentence read by the embedder too (:func:`mix_embedding`) bears when the blend reaches ``min_blend``
+    (``min_relevance`` when None): the blend is on its own scale."""
     if "embedding" in sent.parts:  # an embedder's rescaled reading: the blend decides (see mix_embedding)
-        return sent.relevance >= min_relevance
+        return sent.relevance >= (min_relevance if min_blend is None else min_blend)
     lexical = sent.parts.get("lexical", sent.relevance)
     cross = sent.parts.get("cross_encoder")
     if cross is None or (cross_needs_type and sent.parts.get("type", 1.0) <= 0):
@@ -395,4 +403,23 @@ def negation(words: list[str]) -> str | None:
         f = w.casefold().replace("\u2019", "'")
         if f in _NEGATIONS or f.endswith("n't"):
             return w
+    return None
+
+
+#: Negative prefixes of a word that denies a question word («некоммерческой» for «коммерческой»,
+#: "non-commercial" for "commercial"): :func:`negated_term`.
+_NEGATIVE_PREFIXES = ("не", "non-", "non")
+
+
+def negated_term(question: list[str], words: list[str]) -> str | None:
+    """The first word of ``words`` (word tokens) that is a word of ``question`` with a negative prefix
+    («некоммерческой» for «коммерческой», "non-profit" for "profit"), compared by stem; None if there is none.
+    A question word that itself carries the prefix is not a negation of anything."""
+    asked = {stem(w) for w in question if not T.is_punct(w) and len(w) > 2}
+    for w in words:
+        f = w.casefold()
+        for pre in _NEGATIVE_PREFIXES:
+            rest = f[len(pre):]
+            if f.startswith(pre) and len(rest) > 4 and stem(rest) in asked and stem(f) not in asked:
+                return w
     return None

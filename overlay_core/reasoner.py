@@ -63,6 +63,9 @@ PROMPTS = {"en": ("Answer the question in one sentence, using only the passages.
 #: Knowledge-base embedders that read Russian (and other languages): their cosine reads a non-English question's
 #: sentences (:meth:`Reasoner._embedding_reading`).
 MULTILINGUAL_EMBEDDERS = frozenset({"use-multilingual", "e5-small"})
+#: Words that open a subordinate clause: no answer goes on with one after "Yes,".
+SUBORDINATORS = frozenset({"which", "that", "who", "whom", "whose", "where", "when", "while", "because", "although",
+                           "though", "if", "unless", "whereas", "as", "and", "or", "but", "so"})
 #: The ("no", "yes") openings of a yes/no answer, in the question's language.
 YES_NO = {"en": ("No", "Yes"), "ru": ("Нет", "Да")}
 
@@ -105,6 +108,8 @@ class _Evidence:
     sentence_of: list[list[int]]
     #: the cross-encoder alone lets a sentence bear only if it holds the expected answer type (stands-for)
     cross_needs_type: bool = False
+    #: the sentence a yes/no word was read from, ``(passage rank, start, end)``: the answer goes on in it
+    yes_no_basis: tuple[int, int, int] | None = None
 
     def rel_at(self, rank: int, i: int) -> float:
         """Relevance of the sentence holding token ``i`` of passage ``rank`` (0 outside any)."""
@@ -230,10 +235,15 @@ class Reasoner:
         for step in range(first_step, s.max_words + s.finish_sentence):
             ts = time.perf_counter()
             # Spans never run past the word limit (the subject start does not count).
+            # the step after "Yes,"/«Да,» opens the answer's sentence: no edge from the comma counts (a sentence
+            # opening rarely follows a comma in the corpus; "the" always does)
+            opening = generated == 0 and first_step == 1
             cands = self._propose(answer_words, ev, passages, replace(s, span_words=min(s.span_words, limit - generated)),
                                   first=(generated == 0), form=form, framed=bool(frame_note.get("kept")), cursor=cursor)
             self._guard(cands, answer_words, generated, s, closing_quote=closing_quote,
                         min_words=s.min_words if form.opens_with_subject else min(s.min_words, 2))
+            if s.keep_sentence:
+                self._keep_sentence(cands, cursor, ev, s)
             tp = time.perf_counter()
             live = [c for c in cands if c.blocked is None]
             prev = answer_words[-1] if answer_words else ""
@@ -252,7 +262,7 @@ class Reasoner:
                 if closing_quote:
                     stop = StopReason.SENTENCE_END  # the sentence did end; no closing quote was proposed
                 if cands:
-                    feats = {c.words: self._features(c, answer_words, {}, s) for c in cands}
+                    feats = {c.words: self._features(c, answer_words, {}, s, opening) for c in cands}
                     result.steps.append(self._step_record(step, answer_words, feats, None, s, ts, tp, tp, tp))
                 break
             conts = [self._continuation(answer_words, c.words) for c in live]
@@ -260,7 +270,7 @@ class Reasoner:
             scored = self.selector.score(context, conts, calibrate=(s.llm_score == "calibrated"))
             tsel = time.perf_counter()
             llm = {c.words: sc for c, sc in zip(live, scored)}
-            feats = {c.words: self._features(c, answer_words, llm, s) for c in cands}
+            feats = {c.words: self._features(c, answer_words, llm, s, opening) for c in cands}
             # Highest score wins; ties go to the lexicographically smallest text, so order never matters.
             best = min(live, key=lambda c: (-feats[c.words].score, feats[c.words].word))
             tacc = time.perf_counter()
@@ -344,17 +354,25 @@ class Reasoner:
         model prefers "Yes" whatever it read; the relevant sentence that follows is the evidence. With
         ``s.yes_no_negation``, when the most relevant sentence that bears on the question holds a negation
         the question does not ("Does SQLite enforce the length of a VARCHAR?" — "SQLite does not enforce
-        the length of a VARCHAR."), "Yes," is blocked and the trace names the word and the sentence.
+        the length of a VARCHAR."), "Yes," is blocked and the trace names the word and the sentence; when it holds
+        none, "No," is blocked (the answer goes on to copy that sentence: "No, <an affirmative sentence>" would
+        contradict itself). A negation is a negating word or a question word with a negative prefix
+        («некоммерческой» for «коммерческой», :func:`overlay_core.evidence.negated_term`).
         """
         ts = time.perf_counter()
         no, yes = YES_NO.get(form.lang, YES_NO["en"])
         cands = [_Cand((no, ","), ["yes-no"]), _Cand((yes, ","), ["yes-no"])]
         top = next((x for x in ev.ranked() if self._bears(x, s, ev)), None)
-        if s.yes_no_negation and top is not None and E.negation(T.words(question)) is None:
+        if s.yes_no_negation and top is not None:
+            ev.yes_no_basis = (top.passage, top.start, top.end)
+        q_words = T.words(question)
+        if s.yes_no_negation and top is not None and E.negation(q_words) is None:
             sent = ev.toks[top.passage][top.start:top.end]
-            word = E.negation(sent)
+            word = E.negation(sent) or E.negated_term(q_words, sent)
             if word is not None:
                 cands[1].blocked = f"the most relevant sentence negates the question ({word!r}): {T.join(sent)}"
+            else:
+                cands[0].blocked = f"the most relevant sentence affirms the question (no negation): {T.join(sent)}"
         tp = time.perf_counter()
         scored = self.selector.score(prompt, [self._continuation([], c.words) for c in cands], calibrate=True)
         tsel = time.perf_counter()
@@ -418,7 +436,8 @@ class Reasoner:
 
     @staticmethod
     def _bears(x: E.Sentence, s: ReasonerSettings, ev: _Evidence) -> bool:
-        return E.bears(x, s.min_relevance, s.min_cross_encoder, cross_needs_type=ev.cross_needs_type)
+        return E.bears(x, s.min_relevance, s.min_cross_encoder, cross_needs_type=ev.cross_needs_type,
+                       min_blend=s.min_relevance_embedding)
 
     def _inside_bearing_sentence(self, cursor: set[tuple[int, int]], ev: _Evidence, s: ReasonerSettings) -> bool:
         """True when the answer's last word was copied from inside (not the end of) a sentence that bears on
@@ -428,6 +447,24 @@ class Reasoner:
             if j >= 0 and i < ev.sentences[r][j].end - 1 and self._bears(ev.sentences[r][j], s, ev):
                 return True
         return False
+
+    def _keep_sentence(self, cands: list[_Cand], cursor: set[tuple[int, int]], ev: _Evidence,
+                       s: ReasonerSettings) -> None:
+        """Block (``blocked``, shown in the trace) the candidates that leave the sentence the answer is copying,
+        when that sentence bears on the question, has words left and one of them is a live candidate: an answer
+        that reached the fact sentence finishes it instead of splicing on another sentence that shares a word
+        («… уязвимости именно в» + «нестабильном дистрибутиве …» of another sentence)."""
+        nxt = set()
+        for r, i in cursor:
+            j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
+            if j >= 0 and i < ev.sentences[r][j].end - 1 and self._bears(ev.sentences[r][j], s, ev):
+                nxt.add((r, i + 1))
+        if not nxt or not any(c.blocked is None and c.at & nxt for c in cands):
+            return
+        where = ", ".join(f"[{r + 1}]" for r in sorted({r for r, _ in nxt}))
+        for c in cands:
+            if c.blocked is None and not c.at & nxt:
+                c.blocked = f"leaves the sentence being copied (passage {where}) before its end (keep_sentence)"
 
     def _refusal(self, form: QuestionForm, passages, ev: _Evidence, s: ReasonerSettings) -> str | None:
         """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
@@ -445,8 +482,14 @@ class Reasoner:
             words = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w)]
             if words and not any(all(w in {t.casefold() for t in toks} for w in words) for toks in ev.toks):
                 return f"no passage is about {form.subject!r} or names it"
+        flat = [x for ss in ev.sentences for x in ss]
+        if not form.opens_with_subject and flat and any("embedding" in x.parts for x in flat):
+            # read by the embedder too (a non-English question): the blend decides, on its own threshold
+            if s.min_relevance_embedding <= 0 or any(self._bears(x, s, ev) for x in flat):
+                return None
+            return ("no sentence of the passages bears on the question: best relevance (words and embedder) "
+                    f"{max(x.relevance for x in flat):.2f} < min_relevance_embedding={s.min_relevance_embedding:g}")
         if not form.opens_with_subject and s.min_relevance > 0:
-            flat = [x for ss in ev.sentences for x in ss]
             if any(self._bears(x, s, ev) for x in flat):
                 return None
             best = max((x.parts.get("lexical", x.relevance) for x in flat), default=0.0)
@@ -636,6 +679,25 @@ class Reasoner:
             elif first:
                 self._propose_answer_spans(cand, ev, passages, s, form, framed,
                                            after_comma=bool(answer_words) and answer_words[-1] == ",")
+        if first and form is not None and form.kind == "yes-no" and answer_words and answer_words[-1] == "," \
+                and any("answer-span" in c.sources for c in cands.values()):
+            # after "Yes," / "Нет," the answer opens a relevant sentence, or goes on with the main clause after a
+            # comma inside one ("No, the project does not accept patches."); never with what follows a comma
+            # elsewhere, nor with a subordinate clause («Нет, которые были предложены …»)
+            def clause(c: _Cand) -> bool:
+                # a Russian clause after a comma is mostly participial or subordinate («расположенной в США»,
+                # «которые …»), which word lists cannot tell from a main clause: Russian answers open a sentence
+                if E.is_cyrillic(c.words[0]) or c.words[0].casefold() in SUBORDINATORS:
+                    return False
+                rels = [x.relevance for r, i in c.at if i < len(ev.sentence_of[r]) and ev.sentence_of[r][i] >= 0
+                        for x in [ev.sentences[r][ev.sentence_of[r][i]]] if self._bears(x, s, ev)]
+                c.rel = max([c.rel, *rels])  # the relevance of the sentence it continues in
+                return bool(rels)
+            cands = {w: c for w, c in cands.items() if "answer-span" in c.sources or clause(c)}
+            if ev.yes_no_basis is not None:  # the sentence the yes/no word was read from, not another one
+                r0, a0, b0 = ev.yes_no_basis
+                basis = {w: c for w, c in cands.items() if any(r == r0 and a0 <= i < b0 for r, i in c.at)}
+                cands = basis or cands
         if answer_words:
             for w in self.accumulator.expert_edges(answer_words[-1]):
                 cand((w,)).add("expert")
@@ -674,13 +736,27 @@ class Reasoner:
             if span and not T.ends_sentence(toks, start + len(span) - 1):
                 n += 1
                 if after_comma and not framed and span[0] != "I" and span[0][:1].isupper() \
-                        and span[0].casefold() in FUNCTION_WORDS:
+                        and (span[0].casefold() in FUNCTION_WORDS or self._common_russian_word(span[0], ev)):
                     span = (span[0].casefold(), *span[1:])
                 # after a frame, its first word too ("in" of "in 1969 by Ken Thompson"); a sentence opening is
                 # proposed whole, so choosing it chooses its sentence ("The" alone opens every "The …" sentence)
+                support = 1.0 / (1 + x.passage)
                 for words in ((span, span[:1]) if framed else (span,)):
-                    cand(words).add("answer-span", 1.0 / (1 + x.passage), passages[x.passage].id, x.relevance,
+                    cand(words).add("answer-span", support, passages[x.passage].id, x.relevance,
                                     at=(x.passage, start))
+
+    @staticmethod
+    def _common_russian_word(word: str, ev: _Evidence) -> bool:
+        """True for a capitalised Cyrillic word that the passages never write capitalised inside a sentence
+        («Ядро», «Проект» open their sentence; «Debian», «Линус» are names): after «Да,» it goes on in lower
+        case."""
+        if not E.is_cyrillic(word):
+            return False
+        for toks in ev.toks:
+            for i in range(1, len(toks)):
+                if toks[i] == word and toks[i - 1] not in T.SENTENCE_END and toks[i - 1] not in ('"', "«", "(", ":"):
+                    return False
+        return True
 
     @staticmethod
     def _span(toks: list[str], start: int, n: int) -> tuple[str, ...]:
@@ -758,8 +834,11 @@ class Reasoner:
             prev.append(w)
         return "".join(out)
 
-    def _features(self, c: _Cand, answer_words: list[str], llm, s: ReasonerSettings) -> Candidate:
-        context = answer_words[-(s.context_order - 1):] if answer_words else []
+    def _features(self, c: _Cand, answer_words: list[str], llm, s: ReasonerSettings,
+                  opening: bool = False) -> Candidate:
+        """The traced features and score of one candidate; ``opening``: the candidate opens the answer's sentence
+        after a yes/no word, so no adjacency edge from that word's comma is looked up (``p_adj`` None)."""
+        context = answer_words[-(s.context_order - 1):] if answer_words and not opening else []
         edge = self.table.edge(context, c.words[0]) if context else None
         prev = answer_words[-1] if answer_words else ""
         sc = llm.get(c.words)

@@ -253,6 +253,10 @@ class ReasonerSettings:
         help="For a question not in English (the cross-encoder reads English only): share of the knowledge base's "
              "multilingual embedder in a sentence's relevance, (1 - w) x words + w x its cosine rescaled over the "
              "question's sentences to 0-1.")
+    min_relevance_embedding: float = setting(
+        0.45, bounds=(0.0, 1.0), step=0.05, label="Min Relevance (non-English)", advanced=True,
+        help="For a question not in English: the words-and-embedder relevance (see `w_embedding`) a sentence must "
+             "reach to bear on the question; none does: declined (0 = never).")
     finish_sentence: int = setting(
         15, bounds=(0, 100), label="Words to Finish a Sentence", advanced=True,
         help="A who/when/which/how answer that reaches `max_words` while copying a sentence that bears on the "
@@ -260,7 +264,12 @@ class ReasonerSettings:
     yes_no_negation: bool = setting(
         True, label="Yes/No From Negation", advanced=True,
         help="A yes/no question whose most relevant sentence holds a negation the question lacks ('not', "
-             "\"doesn't\", 'never') is answered 'No': the 'Yes' candidate is blocked, with the sentence, in the trace.")
+             "\"doesn't\", 'never', 'non-profit' for 'profit') is answered 'No', else 'Yes': the other candidate "
+             "is blocked, with the sentence, in the trace.")
+    keep_sentence: bool = setting(
+        True, label="Finish the Copied Sentence", advanced=True,
+        help="An answer copying a sentence that bears on the question goes on in it to its end: candidates from "
+             "other sentences are blocked meanwhile (named in the trace).")
     hygiene: bool = setting(True, label="Skip Dictionary Furniture", advanced=True,
                             help="Pronunciations, sense numbers, <category> tags and citations stay in the passages "
                                  "and the trace but never become answer words.")

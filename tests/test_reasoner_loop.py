@@ -199,3 +199,31 @@ def test_words_of_the_answer_are_candidates_of_their_step():
     for st in t.steps:
         assert st.chosen in {c.word for c in st.candidates}
         assert words(st.chosen) == st.chosen_words
+
+
+SPLICE = [
+    ("p1", "http: The port of HTTP is 80 by default.", 0.1, {"headword": "http", "chunk": 0}),
+    ("p2", "ssh: The port of SSH is 22 always.", 0.2, {"headword": "ssh", "chunk": 0}),
+]
+
+
+def splice_reasoner(**settings):
+    # the LLM prefers to splice the other sentence in ("The port of" + "SSH is 22 …")
+    prefs = {"The port of HTTP": -1.0, "SSH": -0.1, "SSH is 22 always": -0.1, "is 80 by default": -2.0,
+             "is": -3.0}
+    return Reasoner(FakeKB(SPLICE), FakeTable({}), FakeSelector(prefs), Accumulator(), weights=LLM_ONLY,
+                    settings=ReasonerSettings(**{"min_words": 2, "cross_encoder": False, "span_words": 3,
+                                                 **settings}))
+
+
+def test_an_answer_finishes_the_sentence_it_copies_and_the_trace_names_the_blocked_splice():
+    t = splice_reasoner().answer_trace("Which port does HTTP use?")
+    assert t.answer == "The port of HTTP is 80 by default.", t.answer
+    blocked = [c for st in t.steps for c in st.candidates if c.blocked and "keep_sentence" in c.blocked]
+    assert blocked and all("SSH" not in st.chosen for st in t.steps)
+
+
+def test_without_keep_sentence_the_selector_may_leave_the_sentence():
+    t = splice_reasoner(keep_sentence=False).answer_trace("Which port does HTTP use?")
+    assert t.answer == "The port of SSH is 80 by default."  # what keep_sentence prevents
+    assert not any(c.blocked and "keep_sentence" in c.blocked for st in t.steps for c in st.candidates)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from overlay_core import evidence as E
 from overlay_core import text as T
 from overlay_core.documents import build_documents, documents_language
 from overlay_core.knowledge import make_reasoner
@@ -77,6 +78,26 @@ def test_a_russian_yes_no_question_is_answered_da_or_net_and_a_negation_blocks_d
     assert yes["blocked"] and "'не'" in yes["blocked"]
 
 
+def test_a_yes_no_answer_follows_its_sentence_da_when_it_affirms_and_goes_on_from_its_opening(reasoner):
+    res = reasoner.answer("Был ли проект Debian создан Иэном Мёрдоком?")
+    # «Нет» blocked: the sentence copied next holds no negation; «Проект» is no name, so it goes on in lower case
+    assert res["answer"].startswith("Да, проект Debian был создан Иэном Мёрдоком"), res["answer"]
+    no = next(c for c in res["trace"][0]["candidates"] if c["words"][0] == "Нет")
+    assert no["blocked"] and "affirms" in no["blocked"]
+    # after «Да,» only openings of relevant sentences, never what follows some comma in the passages
+    assert all("answer-span" in c["source"] for c in res["trace"][1]["candidates"])
+
+
+def test_a_word_with_a_negative_prefix_negates_the_question_word():
+    assert E.negated_term(T.words("Является ли SPI коммерческой организацией?"),
+                          T.words("SPI является некоммерческой организацией.")) == "некоммерческой"
+    assert E.negated_term(T.words("Is SPI a commercial organization?"),
+                          T.words("SPI is a non-commercial organization.")) == "non-commercial"
+    assert E.negated_term(T.words("Is it a new thing?"), T.words("It is never new.")) is None
+    # the question's own prefixed word negates nothing
+    assert E.negated_term(T.words("Является ли SPI некоммерческой?"), T.words("SPI некоммерческая.")) is None
+
+
 def test_a_russian_question_no_passage_bears_on_is_declined_in_russian(reasoner):
     res = reasoner.answer("Какой город является столицей Франции?")
     assert res["refused"] and res["answer"] == DECLINED["ru"]
@@ -100,3 +121,14 @@ def test_a_russian_term_spelled_otherwise_in_the_passages_does_not_make_the_ques
     # «Хёрд» is written «Hurd» in the passages; the question's other words («операционной системы GNU») are there
     res = reasoner.answer("Что такое Хёрд в операционной системе GNU?")
     assert "none of the words of the question" not in (res.get("refusal") or "")
+
+
+def test_the_embedder_blend_is_rescaled_per_question_and_bears_on_its_own_threshold():
+    a, b = E.Sentence(0, 0, 5, 0.5), E.Sentence(0, 5, 9, 0.25)
+    E.mix_embedding([a, b], [0.80, 0.90], 0.3)  # e5's cosines run high: only their order counts
+    assert (a.parts["embedding"], b.parts["embedding"]) == (0.0, 1.0)
+    assert a.relevance == 0.7 * 0.5 and b.relevance == 0.7 * 0.25 + 0.3
+    assert a.parts["lexical"] == 0.5 and a.parts["cosine"] == 0.80
+    # the blend decides against min_blend (min_relevance_embedding), not against the lexical threshold
+    assert E.bears(b, 0.5, 0.5, min_blend=0.45) and not E.bears(a, 0.5, 0.5, min_blend=0.45)
+    assert not E.bears(b, 0.5, 0.5)  # without min_blend: min_relevance

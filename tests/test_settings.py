@@ -45,8 +45,10 @@ def test_defaults_are_what_they_were_before_the_schema():
         # added after the schema: the cross-encoder's reading of the sentences (issue 15)
         "min_cross_encoder": 0.5, "cross_encoder": True, "w_cross_encoder": 0.1,
         # the multilingual embedder's reading of a non-English question's sentences (issue 16)
-        "w_embedding": 0.3,
-        "finish_sentence": 15, "yes_no_negation": True, "hygiene": True}
+        "w_embedding": 0.3, "min_relevance_embedding": 0.45,
+        "finish_sentence": 15, "yes_no_negation": True,
+        # an answer finishes the sentence it copies (issue 16: Russian answers spliced sentences)
+        "keep_sentence": True, "hygiene": True}
     assert ScoreWeights().as_dict() == {"w_adj": 0.5, "w_ctx": 6.0, "w_llm": 1.0, "w_glob": 1.0, "w_rel": 6.0}
 
 
