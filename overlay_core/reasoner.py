@@ -453,7 +453,8 @@ class Reasoner:
         """Block (``blocked``, shown in the trace) the candidates that leave the sentence the answer is copying,
         when that sentence bears on the question, has words left and one of them is a live candidate: an answer
         that reached the fact sentence finishes it instead of splicing on another sentence that shares a word
-        («… уязвимости именно в» + «нестабильном дистрибутиве …» of another sentence)."""
+        («… уязвимости именно в» + «нестабильном дистрибутиве …» of another sentence). An expert-added edge is
+        never blocked here: a reviewer's correction wins over the sentence."""
         nxt = set()
         for r, i in cursor:
             j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
@@ -463,7 +464,8 @@ class Reasoner:
             return
         where = ", ".join(f"[{r + 1}]" for r in sorted({r for r, _ in nxt}))
         for c in cands:
-            if c.blocked is None and not c.at & nxt:
+            # an edge a reviewer added is their correction: it may leave the sentence
+            if c.blocked is None and not c.at & nxt and "expert" not in c.sources:
                 c.blocked = f"leaves the sentence being copied (passage {where}) before its end (keep_sentence)"
 
     def _refusal(self, form: QuestionForm, passages, ev: _Evidence, s: ReasonerSettings) -> str | None:

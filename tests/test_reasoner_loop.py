@@ -227,3 +227,15 @@ def test_without_keep_sentence_the_selector_may_leave_the_sentence():
     t = splice_reasoner(keep_sentence=False).answer_trace("Which port does HTTP use?")
     assert t.answer == "The port of SSH is 80 by default."  # what keep_sentence prevents
     assert not any(c.blocked and "keep_sentence" in c.blocked for st in t.steps for c in st.candidates)
+
+
+def test_a_reviewers_added_edge_may_leave_the_copied_sentence():
+    acc = Accumulator()
+    acc.add_edge("of", "HTTPS", "vd_0000000000000002")
+    prefs = {"The port of HTTP": -5.0, "The port of": -1.0, "HTTPS": -0.1, "HTTP is 80": -3.0}
+    r = Reasoner(FakeKB(SPLICE), FakeTable({}), FakeSelector(prefs), acc, weights=LLM_ONLY,
+                 settings=ReasonerSettings(min_words=2, cross_encoder=False, span_words=3))
+    t = r.answer_trace("Which port does HTTP use?")
+    expert = next(c for st in t.steps for c in st.candidates if c.word == "HTTPS")
+    assert expert.blocked is None and "expert" in expert.source
+    assert "HTTPS" in [st.chosen for st in t.steps]
