@@ -439,14 +439,22 @@ class Reasoner:
         return E.bears(x, s.min_relevance, s.min_cross_encoder, cross_needs_type=ev.cross_needs_type,
                        min_blend=s.min_relevance_embedding)
 
-    def _inside_bearing_sentence(self, cursor: set[tuple[int, int]], ev: _Evidence, s: ReasonerSettings) -> bool:
-        """True when the answer's last word was copied from inside (not the end of) a sentence that bears on
-        the question: ``finish_sentence`` lets the answer go on to that sentence's end."""
+    def _next_in_bearing_sentence(self, cursor: set[tuple[int, int]], ev: _Evidence,
+                                  s: ReasonerSettings) -> set[tuple[int, int]]:
+        """The ``(passage rank, token index)`` positions that go on copying, inside the same sentence, from where the
+        answer's last word was copied (``cursor``), for the copies inside (not at the end of) a sentence that bears
+        on the question."""
+        nxt = set()
         for r, i in cursor:
             j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
             if j >= 0 and i < ev.sentences[r][j].end - 1 and self._bears(ev.sentences[r][j], s, ev):
-                return True
-        return False
+                nxt.add((r, i + 1))
+        return nxt
+
+    def _inside_bearing_sentence(self, cursor: set[tuple[int, int]], ev: _Evidence, s: ReasonerSettings) -> bool:
+        """True when the answer's last word was copied from inside (not the end of) a sentence that bears on
+        the question: ``finish_sentence`` lets the answer go on to that sentence's end."""
+        return bool(self._next_in_bearing_sentence(cursor, ev, s))
 
     def _keep_sentence(self, cands: list[_Cand], cursor: set[tuple[int, int]], ev: _Evidence,
                        s: ReasonerSettings) -> None:
@@ -455,11 +463,7 @@ class Reasoner:
         that reached the fact sentence finishes it instead of splicing on another sentence that shares a word
         («… уязвимости именно в» + «нестабильном дистрибутиве …» of another sentence). An expert-added edge is
         never blocked here: a reviewer's correction wins over the sentence."""
-        nxt = set()
-        for r, i in cursor:
-            j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
-            if j >= 0 and i < ev.sentences[r][j].end - 1 and self._bears(ev.sentences[r][j], s, ev):
-                nxt.add((r, i + 1))
+        nxt = self._next_in_bearing_sentence(cursor, ev, s)
         if not nxt or not any(c.blocked is None and c.at & nxt for c in cands):
             return
         where = ", ".join(f"[{r + 1}]" for r in sorted({r for r, _ in nxt}))
