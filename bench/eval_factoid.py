@@ -239,7 +239,7 @@ def evaluate_question(reasoner, q: dict, systems, enc=None, rr=None) -> dict:
     question = T.normalize(q["question"]).strip()
     t0 = time.perf_counter()
     ranked, _ = reasoner.retrieve(question, s)
-    prompt, kept, _ = reasoner._prompt(question, ranked, s)
+    prompt, kept, _ = reasoner.prompt(question, ranked, s)
     retrieve_ms = 1000 * (time.perf_counter() - t0)
     texts = [p.text for p in kept]
     # what a system can read of a passage: its text and its record's names (headword, aliases)

@@ -17,7 +17,7 @@ Index (:func:`prepare_home`)
 
 Systems (same questions, same retrieved passages, same GGUF, same prompt)
     ``overlay``    ``Reasoner.answer`` (adjacency candidates + LLM selector + accumulator).
-    ``free``       plain RAG: the prompt :meth:`Reasoner._prompt` builds for the same passages
+    ``free``       plain RAG: the prompt :meth:`Reasoner.prompt` builds for the same passages
                    (same instruction, same passage order and truncation), then greedy
                    ``LLMSelector.generate`` until end-of-generation or ``FREE_MAX_TOKENS`` tokens
                    — what a plain RAG chain returns.
@@ -308,7 +308,7 @@ def retrieve(reasoner: Reasoner, question: str, settings: ReasonerSettings):
     question = T.normalize(question).strip()
     ranked, _hits = reasoner.retrieve(question, settings)  # the reasoner's own retrieval and ranking
     # _prompt is the reasoner's own prompt builder: calling it guarantees system (b) sees the very prompt (a) does.
-    prompt, kept, _dropped = reasoner._prompt(question, ranked, settings)
+    prompt, kept, _dropped = reasoner.prompt(question, ranked, settings)
     return prompt, kept
 
 

@@ -5,9 +5,22 @@ import pytest
 from overlay_core.accumulator import Accumulator
 from overlay_core.errors import InputError
 from overlay_core.knowledge import make_reasoner, state_paths
-from overlay_core.reasoner import Reasoner, ReasonerSettings, _Cand, question_subject
+from overlay_core.questions import analyze
+from overlay_core.reasoner import ReasonerSettings, question_subject
+from overlay_core.stages import guards as G
+from overlay_core.stages.base import Draft as _Cand
+from overlay_core.stages.base import Turn
+from overlay_core.stages.ranking import rank_passages
 from overlay_core.text import SENTENCE_END, words
 from overlay_core.verification import ReviewStore
+
+
+def _guard(drafts, answer, generated, s, closing_quote=False):
+    """The closing-quote, min-words, sentence-inside-span and repeated-n-gram guards on ``drafts``."""
+    turn = Turn("q", analyze("What is x?"), [], None, s, list(answer), generated=generated,
+                closing_quote=closing_quote, min_words=s.min_words)
+    for guard in (G.ClosingQuote(), G.MinWords(), G.SentenceInsideSpan(), G.RepeatedNgram()):
+        guard.check(turn, drafts)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +68,7 @@ def test_guardrails_block_repeats_and_early_sentence_end():
     answer = ["by", "the", "University", "of", "the"]
     cands = [_Cand(("University",)), _Cand(("University", "of")), _Cand(("City",)), _Cand((".",)),
              _Cand(("end", ".", "Next"))]
-    Reasoner._guard(cands, answer, generated=2, s=s)
+    _guard(cands, answer, generated=2, s=s)
     blocked = {c.words: c.blocked for c in cands}
     assert blocked[("University",)] is None  # "of the University" is a new trigram
     assert blocked[("University", "of")] == "repeats the 3-gram 'the university of'"
@@ -63,11 +76,11 @@ def test_guardrails_block_repeats_and_early_sentence_end():
     assert "min_words" in blocked[(".",)]
     assert blocked[("end", ".", "Next")] == "crosses a sentence end"
     looping_span = [_Cand(("a", "b", "c", "a", "b", "c"))]  # a span that repeats itself is a loop too
-    Reasoner._guard(looping_span, ["x"], generated=1, s=s)
+    _guard(looping_span, ["x"], generated=1, s=s)
     assert looping_span[0].blocked == "repeats the 3-gram 'a b c'"
     s0 = ReasonerSettings(block_ngram=0, min_words=0)
     cands = [_Cand(("University",)), _Cand((".",))]
-    Reasoner._guard(cands, answer, generated=2, s=s0)
+    _guard(cands, answer, generated=2, s=s0)
     assert [c.blocked for c in cands] == [None, None]
 
 
@@ -146,7 +159,7 @@ def test_a_sentence_ending_inside_a_quote_takes_its_closing_quote(tmp_path):
     assert others and all(c["blocked"].startswith("the sentence ended inside a quote") for c in others)
     # the guard on its own: only the closing quote may follow
     cands = [_Cand(('"',)), _Cand(('"', "became")), _Cand(("became",))]
-    Reasoner._guard(cands, ["x", '"', "y", "!"], generated=9, s=ReasonerSettings(), closing_quote=True)
+    _guard(cands, ["x", '"', "y", "!"], generated=9, s=ReasonerSettings(), closing_quote=True)
     assert [c.blocked is None for c in cands] == [True, False, False]
 
 
@@ -166,7 +179,7 @@ def test_a_stub_passage_about_the_term_ranks_after_the_ones_that_say_something()
     stub = RetrievedPassage("s", "vax: [Jargon File]", 0.20, meta)
     body = RetrievedPassage("b", "vax: The most successful minicomputer design in industry history.", 0.35, meta)
     other = RetrievedPassage("o", "pdp-11: The ancestor of the VAX.", 0.10, {"headword": "pdp-11"})
-    ranked = Reasoner._rank_passages([other, stub, body], "vax")
+    ranked = rank_passages([other, stub, body], "vax")
     assert [p.id for p in ranked] == ["b", "s", "o"]
 
 

@@ -239,3 +239,75 @@ def test_a_reviewers_added_edge_may_leave_the_copied_sentence():
     expert = next(c for st in t.steps for c in st.candidates if c.word == "HTTPS")
     assert expert.blocked is None and "expert" in expert.source
     assert "HTTPS" in [st.chosen for st in t.steps]
+
+
+# -- the stages as parts: remove a source, add a guard or a glossary source --
+
+def test_the_default_stages_are_named_and_follow_their_protocols():
+    from overlay_core.stages.base import CandidateSource, Guard
+
+    r = make({})
+    assert [s.name for s in r.sources] == ["corpus", "passage", "passage-start", "answer-span", "after-yes-no",
+                                           "expert"]
+    assert [g.name for g in r.guards] == ["closing-quote", "min-words", "sentence-inside-span", "repeated-ngram",
+                                          "keep-sentence", "reviewer-rejections"]
+    assert all(isinstance(s, CandidateSource) for s in r.sources) and all(isinstance(g, Guard) for g in r.guards)
+
+
+def test_without_the_corpus_source_no_candidate_comes_from_the_corpus():
+    prefs = {"a small gadget used": -1.0, "in tests.": -0.5}
+    full = make(prefs).answer_trace("What is a widget?")
+    assert any("corpus" in c.source for st in full.steps for c in st.candidates)
+    r = make(prefs)
+    r.sources = [s for s in r.sources if s.name != "corpus"]
+    t = r.answer_trace("What is a widget?")
+    assert t.answer == full.answer == "A widget is a small gadget used in tests."
+    assert not any("corpus" in c.source for st in t.steps for c in st.candidates)
+
+
+def test_a_ban_words_guard_blocks_the_word_and_names_itself():
+    from overlay_core.stages.guards import BanWords
+
+    r = make({"a small gadget used": -1.0, "a": -2.0, "small": -2.5, "device": -3.0}, span_words=1, max_words=2)
+    r.guards.append(BanWords(("Small",), name="house style"))
+    t = r.answer_trace("What is a widget?")
+    blocked = [c for st in t.steps for c in st.candidates if c.blocked and "banned" in c.blocked]
+    assert blocked and all(c.blocked == "holds the banned word 'small' (house style)" for c in blocked)
+    assert "small" not in [w.casefold() for w in t.answer_words]
+
+
+def test_a_glossary_source_proposes_its_terms_and_a_required_term_holds_the_sentence_open():
+    from overlay_core.stages.guards import RequireTerm
+    from overlay_core.stages.sources import Glossary
+
+    prefs = {"a small gadget used": -1.0, "in tests.": -0.5, "widget toolkit": -0.1}
+    r = make(prefs)
+    r.sources.append(Glossary(("widget toolkit",), name="my glossary"))
+    r.guards.append(RequireTerm("toolkit"))
+    t = r.answer_trace("What is a widget?")
+    first = t.steps[0]
+    assert first.chosen == "widget toolkit" and first.source == "my glossary"
+    r2 = make(prefs)
+    r2.guards.append(RequireTerm("toolkit"))
+    t2 = r2.answer_trace("What is a widget?")
+    ends = [c for st in t2.steps for c in st.candidates if c.blocked and "required term" in c.blocked]
+    assert ends and ends[0].blocked == "ends the sentence before the required term 'toolkit' (require-term)"
+    assert t2.stop_reason is not StopReason.SENTENCE_END
+
+
+def test_stage_specs_build_the_default_stages_in_the_loop_order_whatever_the_order_given():
+    from overlay_core.errors import InputError
+    from overlay_core.stages import specs as SP
+
+    r = make({})
+    src = SP.build_sources(list(reversed(SP.default_source_specs())), r.table, r.accumulator)
+    grd = SP.build_guards(list(reversed(SP.default_guard_specs())), r.accumulator)
+    assert [s.name for s in src] == [s.name for s in r.sources]
+    assert [g.name for g in grd] == [g.name for g in r.guards]
+    mine = SP.build_guards([SP.GuardSpec("reviewer-rejections"), SP.GuardSpec("ban-words", "house", ("x",))],
+                           r.accumulator)
+    assert [g.name for g in mine] == ["house", "reviewer-rejections"]  # the reviewer check stays last
+    with pytest.raises(InputError, match="unknown guard 'ban'; choose one of: closing-quote"):
+        SP.build_guards([SP.GuardSpec("ban")], r.accumulator)
+    with pytest.raises(InputError, match="the candidate source 'glossary' needs words"):
+        SP.build_sources([SP.SourceSpec("glossary", words=(" ",))], r.table, r.accumulator)

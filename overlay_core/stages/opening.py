@@ -1,0 +1,195 @@
+"""How an answer opens, or why it is declined: the refusal check, the opening words (the subject of a
+definition, a frame taken from the question) and the yes/no word of a yes/no question."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from .. import evidence as E
+from .. import text as T
+from ..questions import QuestionForm
+from ..questions_ru import STOP_WORDS_RU
+from ..settings import ReasonerSettings
+from ..trace import Step
+from .base import Draft, Evidence
+from .features import best_of, candidate_row, step_record
+from .prompting import continuation
+from .ranking import about
+from .reading import bears, expansions
+
+_ARTICLES = {"a", "an", "the"}
+#: The answer of a declined question, in the question's language (``QuestionForm.lang``).
+DECLINED = {"en": "The knowledge base has no passage that answers this question.",
+            "ru": "В базе знаний нет фрагмента, который отвечает на этот вопрос."}
+#: The ("no", "yes") openings of a yes/no answer, in the question's language.
+YES_NO = {"en": ("No", "Yes"), "ru": ("Нет", "Да")}
+
+
+def unknown_words(question: str, form, hits) -> str | None:
+    """Why the question is declined when none of its content words occurs in the retrieved passages (English: the
+    subject's words, or the question's; another language: any content word, in any of its forms), else None."""
+    if form.lang == "en":
+        q_words = {w.casefold() for w in T.words(form.subject or question) if not T.is_punct(w)}
+        known = {w.casefold() for h in hits for w in T.words(h.text)}
+    else:  # any content word of the question, in any of its forms («Сид в «Истории игрушек»»: «Истории»)
+        q_words = {E.stem(w) for w in T.words(question) if not T.is_punct(w)
+                   and w.casefold().replace("ё", "е") not in STOP_WORDS_RU}
+        known = {E.stem(w) for h in hits for w in T.words(h.text)}
+    if q_words & known:
+        return None
+    return ("none of the words of the question (besides 'what is' etc.) occur in the retrieved passages; ask about "
+            "a term of the corpus, or ingest documents that cover it")
+
+
+def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings) -> str | None:
+    """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
+    no sentence bears on it (:func:`overlay_core.evidence.bears`). The thresholds are settings
+    (``refuse_distance``, ``min_relevance``, ``min_cross_encoder``, ``min_relevance_embedding``)."""
+    if not passages:
+        return "no passage was retrieved"
+    key = form.subject.casefold() if form.subject else None
+    is_about = bool(key) and any(about(p, key) for p in passages)
+    nearest = min(float(p.distance) for p in passages)
+    if nearest > s.refuse_distance and not is_about:
+        return (f"the nearest passage is at distance {nearest:.3f} > refuse_distance={s.refuse_distance:g} "
+                "and none is about the asked term")
+    if form.opens_with_subject and form.subject and not is_about:
+        words = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w)]
+        if words and not any(all(w in {t.casefold() for t in toks} for w in words) for toks in ev.toks):
+            return f"no passage is about {form.subject!r} or names it"
+    flat = [x for ss in ev.sentences for x in ss]
+    if not form.opens_with_subject and flat and any("embedding" in x.parts for x in flat):
+        # read by the embedder too (a non-English question): the blend decides, on its own threshold
+        if s.min_relevance_embedding <= 0 or any(bears(x, s, ev) for x in flat):
+            return None
+        return ("no sentence of the passages bears on the question: best relevance (words and embedder) "
+                f"{max(x.relevance for x in flat):.2f} < min_relevance_embedding={s.min_relevance_embedding:g}")
+    if not form.opens_with_subject and s.min_relevance > 0:
+        if any(bears(x, s, ev) for x in flat):
+            return None
+        best = max((x.parts.get("lexical", x.relevance) for x in flat), default=0.0)
+        if form.kind == "stands-for":
+            best = max([best] + [rel for _, _, rel in expansions(form, passages, ev)])
+        if best < s.min_relevance:
+            why = f"best relevance {best:.2f} < min_relevance={s.min_relevance:g}"
+            crosses = [x.parts["cross_encoder"] for x in flat if "cross_encoder" in x.parts]
+            if crosses:
+                why += f", best cross-encoder {max(crosses):.2f} < min_cross_encoder={s.min_cross_encoder:g}"
+            return "no sentence of the passages bears on the question: " + why
+    return None
+
+
+def start(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, table) -> tuple[list[str], dict]:
+    """The answer's opening words and a note for the trace on where they came from.
+
+    Definitions open with the subject ("A hash table is", :func:`subject_prefix`). Other forms open with the
+    frame taken from the question when a relevant sentence continues it (its verb occurs there), else with a
+    span of a relevant sentence (no opening words).
+    """
+    if s.start != "subject":
+        return [], {"kept": False, "why": "start=none"}
+    if form.opens_with_subject:
+        if not form.subject:
+            return [], {"kept": False, "why": "no subject"}
+        prefix = subject_prefix(form.subject, passages, table)
+        return prefix, {"kept": bool(prefix), "words": prefix, "rule": form.rule, "source": "subject of the question"}
+    if not form.frame:
+        return [], {"kept": False, "why": f"question form {form.kind!r} has no frame"}
+    # a frame claims something about its subject: the sentence that continues it must name the subject
+    # or belong to the subject's own entry ("The iPhone was released" must not continue an iPad sentence)
+    anchored = [x for x in ev.ranked() if bears(x, s, ev) and x.parts.get("subject", 1.0) > 0
+                and E.frame_anchor(form, ev.toks[x.passage][x.start:x.end]) is not None]
+    if form.kind == "stands-for" and not anchored and expansions(form, passages, ev):
+        anchored = ["expansion"]
+    words = list(form.frame)
+    if not anchored:
+        return [], {"kept": False, "words": words, "rule": form.rule,
+                    "why": "no relevant sentence continues the frame"}
+    if words and words[0] == "the":
+        words[0] = "The"
+    return words, {"kept": True, "words": words, "rule": form.rule, "source": "question",
+                   "anchored_in": sorted({passages[x.passage].id for x in anchored if not isinstance(x, str)})}
+
+
+def subject_prefix(subject: str, passages, table) -> list[str]:
+    """``[article] + subject words + "is"``, the subject spelled as the passages spell it.
+
+    FOLDOC's headwords are lower-cased ("tcp", "unix"), so the spelling is taken from the first
+    occurrence of the term inside a passage body ("TCP", "Unix"); an article is added only for a
+    lower-case noun that the corpus uses with that article (an edge ``a -> word`` in ``table``: "A hash table
+    is", but "TCP is").
+    """
+    words = T.words(subject)
+    if not words:
+        return []
+    key = [w.casefold() for w in words]
+    n = len(key)
+    fallback = None
+    inner_found = False
+    for p in passages:
+        toks = T.words(p.text)
+        begin = toks.index(":") + 1 if ":" in toks[:12] else 0  # skip the "headword:" label
+        hits = [i for i in range(begin, len(toks) - n + 1) if [w.casefold() for w in toks[i : i + n]] == key]
+        # A sentence-initial occurrence is capitalized by position, not by name: prefer another one.
+        inner = [i for i in hits if i > begin and toks[i - 1] not in T.SENTENCE_END]
+        if inner:
+            words = toks[inner[0] : inner[0] + n]
+            inner_found = True
+            break
+        if hits and fallback is None:
+            fallback = toks[hits[0] : hits[0] + n]
+    else:
+        if fallback is not None:
+            words = fallback
+    prefix = list(words)
+    if words[0].islower() and words[0].casefold() not in _ARTICLES:
+        # A lower-case term used mid-sentence in the passages is a common noun ("a deadlock");
+        # otherwise only where the corpus itself says "a <term>"/"an <term>" (not before names).
+        article = next((a for a in ("a", "an") if table.edge([a], words[0]) is not None), None)
+        if article is None and inner_found:
+            article = "an" if words[0][:1] in "aeiou" else "a"
+        if article:
+            prefix.insert(0, article.capitalize())
+        else:
+            prefix[0] = prefix[0][:1].upper() + prefix[0][1:]
+    return prefix + ["is"]
+
+
+def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s: ReasonerSettings, *,
+                selector, table, accumulator, weights) -> Step:
+    """Step 0 of a yes/no question: the LLM chooses "Yes," or "No," by its calibrated score.
+
+    Calibrated (log-prob after the prompt minus log-prob after a neutral prompt) because a small
+    model prefers "Yes" whatever it read; the relevant sentence that follows is the evidence. With
+    ``s.yes_no_negation``, when the most relevant sentence that bears on the question holds a negation
+    the question does not ("Does SQLite enforce the length of a VARCHAR?" — "SQLite does not enforce
+    the length of a VARCHAR."), "Yes," is blocked and the trace names the word and the sentence; when it holds
+    none, "No," is blocked (the answer goes on to copy that sentence: "No, <an affirmative sentence>" would
+    contradict itself). A negation is a negating word or a question word with a negative prefix
+    («некоммерческой» for «коммерческой», :func:`overlay_core.evidence.negated_term`). Sets
+    ``ev.yes_no_basis`` to the sentence read.
+    """
+    ts = time.perf_counter()
+    no, yes = YES_NO.get(form.lang, YES_NO["en"])
+    drafts = [Draft((no, ","), ["yes-no"]), Draft((yes, ","), ["yes-no"])]
+    top = next((x for x in ev.ranked() if bears(x, s, ev)), None)
+    if s.yes_no_negation and top is not None:
+        ev.yes_no_basis = (top.passage, top.start, top.end)
+    q_words = T.words(question)
+    if s.yes_no_negation and top is not None and E.negation(q_words) is None:
+        sent = ev.toks[top.passage][top.start:top.end]
+        word = E.negation(sent) or E.negated_term(q_words, sent)
+        if word is not None:
+            drafts[1].blocked = f"the most relevant sentence negates the question ({word!r}): {T.join(sent)}"
+        else:
+            drafts[0].blocked = f"the most relevant sentence affirms the question (no negation): {T.join(sent)}"
+    tp = time.perf_counter()
+    scored = selector.score(prompt, [continuation([], d.words) for d in drafts], calibrate=True)
+    tsel = time.perf_counter()
+    sc = replace(s, llm_score="calibrated")
+    llm = dict(zip([d.words for d in drafts], scored))
+    rows = {d.words: candidate_row(d, [], llm, sc, table=table, accumulator=accumulator, weights=weights)
+            for d in drafts}
+    best = best_of([d for d in drafts if d.blocked is None], rows)
+    return step_record(0, [], rows, best, s, ts, tp, tsel, time.perf_counter())

@@ -1,0 +1,73 @@
+"""Passage ranking: which retrieved passages an answer is built from, best first.
+
+A passage is *about* a term when its ``headword`` metadata or one of its ``aliases`` is that term; the entries
+about the asked term come first (the first chunk of an entry before its later ones, stubs last), then by distance.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import evidence as E
+from .. import text as T
+from ..questions import analyze
+from ..settings import ReasonerSettings
+
+#: A passage with fewer words than this after its ``headword:`` label is a stub (ranked after the others).
+STUB_WORDS = 5
+
+
+def about(h, key: str) -> bool:
+    """True when passage ``h``'s headword or one of its aliases is ``key`` (case-folded)."""
+    md = h.metadata or {}
+    if str(md.get("headword", "")).casefold() == key:
+        return True
+    aliases = md.get("aliases")
+    if isinstance(aliases, str) and aliases.startswith("["):
+        try:
+            return key in {str(a).casefold() for a in json.loads(aliases)}
+        except ValueError:
+            return False
+    return False
+
+
+def rank_passages(hits, subject: str | None) -> list:
+    """Passages whose headword (or alias) is the asked term first, then by distance.
+
+    Among the passages about the term, the entry's first chunk comes first (it opens the
+    definition; later chunks only continue it), and a *stub* (fewer than :data:`STUB_WORDS` words
+    after its ``headword:`` label, e.g. the closing citation chunk "vax: [Jargon File]") comes after
+    the passages that say something: it names the term, so it is close to the question, but
+    there is nothing to answer from.
+    """
+    if not subject:
+        return list(hits)
+    key = subject.casefold()
+
+    def stub(h) -> bool:
+        return sum(not T.is_punct(w) for w in E.body_tokens(h.text)) < STUB_WORDS
+
+    def chunk(h) -> int:
+        c = (h.metadata or {}).get("chunk", 0)
+        return 0 if c in (0, "0") else 1
+
+    return sorted(hits, key=lambda h: (not about(h, key), stub(h), chunk(h), h.distance))
+
+
+def retrieve(kb, question: str, s: ReasonerSettings) -> tuple[list, list]:
+    """The passages an answer to ``question`` is built from: ``(top_k ranked passages, all hits)``.
+
+    Over-fetches ``max(3 * top_k, 10)`` nearest passages from ``kb`` (anything with ``query(text, k, where=)``)
+    plus, when none of them is about the asked term, the passages whose headword is that term; then ranks them
+    (:func:`rank_passages`: in a 14k-entry corpus the defining entry is often not among the 3 nearest by
+    embedding alone). Both lists hold ``RetrievedPassage`` objects.
+    """
+    hits = kb.query(question, k=max(3 * s.top_k, 10))
+    subject = analyze(question).subject
+    if subject and not any(about(h, subject.casefold()) for h in hits):
+        # the entry named by the question can be far from it by embedding ("What does CLUT stand for?"
+        # is near other questions, not near "clut: colour look-up table …"): fetch it by its headword
+        seen = {h.id for h in hits}
+        hits = hits + [h for h in kb.query(question, k=s.top_k, where={"headword": subject.casefold()})
+                       if h.id not in seen]
+    return rank_passages(hits, subject)[: s.top_k], hits

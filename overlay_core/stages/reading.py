@@ -1,0 +1,120 @@
+"""Reading the passages for the question: their answer material split into sentences, each scored for how much
+it bears on the question (:mod:`overlay_core.evidence` has the word-level rules), and the acronym expansions
+a "What does X stand for?" question can be answered with."""
+
+from __future__ import annotations
+
+import json
+
+from .. import evidence as E
+from .. import text as T
+from ..questions import QuestionForm
+from ..settings import ReasonerSettings
+from .base import Evidence, Position
+from .ranking import about
+
+#: Knowledge-base embedders that read Russian (and other languages): their cosine reads a non-English question's
+#: sentences (:func:`embedding_reading`).
+MULTILINGUAL_EMBEDDERS = frozenset({"use-multilingual", "e5-small"})
+
+
+def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSettings) -> Evidence:
+    """Answer material of each passage, split into sentences scored for relevance (none for definitions that
+    open with the subject): lexical, blended with a model's reading when ``s.cross_encoder`` (one call for all
+    sentences) — the cross-encoder for an English question; for another language, whose words the English
+    cross-encoder cannot read (on Russian it rates every sentence ~0.999), the knowledge base's own multilingual
+    embedder (:func:`embedding_reading`). A non-English question's focus words are weighted by their
+    inverse frequency among the sentences (:func:`overlay_core.evidence.focus_weights`)."""
+    toks = [E.material_tokens(p.text) if s.hygiene else E.body_tokens(p.text) for p in passages]
+    ranges = [E.sentences(tk) for tk in toks]
+    weights = None
+    if form.lang != "en" and not form.opens_with_subject:
+        weights = E.focus_weights(form, [tk[a:b] for tk, rr in zip(toks, ranges) for a, b in rr])
+    sents: list[list[E.Sentence]] = []
+    sent_of: list[list[int]] = []
+    key = form.subject.casefold() if form.subject else None
+    for r, tk in enumerate(toks):
+        is_about = bool(key) and about(passages[r], key)
+        ss, owner = [], [-1] * len(tk)
+        for j, (a, b) in enumerate(ranges[r]):
+            rel, parts = (0.0, {}) if form.opens_with_subject else E.relevance(
+                form, tk[a:b], about_subject=is_about, weights=weights)
+            ss.append(E.Sentence(r, a, b, rel, parts))
+            owner[a:b] = [j] * (b - a)
+        sents.append(ss)
+        sent_of.append(owner)
+    flat = [x for ss in sents for x in ss]
+    if s.cross_encoder and not form.opens_with_subject and flat:
+        labels = [E.split_label(p.text)[0] for p in passages]
+        read = [E.labelled(labels[x.passage], T.join(toks[x.passage][x.start:x.end])) for x in flat]
+        if form.lang == "en":
+            from ..cross_encoder import get_cross_encoder
+
+            for x, p in zip(flat, get_cross_encoder().score(question, read)):
+                E.mix(x, float(p), s.w_cross_encoder)
+        elif s.w_embedding > 0:
+            cos = embedding_reading(kb, question, read)
+            if cos is not None:
+                E.mix_embedding(flat, cos, s.w_embedding)
+    return Evidence(toks, sents, sent_of, cross_needs_type=form.answer_type == "expansion")
+
+
+def embedding_reading(kb, question: str, sentences: list[str]):
+    """Cosine similarity (float array, one per sentence) of the question (embedded as a query) and each
+    labelled sentence, by ``kb``'s embedder when it reads languages other than English
+    (``use-multilingual``, ``e5-small``), else None (all-MiniLM-L6-v2 reads Russian no better than chance:
+    docs/russian.md)."""
+    embedder = getattr(kb, "embedder", None)
+    if embedder not in MULTILINGUAL_EMBEDDERS:
+        return None
+    from ..embeddings import get_encoder
+
+    enc = get_encoder(embedder=embedder)
+    return enc.encode(sentences) @ enc.encode_query([question])[0]
+
+
+def bears(x: E.Sentence, s: ReasonerSettings, ev: Evidence) -> bool:
+    """True when sentence ``x`` bears on the question (:func:`overlay_core.evidence.bears` on the settings'
+    thresholds ``min_relevance``, ``min_cross_encoder``, ``min_relevance_embedding``)."""
+    return E.bears(x, s.min_relevance, s.min_cross_encoder, cross_needs_type=ev.cross_needs_type,
+                   min_blend=s.min_relevance_embedding)
+
+
+def next_in_bearing_sentence(cursor: set[Position], ev: Evidence, s: ReasonerSettings) -> set[Position]:
+    """The ``(passage rank, token index)`` positions that go on copying, inside the same sentence, from where the
+    answer's last word was copied (``cursor``), for the copies inside (not at the end of) a sentence that bears
+    on the question."""
+    nxt = set()
+    for r, i in cursor:
+        j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
+        if j >= 0 and i < ev.sentences[r][j].end - 1 and bears(ev.sentences[r][j], s, ev):
+            nxt.add((r, i + 1))
+    return nxt
+
+
+def expansions(form: QuestionForm, passages, ev: Evidence) -> list[tuple[tuple[str, ...], int, float]]:
+    """Expansions of the acronym ``form.subject`` found in the passages' text, labels and aliases.
+
+    Returns ``(words, passage rank, relevance)`` triples; an alias or label counts with relevance 1.
+    """
+    if not form.subject:
+        return []
+    out: dict[tuple[str, ...], tuple[int, float]] = {}
+    for r, p in enumerate(passages):
+        md = p.metadata or {}
+        names = [str(md.get("headword", ""))]
+        aliases = md.get("aliases")
+        if isinstance(aliases, str) and aliases.startswith("["):
+            try:
+                names += [str(a) for a in json.loads(aliases)]
+            except ValueError:
+                pass
+        for name in names:
+            nw = T.words(name)
+            if nw and E.initials_match(form.subject, nw) and T.join(nw).casefold() != form.subject.casefold():
+                out.setdefault(tuple(nw), (r, 1.0))
+        for x in ev.sentences[r]:
+            sent = ev.toks[r][x.start:x.end]
+            for a, b in E.expansions(form.subject, sent):
+                out.setdefault(tuple(sent[a:b]), (r, max(x.relevance, 0.5)))
+    return [(w, r, rel) for w, (r, rel) in out.items()]
