@@ -76,13 +76,44 @@ def _build(reg, name: str, description: str, nodes: dict[str, str], config: dict
     # every row 1.6x the room (otherwise Knowledge Base hides under Adjacency Table in the UI).
     for node in flow["data"]["nodes"]:
         node["position"]["y"] = round(node["position"]["y"] * 1.6)
+    _columns(flow)
     flow["id"] = _flow_id(name)
     flow["endpoint_name"] = name.lower().replace(" ", "-")
     flow["is_component"] = False
     return flow
 
 
+#: Column of each stage node type in an answer flow (left to right), and the height each of its nodes gets (px).
+_STAGE_COLUMNS = {"OverlayCandidateSource": 1, "OverlayGuard": 2}
+_STAGE_ROW = 420
+
+
+def _columns(flow: dict) -> None:
+    """In a flow with stage nodes: the services stay in the first column, the candidate sources and the guards get
+    a column each (one node per row, in id order), and the nodes lfx placed right of the services move right by
+    those two columns — so the stages read as the reasoner's inputs, not as one 9,000-px column."""
+    nodes = flow["data"]["nodes"]
+    kinds = {n["id"]: n["id"].rsplit("-", 1)[0] for n in nodes}
+    if not any(k in _STAGE_COLUMNS for k in kinds.values()):
+        return
+    width = 480
+    for n in sorted(nodes, key=lambda n: n["id"]):
+        col = _STAGE_COLUMNS.get(kinds[n["id"]])
+        if col is not None:
+            row = int(n["id"].rsplit("-", 1)[1]) - 1
+            n["position"] = {"x": col * width, "y": row * _STAGE_ROW}
+    services = sorted((n for n in nodes if kinds[n["id"]] not in _STAGE_COLUMNS and n["position"]["x"] == 0),
+                      key=lambda n: n["position"]["y"])
+    for i, n in enumerate(services):
+        n["position"] = {"x": 0, "y": i * 560}
+    for n in nodes:
+        if kinds[n["id"]] not in _STAGE_COLUMNS and n["position"]["x"] > 0:
+            n["position"] = {"x": n["position"]["x"] + 2 * width, "y": 0}
+
+
 def flows() -> dict[str, dict]:
+    from overlay_core.stages.specs import default_guard_specs, default_source_specs
+
     reg = registry()
     ci, co = "ChatInput-00001", "ChatOutput-00001"
     kb, adj, sel, acc, rsn = ("OverlayKnowledgeBase-00001", "OverlayAdjacencyTable-00001", "OverlayLLMSelector-00001",
@@ -92,14 +123,24 @@ def flows() -> dict[str, dict]:
     answer_edges = [(ci, "message", rsn, "question"), (kb, "knowledge_base", rsn, "knowledge_base"),
                     (adj, "adjacency_table", rsn, "adjacency_table"), (sel, "llm_selector", rsn, "llm_selector"),
                     (acc, "score_accumulator", rsn, "score_accumulator")]
+    # every built-in candidate source and guard as its own node (delete one to switch it off; add your own)
+    stage_config = {}
+    for kind, specs, out_name, in_name in (("OverlayCandidateSource", default_source_specs(), "candidate_source",
+                                            "candidate_sources"),
+                                           ("OverlayGuard", default_guard_specs(), "guard", "guards")):
+        for i, spec in enumerate(specs, 1):
+            node = f"{kind}-{i:05d}"
+            answer_nodes[node] = kind
+            stage_config[node] = {"stage": spec.stage}
+            answer_edges.append((node, out_name, rsn, in_name))
     out = {}
     out["overlay_answer"] = _build(
         reg, "Overlay Answer", "Ask a question: Overlay answers word by word from FOLDOC and shows the trace.",
-        {**answer_nodes, co: "ChatOutput"}, {}, answer_edges + [(rsn, "answer", co, "input_value")])
+        {**answer_nodes, co: "ChatOutput"}, stage_config, answer_edges + [(rsn, "answer", co, "input_value")])
     ev = "OverlayExpertVerification-00001"
     out["overlay_answer_for_review"] = _build(
         reg, "Overlay Answer For Review", "Answer a question and put the answer with its trace in the review queue.",
-        {**answer_nodes, ev: "OverlayExpertVerification", co: "ChatOutput"}, {},
+        {**answer_nodes, ev: "OverlayExpertVerification", co: "ChatOutput"}, stage_config,
         answer_edges + [(rsn, "trace", ev, "trace"), (ev, "receipt", co, "input_value")])
     av = "OverlayApplyVerdict-00001"
     out["overlay_review"] = _build(

@@ -35,7 +35,7 @@ def test_flow_is_well_formed(name):
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
 
 
-def _run(flow: str, question: str, home: Path, tweaks=None) -> dict:
+def _run(flow: str | Path, question: str, home: Path, tweaks=None) -> dict:
     import asyncio
 
     from lfx.load import arun_flow_from_json
@@ -53,6 +53,45 @@ def test_answer_flow_runs_and_tweaks_change_node_inputs(env_home):
                  tweaks={"OverlayReasoner-00001": {"max_words": 3, "block_ngram": 2}})
     assert "max_words=3" in short and "block_ngram=2" in short
     assert short.split("\n")[0] != text.split("\n")[0]
+
+
+def _node(flow: dict, node_id: str) -> dict:
+    return next(n for n in flow["data"]["nodes"] if n["id"] == node_id)
+
+
+def test_stage_nodes_the_default_ones_answer_as_the_library_and_editing_them_changes_the_candidates(env_home, tmp_path):
+    from overlay_core.knowledge import make_reasoner
+
+    q = "What is a hash table?"
+    default = make_reasoner(env_home).answer(q)
+    text = _run("overlay_answer.json", q, env_home)
+    assert text.split("\n")[0] == default["answer"]  # the saved stage nodes are exactly the built-in stages
+    assert "| corpus |" in text or "| corpus+" in text
+    flow = json.loads((FLOWS / "overlay_answer.json").read_text())
+    # delete the corpus-successor source node (and its edge), as a person would on the canvas
+    corpus = next(n["id"] for n in flow["data"]["nodes"] if n["id"].startswith("OverlayCandidateSource")
+                  and n["data"]["node"]["template"]["stage"]["value"] == "corpus")
+    flow["data"]["nodes"] = [n for n in flow["data"]["nodes"] if n["id"] != corpus]
+    flow["data"]["edges"] = [e for e in flow["data"]["edges"] if e["source"] != corpus]
+    # add a guard node that bans the answer's first generated word (a copy of a guard node, with its edge)
+    banned = default["answer_words"][len(default["prefix"])]
+    new_id = "OverlayGuard-00099"
+    node = json.loads(json.dumps(_node(flow, "OverlayGuard-00001")).replace("OverlayGuard-00001", new_id))
+    node["data"]["node"]["template"]["stage"]["value"] = "ban-words"
+    node["data"]["node"]["template"]["words"]["value"] = banned
+    node["data"]["node"]["template"]["label"]["value"] = "my banned words"
+    edge = next(e for e in flow["data"]["edges"] if e["source"] == "OverlayGuard-00001")
+    flow["data"]["nodes"].append(node)
+    flow["data"]["edges"].append(json.loads(json.dumps(edge).replace("OverlayGuard-00001", new_id)))
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(flow))
+    changed = _run(edited, q, env_home)
+    assert "| corpus |" not in changed and "| corpus+" not in changed
+    assert banned.casefold() not in [w.casefold() for w in changed.split("\n")[0].split()[len(default["prefix"]):]]
+    # the same through tweaks (as /api/v1/run takes them): a guard node turned into a ban-words rule
+    tweaked = _run("overlay_answer.json", q, env_home, tweaks={"OverlayGuard-00001": {
+        "stage": "ban-words", "words": banned, "label": "my banned words"}})
+    assert tweaked.split("\n")[0] != default["answer"]
 
 
 def test_lfx_run_cli_prints_answer_and_trace(env_home):

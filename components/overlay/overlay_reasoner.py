@@ -9,10 +9,18 @@ from lfx.schema.message import Message
 from overlay_core.component_code import edited_nodes, warn_if_edited
 from overlay_core.reasoner import Reasoner
 from overlay_core.settings import ReasonerSettings, from_inputs, node_inputs
+from overlay_core.stages.specs import build_guards, build_sources
 from overlay_core.trace import to_markdown, to_rows
 
 #: LangFlow input class of each kind of setting (overlay_core.settings.node_inputs)
 _INPUT = {"int": IntInput, "float": FloatInput, "bool": BoolInput, "dropdown": DropdownInput}
+
+
+def _listed(value) -> list:
+    """A list input's connected values (LangFlow gives None, one value or a list)."""
+    if value is None or value == "":
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 class OverlayReasoner(Component):
@@ -33,6 +41,11 @@ class OverlayReasoner(Component):
                     info="Connect the LLM Selector node."),
         HandleInput(name="score_accumulator", display_name="Score Accumulator", input_types=["ScoreAccumulator"],
                     required=True, info="Connect the Score Accumulator node (weights + verdict scores)."),
+        HandleInput(name="candidate_sources", display_name="Candidate Sources", input_types=["SourceSpec"],
+                    is_list=True, required=False,
+                    info="Connect Candidate Source nodes; with none connected, every built-in source is used."),
+        HandleInput(name="guards", display_name="Guards", input_types=["GuardSpec"], is_list=True, required=False,
+                    info="Connect Guard nodes; with none connected, every built-in guard is used."),
         # one input per reasoner setting, made from its declaration (bounds as range_spec)
         *[_INPUT[d.pop("kind")](**d) for d in node_inputs(ReasonerSettings)],
     ]
@@ -52,8 +65,11 @@ class OverlayReasoner(Component):
         if getattr(self, "_result", None) is None:
             acc = self.score_accumulator
             settings = from_inputs(ReasonerSettings, self)
+            sources, guards = _listed(self.candidate_sources), _listed(self.guards)
             reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
-                                weights=acc.weights, settings=settings)
+                                weights=acc.weights, settings=settings,
+                                sources=build_sources(sources, self.adjacency_table, acc.accumulator) if sources else None,
+                                guards=build_guards(guards, acc.accumulator) if guards else None)
             self._result = reasoner.answer(self.question)
             if getattr(self, "_code_warnings", None):
                 self._result["warnings"] = list(self._code_warnings)
