@@ -294,3 +294,9 @@ def analyze(question: str) -> QuestionForm:
     if q.casefold().startswith(("what", "which")):
         return QuestionForm("what", None, (), focus_words(q), "any", "what")
     return QuestionForm("other", None, (), focus_words(q), "any", "none")
+
+
+def question_subject(question: str) -> str | None:
+    """The term a definitional question asks about ("What is a hash table?" -> "hash table"), else None."""
+    form = analyze(question)
+    return form.subject if form.is_definition else None

@@ -17,10 +17,6 @@ yes/no word) and whether it is declined. Each step then runs the configured stag
 4. **Accumulate**: :meth:`overlay_core.accumulator.ScoreWeights.combine` of the features
    (:mod:`~overlay_core.stages.features`); the best score wins (ties broken by the text: deterministic).
 5. **Trace** every candidate with every feature, the choice, the verdicts behind ``G`` and the latency.
-
-Why these guardrails: a prototype of the naive loop lost to free generation (README's design notes):
-corpus-wide successors drift to generic filler, loops appear without n-gram blocking, small models over-rate
-".", and starting with the subject phrase avoids fragment openings.
 """
 
 from __future__ import annotations
@@ -33,23 +29,16 @@ from . import text as T
 from .accumulator import Accumulator, ScoreWeights
 from .errors import InputError
 from .questions import analyze
-from .settings import LLM_SCORES, ReasonerSettings  # noqa: F401  (re-exported)
+from .settings import ReasonerSettings
 from .stages import features as F
 from .stages import guards as G
 from .stages import opening as O
 from .stages import sources as S
 from .stages.base import Pool, Turn
-from .stages.opening import DECLINED
-from .stages.prompting import PROMPTS, build_prompt, continuation  # noqa: F401  (PROMPTS re-exported)
+from .stages.prompting import build_prompt, continuation
 from .stages.ranking import retrieve
 from .stages.reading import next_in_bearing_sentence, read_evidence
 from .trace import EvidenceRef, PassageRef, StopReason, Trace
-
-
-def question_subject(question: str) -> str | None:
-    """The term a definitional question asks about ("What is a hash table?" -> "hash table"), else None."""
-    form = analyze(question)
-    return form.subject if form.is_definition else None
 
 
 class Reasoner:
@@ -69,10 +58,8 @@ class Reasoner:
     def __init__(self, kb, table, selector, accumulator: Accumulator | None = None,
                  weights: ScoreWeights | None = None, settings: ReasonerSettings | None = None,
                  sources: list | None = None, guards: list | None = None):
-        self.kb, self.table, self.selector = kb, table, selector
-        self.accumulator = accumulator if accumulator is not None else Accumulator()
-        self.weights = weights or ScoreWeights()
-        self.settings = settings or ReasonerSettings()
+        self.kb, self.table, self.selector, self.settings = kb, table, selector, settings or ReasonerSettings()
+        self.accumulator, self.weights = accumulator if accumulator is not None else Accumulator(), weights or ScoreWeights()
         self.sources = S.default_sources(table, self.accumulator) if sources is None else list(sources)
         self.guards = G.default_guards(self.accumulator) if guards is None else list(guards)
 
@@ -123,7 +110,7 @@ class Reasoner:
         refusal = O.unknown_words(question, form, hits) or O.refusal(form, passages, ev, s)
         times = {"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0, "accumulate": 0.0}
         if refusal:
-            result.answer = DECLINED.get(form.lang, DECLINED["en"])
+            result.answer = O.DECLINED.get(form.lang, O.DECLINED["en"])
             result.refused, result.refusal, result.stop_reason = True, refusal, StopReason.DECLINED
             result.timings_ms = {**times, "total": 1000 * (time.perf_counter() - t0)}
             return result

@@ -425,6 +425,14 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
                          f"{_fmt(c.verdicts)} | {_fmt(len(c.passages))} | {note} |")
         if len(cands) > len(shown):
             lines.append(f"| … {len(cands) - len(shown)} more | | | | | | | | | | |")
+        hidden = {}  # the rules behind the blocks not shown: each reason once, with its words
+        for c in cands:
+            if c.blocked is not None and c not in shown:
+                hidden.setdefault(c.blocked, []).append(c.word)
+        if hidden:
+            lines += ["", "Also blocked: " + "; ".join(
+                f"{', '.join(_fmt(w) for w in ws[:3])}{' …' if len(ws) > 3 else ''} ({why})"
+                for why, ws in list(hidden.items())[:6]) + (" …" if len(hidden) > 6 else "")]
     lines += ["", f"**Stopped:** {t.stop_text or ''}"]
     return "\n".join(lines)
 

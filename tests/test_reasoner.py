@@ -5,8 +5,8 @@ import pytest
 from overlay_core.accumulator import Accumulator
 from overlay_core.errors import InputError
 from overlay_core.knowledge import make_reasoner, state_paths
-from overlay_core.questions import analyze
-from overlay_core.reasoner import ReasonerSettings, question_subject
+from overlay_core.questions import analyze, question_subject
+from overlay_core.reasoner import ReasonerSettings
 from overlay_core.stages import guards as G
 from overlay_core.stages.base import Draft as _Cand
 from overlay_core.stages.base import Turn

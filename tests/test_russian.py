@@ -11,7 +11,7 @@ from overlay_core import evidence as E
 from overlay_core import text as T
 from overlay_core.documents import build_documents, documents_language
 from overlay_core.knowledge import make_reasoner
-from overlay_core.reasoner import DECLINED
+from overlay_core.stages.opening import DECLINED
 
 OVERLAY = str(Path(sys.executable).parent / "overlay")
 

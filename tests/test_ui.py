@@ -313,3 +313,71 @@ def test_lfx_serve_with_api_key_serves_the_same_flow(langflow_server, foldoc_hom
     assert out["success"] is True and out["result"].startswith("A hash table is"), out
     assert _answer(out["result"]) == _answer(chat_text(ui.json())), "lfx serve and the UI server answer differently"
     assert "**Step 0**" in out["result"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 5. The reasoning logic edited on the canvas: delete a candidate source, add a guard (issue 14)
+# --------------------------------------------------------------------------------------------------------------
+
+def _js_click(driver, css: str, what: str, shot: str):
+    el = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, css), 30, what, driver, shot)[0]
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'}); arguments[0].click();", el)
+    return el
+
+
+def test_a_source_deleted_and_a_guard_added_on_the_canvas_change_the_next_trace(browser, langflow_server):
+    """In the UI alone: delete the corpus-successor Candidate Source node, add a Guard node from the sidebar, set
+    it to ban-words with a word, connect it to the reasoner's Guards, ask in the Playground: no candidate comes
+    from the corpus and the banned word is blocked, named by the guard. Done on a copy of the answer flow (the UI
+    autosaves: the saved flow itself stays as it was)."""
+    flow = load_flow(ROOT / "flows" / f"{ANSWER_FLOW}.json")
+    base = chat_text(langflow_server.run(flow["id"], QUESTION).json())
+    assert "| corpus" in base
+    # ban the first word of the answer that is not the question's subject and not a short function word
+    banned = next(w.strip(".,").casefold() for w in _answer(base).split()[4:] if len(w.strip(".,")) > 3)
+    shot = "5-stages"
+    copy = langflow_server.post("/api/v1/flows/", json={"name": "Overlay Answer (stage edit test)", "data": flow["data"],
+                                                       "description": "a copy edited by tests/test_ui.py"})
+    assert copy.status_code in (200, 201), copy.text[:2000]
+    copy_id = copy.json()["id"]
+    try:
+        open_flow(browser, langflow_server, copy_id, len(flow["data"]["nodes"]), shot)
+        corpus = next(n["id"] for n in flow["data"]["nodes"] if n["id"].startswith("OverlayCandidateSource")
+                      and n["data"]["node"]["template"]["stage"]["value"] == "corpus")
+        # select the node by its title and press Delete, as a person does
+        _js_click(browser, f'[data-id="{corpus}"] [data-testid="node-name"]', "the corpus source's title", shot)
+        browser.find_element(By.CSS_SELECTOR, f'[data-id="{corpus}"]').send_keys(Keys.DELETE)
+        wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, f'[data-id="{corpus}"]'), 20,
+                 "the corpus source node deleted", browser, shot)
+        # add a Guard from the sidebar search
+        search = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, '[data-testid="sidebar-search-input"]'), 30,
+                          "the sidebar search", browser, shot)[0]
+        search.click()
+        search.send_keys("Guard")
+        before = {e.get_attribute("data-id") for e in browser.find_elements(By.CSS_SELECTOR, ".react-flow__node")}
+        _js_click(browser, '[data-testid="add-component-button-guard"]', "the Guard's add button", shot)
+        new = wait_for(lambda: [e.get_attribute("data-id") for e in browser.find_elements(By.CSS_SELECTOR,
+                                ".react-flow__node") if e.get_attribute("data-id") not in before], 30,
+                       "the new Guard node", browser, shot)[0]
+        _js_click(browser, f'[data-id="{new}"] [data-testid="dropdown_str_stage"]', "the new guard's Rule", shot)
+        _js_click(browser, '[data-testid="ban-words-5-option"]', "the ban-words option", shot)
+        words = _js_click(browser, f'[data-id="{new}"] [data-testid="textarea_str_words"]', "the Words field", shot)
+        words.send_keys(banned)
+        words.send_keys(Keys.TAB)
+        # connect it: click the guard's output handle, then the reasoner's Guards input
+        _js_click(browser, f'[data-id="{new}"] [data-testid="handle-overlayguard-shownode-guard-right"]',
+                  "the guard's output", shot)
+        _js_click(browser, f'[data-id="{REASONER}"] [data-testid="handle-overlayreasoner-shownode-guards-left"]',
+                  "the reasoner's Guards input", shot)
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f'.react-flow__edge[data-id*="{new}"]'), 20,
+                 "the new guard's edge", browser, shot)
+        screenshot(browser, "5-stages-edited")
+        text = ask_in_playground(browser, QUESTION, shot)
+        browser.execute_script(SCROLL_TO_LAST_AI_JS)
+        screenshot(browser, "5-stages-next-trace")
+        close_playground(browser)
+    finally:
+        langflow_server.delete(f"/api/v1/flows/{copy_id}")
+    assert "| corpus" not in text, "a candidate still came from the deleted corpus source"
+    assert f"holds the banned word '{banned}' (ban-words)" in text
+    assert banned not in [w.strip(".,").casefold() for w in _answer(text).split()[4:]], _answer(text)

@@ -1,6 +1,10 @@
 """Guards: each sets ``blocked`` (a reason, shown in the trace) on the live drafts it forbids
 (:class:`~.base.Guard`). A blocked draft stays in the trace and is not scored; the first guard that blocks a
-draft names the reason. The default order is :func:`default_guards`."""
+draft names the reason. The default order is :func:`default_guards`.
+
+Why these guardrails: a prototype of the naive loop lost to free generation (README's design notes):
+corpus-wide successors drift to generic filler, loops appear without n-gram blocking, small models over-rate
+".", and starting with the subject phrase avoids fragment openings."""
 
 from __future__ import annotations
 
