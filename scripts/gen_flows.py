@@ -84,14 +84,14 @@ def _build(reg, name: str, description: str, nodes: dict[str, str], config: dict
 
 
 #: Column of each stage node type in an answer flow (left to right), and the height each of its nodes gets (px).
-_STAGE_COLUMNS = {"OverlayCandidateSource": 1, "OverlayGuard": 2}
+_STAGE_COLUMNS = {"OverlayCandidateSource": 1, "OverlayGuard": 2, "OverlayFeature": 3}
 _STAGE_ROW = 420
 
 
 def _columns(flow: dict) -> None:
-    """In a flow with stage nodes: the services stay in the first column, the candidate sources and the guards get
-    a column each (one node per row, in id order), and the nodes lfx placed right of the services move right by
-    those two columns — so the stages read as the reasoner's inputs, not as one 9,000-px column."""
+    """In a flow with stage nodes: the services stay in the first column, the candidate sources, the guards and the
+    features get a column each (one node per row, in id order), and the nodes lfx placed right of the services
+    move right by those columns — so the stages read as the reasoner's inputs, not as one 10,000-px column."""
     nodes = flow["data"]["nodes"]
     kinds = {n["id"]: n["id"].rsplit("-", 1)[0] for n in nodes}
     if not any(k in _STAGE_COLUMNS for k in kinds.values()):
@@ -108,11 +108,11 @@ def _columns(flow: dict) -> None:
         n["position"] = {"x": 0, "y": i * 560}
     for n in nodes:
         if kinds[n["id"]] not in _STAGE_COLUMNS and n["position"]["x"] > 0:
-            n["position"] = {"x": n["position"]["x"] + 2 * width, "y": 0}
+            n["position"] = {"x": n["position"]["x"] + len(_STAGE_COLUMNS) * width, "y": 0}
 
 
 def flows() -> dict[str, dict]:
-    from overlay_core.stages.specs import default_guard_specs, default_source_specs
+    from overlay_core.stages.specs import default_feature_specs, default_guard_specs, default_source_specs
 
     reg = registry()
     ci, co = "ChatInput-00001", "ChatOutput-00001"
@@ -127,11 +127,12 @@ def flows() -> dict[str, dict]:
     stage_config = {}
     for kind, specs, out_name, in_name in (("OverlayCandidateSource", default_source_specs(), "candidate_source",
                                             "candidate_sources"),
-                                           ("OverlayGuard", default_guard_specs(), "guard", "guards")):
+                                           ("OverlayGuard", default_guard_specs(), "guard", "guards"),
+                                           ("OverlayFeature", default_feature_specs(), "feature", "features")):
         for i, spec in enumerate(specs, 1):
             node = f"{kind}-{i:05d}"
             answer_nodes[node] = kind
-            stage_config[node] = {"stage": spec.stage}
+            stage_config[node] = {"stage": spec.stage, **({"weight": spec.weight} if hasattr(spec, "weight") else {})}
             answer_edges.append((node, out_name, rsn, in_name))
     out = {}
     out["overlay_answer"] = _build(

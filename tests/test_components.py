@@ -42,7 +42,7 @@ def test_reasoner_node_with_service_nodes(env_home):
     kb = load("knowledge_base")(query="What is a hash table?", top_k=2)
     adj = load("adjacency_table")(word="hash table", top_n=5)
     sel = load("llm_selector")(model_path="", n_ctx=2048)
-    acc = load("score_accumulator")(w_llm=1.0)
+    acc = load("score_accumulator")()
     preview = kb.preview()
     assert list(preview["source"])[0] == "FOLDOC:hash table" and len(preview) == 2
     nxt = adj.lookup()
@@ -61,6 +61,14 @@ def test_reasoner_node_with_service_nodes(env_home):
     assert reasoner.status.startswith("answer: ")
     view = load("trace_view")(trace=trace, max_candidates=3)
     assert "**Step 0**" in view.render().text
+    # Feature nodes set the weights: a feature not connected counts 0
+    only_llm = load("overlay_reasoner")(
+        question="What is a hash table?", knowledge_base=kb.build_knowledge_base(),
+        adjacency_table=adj.build_table(), llm_selector=sel.build_selector(), score_accumulator=acc.build_accumulator(),
+        features=[load("feature")(stage="llm", weight=2.0).build_feature()], max_words=6, min_words=3)
+    assert only_llm.build_trace().data["weights"] == {"w_adj": 0.0, "w_ctx": 0.0, "w_llm": 2.0, "w_glob": 0.0,
+                                                       "w_rel": 0.0}
+    assert trace.data["weights"] == {"w_adj": 0.5, "w_ctx": 6.0, "w_llm": 1.0, "w_glob": 1.0, "w_rel": 6.0}
 
 
 def test_verification_nodes_enqueue_and_apply(env_home):

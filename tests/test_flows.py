@@ -90,8 +90,9 @@ def test_stage_nodes_the_default_ones_answer_as_the_library_and_editing_them_cha
     assert banned.casefold() not in [w.casefold() for w in changed.split("\n")[0].split()[len(default["prefix"]):]]
     # the same through tweaks (as /api/v1/run takes them): a guard node turned into a ban-words rule
     tweaked = _run("overlay_answer.json", q, env_home, tweaks={"OverlayGuard-00001": {
-        "stage": "ban-words", "words": banned, "label": "my banned words"}})
+        "stage": "ban-words", "words": banned, "label": "my banned words"}, "OverlayFeature-00002": {"weight": 4.0}})
     assert tweaked.split("\n")[0] != default["answer"]
+    assert "w_ctx=4.000" in tweaked  # OverlayFeature-00002 is passage support (docs/ui.md's example)
 
 
 def test_lfx_run_cli_prints_answer_and_trace(env_home):

@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLASSES = [ReasonerSettings, ScoreWeights]
 #: the node of each settings class, and its inputs that are not settings
 NODES = {ReasonerSettings: ("overlay_reasoner", {"question", "knowledge_base", "adjacency_table", "llm_selector",
-                                                 "score_accumulator"}),
-         ScoreWeights: ("score_accumulator", {"show", "home"})}
+                                                 "score_accumulator", "candidate_sources", "guards", "features"})}
 
 
 def _component(stem: str):
@@ -75,7 +74,7 @@ def test_cli_declares_no_setting_itself():
     assert not own & {s.name for c in CLASSES for s in specs(c)}
 
 
-@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [ReasonerSettings], ids=lambda c: c.__name__)
 def test_node_inputs_are_the_schema(cls):
     stem, others = NODES[cls]
     node = _component(stem)
@@ -99,15 +98,36 @@ def test_node_inputs_are_the_schema(cls):
     assert not literals & {s.input for s in specs(cls)}
 
 
+def test_the_weights_are_the_feature_nodes_one_per_weight_of_the_schema():
+    """ScoreWeights is the one declaration: the Feature node offers one feature per weight field, with its bounds;
+    no other node has a weight input."""
+    from overlay_core.stages.specs import FEATURES, feature_help
+
+    assert sorted(FEATURES.values()) == sorted(s.name for s in specs(ScoreWeights))
+    node = _component("feature")
+    inputs = {i.name: i for i in node.inputs}
+    assert inputs["stage"].options == list(FEATURES)
+    bounds = {s.bounds for s in specs(ScoreWeights)}
+    assert {(inputs["weight"].range_spec.min, inputs["weight"].range_spec.max)} == bounds
+    assert all(feature_help(k) == next(s.help for s in specs(ScoreWeights) if s.name == f) for k, f in FEATURES.items())
+    for stem in ("score_accumulator", "overlay_reasoner"):
+        names = {i.name for i in _component(stem).inputs}
+        assert not names & {s.input for s in specs(ScoreWeights)}, stem
+
+
 def test_saved_flows_carry_the_schema_defaults():
+    from overlay_core.stages.specs import FEATURES
+
     flow = json.loads((ROOT / "flows" / "overlay_answer.json").read_text())
     tpl = {n["data"]["type"]: n["data"]["node"]["template"] for n in flow["data"]["nodes"]}
-    for cls in CLASSES:
-        t = tpl[{ReasonerSettings: "OverlayReasoner", ScoreWeights: "OverlayScoreAccumulator"}[cls]]
-        for s in specs(cls):
-            assert t[s.input]["value"] == s.default, s.name
-            if s.bounds:
-                assert (t[s.input]["range_spec"]["min"], t[s.input]["range_spec"]["max"]) == s.bounds
+    t = tpl["OverlayReasoner"]
+    for s in specs(ReasonerSettings):
+        assert t[s.input]["value"] == s.default, s.name
+        if s.bounds:
+            assert (t[s.input]["range_spec"]["min"], t[s.input]["range_spec"]["max"]) == s.bounds
+    weights = {n["data"]["node"]["template"]["stage"]["value"]: n["data"]["node"]["template"]["weight"]["value"]
+               for n in flow["data"]["nodes"] if n["data"]["type"] == "OverlayFeature"}
+    assert {FEATURES[k]: v for k, v in weights.items()} == ScoreWeights().as_dict()
 
 
 def test_node_inputs_map_back_to_the_settings():

@@ -9,7 +9,7 @@ from lfx.schema.message import Message
 from overlay_core.component_code import edited_nodes, warn_if_edited
 from overlay_core.reasoner import Reasoner
 from overlay_core.settings import ReasonerSettings, from_inputs, node_inputs
-from overlay_core.stages.specs import build_guards, build_sources
+from overlay_core.stages.specs import build_guards, build_sources, weights_from_features
 from overlay_core.trace import to_markdown, to_rows
 
 #: LangFlow input class of each kind of setting (overlay_core.settings.node_inputs)
@@ -46,6 +46,9 @@ class OverlayReasoner(Component):
                     info="Connect Candidate Source nodes; with none connected, every built-in source is used."),
         HandleInput(name="guards", display_name="Guards", input_types=["GuardSpec"], is_list=True, required=False,
                     info="Connect Guard nodes; with none connected, every built-in guard is used."),
+        HandleInput(name="features", display_name="Features", input_types=["FeatureSpec"], is_list=True,
+                    required=False, info="Connect Feature nodes (each with its weight); a feature not connected "
+                    "does not count; with none connected, every feature counts with its default weight."),
         # one input per reasoner setting, made from its declaration (bounds as range_spec)
         *[_INPUT[d.pop("kind")](**d) for d in node_inputs(ReasonerSettings)],
     ]
@@ -65,9 +68,9 @@ class OverlayReasoner(Component):
         if getattr(self, "_result", None) is None:
             acc = self.score_accumulator
             settings = from_inputs(ReasonerSettings, self)
-            sources, guards = _listed(self.candidate_sources), _listed(self.guards)
+            sources, guards, features = _listed(self.candidate_sources), _listed(self.guards), _listed(self.features)
             reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
-                                weights=acc.weights, settings=settings,
+                                weights=weights_from_features(features) if features else acc.weights, settings=settings,
                                 sources=build_sources(sources, self.adjacency_table, acc.accumulator) if sources else None,
                                 guards=build_guards(guards, acc.accumulator) if guards else None)
             self._result = reasoner.answer(self.question)

@@ -1,25 +1,23 @@
-"""Score Accumulator node: the visible weights of the final score and the global edge scores."""
+"""Score Accumulator node: the global edge scores G[edge] the expert verdicts wrote (the weights of the score are
+on the Feature nodes)."""
 
 from lfx.custom.custom_component.component import Component
-from lfx.io import FloatInput, IntInput, Output, StrInput
+from lfx.io import IntInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 
 from overlay_core.accumulator import Accumulator, ScoreAccumulator, ScoreWeights
 from overlay_core.component_code import warn_if_edited
 from overlay_core.knowledge import state_paths
-from overlay_core.settings import from_inputs, node_inputs
 
 
 class OverlayScoreAccumulator(Component):
     display_name = "Score Accumulator"
-    description = ("score = w_adj·log p_adj + w_ctx·ctx + w_llm·llm + w_glob·G[edge] + w_rel·rel. "
-                   "G[edge] holds the expert verdicts' deltas.")
+    description = ("Holds G[edge], what the expert verdicts added to each edge (word pair); the Verdicts feature "
+                   "counts it in the score. The weights are on the Feature nodes.")
     icon = "sigma"
     name = "OverlayScoreAccumulator"
 
     inputs = [
-        # one input per score weight, made from its declaration in overlay_core.accumulator.ScoreWeights
-        *[FloatInput(**{k: v for k, v in d.items() if k != "kind"}) for d in node_inputs(ScoreWeights)],
         IntInput(name="show", display_name="Edges Shown", value=20, advanced=True,
                  info="How many edges with verdicts the Edges output lists."),
         StrInput(name="home", display_name="State Folder", value="", advanced=True,
@@ -36,10 +34,8 @@ class OverlayScoreAccumulator(Component):
 
     def build_accumulator(self) -> ScoreAccumulator:
         acc = Accumulator(state_paths(self.home or None).accumulator)
-        weights = from_inputs(ScoreWeights, self)
-        shown = ", ".join(f"{k}={v:g}" for k, v in weights.as_dict().items())
-        self.status = f"{acc.n_edges} edges with a global score; {shown}"
-        return ScoreAccumulator(acc, weights)
+        self.status = f"{acc.n_edges} edges with a global score"
+        return ScoreAccumulator(acc, ScoreWeights())
 
     def edges(self) -> DataFrame:
         acc = Accumulator(state_paths(self.home or None).accumulator)

@@ -1,13 +1,17 @@
 """Stages named by plain data, as the LangFlow stage nodes give them: a :class:`SourceSpec` or :class:`GuardSpec`
 says which stage (``stage``), the name the trace shows for it (``name``) and its words (glossary terms, banned
 words, the required term); :func:`build_sources` / :func:`build_guards` make the stage objects in the loop's
-order, whatever order the nodes were connected in."""
+order, whatever order the nodes were connected in. A :class:`FeatureSpec` is one feature of the score and its
+weight; :func:`weights_from_features` makes the :class:`~overlay_core.accumulator.ScoreWeights` of a set of them
+(a feature not given counts 0)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..accumulator import ScoreWeights
 from ..errors import InputError
+from ..settings import specs as setting_specs
 from . import guards as G
 from . import sources as S
 
@@ -32,6 +36,17 @@ GUARDS = {
     "require-term": ("the answer may not end before it holds your term", True),
     "reviewer-rejections": ("stops when reviewers rejected every remaining candidate", False),
 }
+
+#: Features of the score in the formula's order: stage -> the :class:`ScoreWeights` field that weighs it (its
+#: help is the feature's description).
+FEATURES = {"adjacency": "w_adj", "passage-support": "w_ctx", "llm": "w_llm", "verdicts": "w_glob",
+            "relevance": "w_rel"}
+
+
+def feature_help(stage: str) -> str:
+    """One line on what feature ``stage`` measures (the help of its weight's declaration)."""
+    field = FEATURES[stage]
+    return next(s.help for s in setting_specs(ScoreWeights) if s.name == field)
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,38 @@ def build_guards(specs, accumulator) -> list:
         InputError: an unknown stage, or a ban-words / require-term guard without words.
     """
     return _build(specs, GUARDS, "guard", lambda st, w, n: _guard(st, w, n, accumulator))
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature of the score (``stage``, a key of :data:`FEATURES`) and its ``weight`` (float)."""
+
+    stage: str
+    weight: float
+
+
+def weights_from_features(specs) -> ScoreWeights:
+    """The :class:`ScoreWeights` of the features ``specs`` (:class:`FeatureSpec`): each one's weight, 0 for a feature
+    not given (it no longer counts in the score).
+
+    Raises:
+        InputError: an unknown feature, the same feature twice, or a weight out of bounds (naming its field).
+    """
+    weights: dict[str, float] = {}
+    for spec in specs:
+        if spec.stage not in FEATURES:
+            raise InputError(f"unknown feature {spec.stage!r}; choose one of: {', '.join(FEATURES)}")
+        field = FEATURES[spec.stage]
+        if field in weights:
+            raise InputError(f"two Feature nodes give the weight of {spec.stage!r}; keep one")
+        weights[field] = spec.weight
+    return ScoreWeights(**{f: weights.get(f, 0.0) for f in FEATURES.values()})
+
+
+def default_feature_specs() -> list[FeatureSpec]:
+    """Today's features with their default weights (:class:`ScoreWeights` defaults)."""
+    w = ScoreWeights()
+    return [FeatureSpec(k, getattr(w, f)) for k, f in FEATURES.items()]
 
 
 def default_source_specs() -> list[SourceSpec]:
