@@ -5,12 +5,12 @@ from lfx.io import BoolInput, DropdownInput, IntInput, MessageTextInput, Output,
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
-from overlay_core.component_code import warn_if_edited
-from overlay_core.knowledge import parse_json_object, state_paths
+from overlay_core.knowledge import parse_json_object
+from overlay_core.node_base import STATE_FOLDER_INPUT, OverlayNode
 from overlay_core.verification import ReviewStore, apply_to_file
 
 
-class OverlayApplyVerdict(Component):
+class OverlayApplyVerdict(OverlayNode, Component):
     display_name = "Apply Verdict"
     description = ("Gives a verdict (approve / reject / correct, on the whole answer or one step) on a review item, "
                    "stores it in the append-only log and applies its weight deltas to the accumulator.")
@@ -33,17 +33,12 @@ class OverlayApplyVerdict(Component):
         StrInput(name="comment", display_name="Comment", value="", info="Why (kept in the audit log)."),
         StrInput(name="db_url", display_name="Database URL", value="", advanced=True,
                  info="SQLAlchemy URL; empty = $OVERLAY_DB_URL, else reviews.sqlite3 in the state folder."),
-        StrInput(name="home", display_name="State Folder", value="", advanced=True,
-                 info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
+        StrInput(**STATE_FOLDER_INPUT),
     ]
     outputs = [
         Output(display_name="Applied", name="applied", method="apply"),
         Output(display_name="Summary", name="summary", method="summary"),
     ]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def _request(self) -> dict:
         """The verdict fields: the node's inputs, overridden by a JSON object typed in Review Item ID."""
@@ -55,7 +50,7 @@ class OverlayApplyVerdict(Component):
 
     def _apply(self) -> dict:
         if getattr(self, "_done", None) is None:
-            paths = state_paths(self.home or None)
+            paths = self.state
             store = ReviewStore(self.db_url or paths.review_db)
             r = self._request()
             step = r.get("step")

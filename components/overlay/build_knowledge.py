@@ -5,12 +5,12 @@ from lfx.io import BoolInput, DropdownInput, HandleInput, IntInput, Output, StrI
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
-from overlay_core.component_code import warn_if_edited
 from overlay_core.ingest import passages_from_records
 from overlay_core.knowledge import build_knowledge
+from overlay_core.node_base import STATE_FOLDER_INPUT, OverlayNode
 
 
-class OverlayBuildKnowledge(Component):
+class OverlayBuildKnowledge(OverlayNode, Component):
     display_name = "Build Knowledge"
     description = ("Parses the bundled FOLDOC dictionary (or connected documents), upserts the passages into "
                    "ChromaDB and builds the adjacency table. Cached: an unchanged corpus is not rebuilt.")
@@ -27,8 +27,7 @@ class OverlayBuildKnowledge(Component):
                       info="3 stores bigram and trigram contexts; 2 stores bigrams only."),
         BoolInput(name="rebuild", display_name="Rebuild", value=False, advanced=True,
                   info="Build again even if the same corpus was built."),
-        StrInput(name="home", display_name="State Folder", value="", advanced=True,
-                 info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
+        StrInput(**STATE_FOLDER_INPUT),
         StrInput(name="server_url", display_name="Chroma Server URL", value="", advanced=True,
                  info="Empty = embedded ChromaDB in the state folder."),
     ]
@@ -36,10 +35,6 @@ class OverlayBuildKnowledge(Component):
         Output(display_name="Report", name="report", method="build_report"),
         Output(display_name="Summary", name="summary", method="build_summary"),
     ]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def _build(self) -> dict:
         if getattr(self, "_report", None) is None:

@@ -4,11 +4,11 @@ Candidate Sources; delete the node to switch that source off)."""
 from lfx.custom.custom_component.component import Component
 from lfx.io import DropdownInput, MultilineInput, Output, StrInput
 
-from overlay_core.component_code import warn_if_edited
+from overlay_core.node_base import OverlayNode
 from overlay_core.stages.specs import SOURCES, SourceSpec
 
 
-class OverlayCandidateSource(Component):
+class OverlayCandidateSource(OverlayNode, Component):
     display_name = "Candidate Source"
     description = ("Proposes candidate words to the Overlay Reasoner. Connect it to the reasoner's Candidate "
                    "Sources; delete the node to switch the source off.")
@@ -24,10 +24,6 @@ class OverlayCandidateSource(Component):
                  info="Only for the glossary source: the source name its candidates show (default: glossary)."),
     ]
     outputs = [Output(display_name="Candidate Source", name="candidate_source", method="build_source")]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def build_source(self) -> SourceSpec:
         spec = SourceSpec(self.stage, self.label.strip(), tuple((self.terms or "").splitlines()))

@@ -5,12 +5,11 @@ from lfx.io import DataInput, Output, StrInput
 from lfx.schema.data import Data
 from lfx.schema.message import Message
 
-from overlay_core.component_code import warn_if_edited
-from overlay_core.knowledge import state_paths
+from overlay_core.node_base import STATE_FOLDER_INPUT, OverlayNode
 from overlay_core.verification import ReviewStore
 
 
-class OverlayExpertVerification(Component):
+class OverlayExpertVerification(OverlayNode, Component):
     display_name = "Expert Verification"
     description = "Enqueues an answer with its full trace for an expert to approve, reject or correct."
     icon = "user-check"
@@ -22,22 +21,17 @@ class OverlayExpertVerification(Component):
                  info="Recorded with the item, to tell where the answer came from."),
         StrInput(name="db_url", display_name="Database URL", value="", advanced=True,
                  info="SQLAlchemy URL (e.g. postgresql+psycopg://…); empty = $OVERLAY_DB_URL, else reviews.sqlite3 in the state folder."),
-        StrInput(name="home", display_name="State Folder", value="", advanced=True,
-                 info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
+        StrInput(**STATE_FOLDER_INPUT),
     ]
     outputs = [
         Output(display_name="Review Item", name="item", method="enqueue"),
         Output(display_name="Receipt", name="receipt", method="receipt"),
     ]
 
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
-
     def _enqueue(self) -> dict:
         if getattr(self, "_item", None) is None:
             r = self.trace.data
-            store = ReviewStore(self.db_url or state_paths(self.home or None).review_db)
+            store = ReviewStore(self.db_url or self.state.review_db)
             item_id = store.enqueue(flow=self.source_flow, question=r.get("question", ""), answer=r.get("answer", ""),
                                     trace=r, model_fingerprint=r.get("model", ""), index_fingerprint=r.get("index", ""))
             self._item = {"item_id": item_id, "question": r.get("question", ""), "answer": r.get("answer", ""),

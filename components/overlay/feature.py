@@ -5,14 +5,14 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import DropdownInput, FloatInput, Output
 
 from overlay_core.accumulator import ScoreWeights
-from overlay_core.component_code import warn_if_edited
+from overlay_core.node_base import OverlayNode
 from overlay_core.settings import specs
 from overlay_core.stages.specs import FEATURES, FeatureSpec, feature_help
 
 _BOUNDS = specs(ScoreWeights)[0].bounds  # every weight has the same bounds
 
 
-class OverlayFeature(Component):
+class OverlayFeature(OverlayNode, Component):
     display_name = "Feature"
     description = ("One feature of the score that ranks candidate words, with its weight: score = the sum of "
                    "weight × feature over the connected Feature nodes. Connect it to the reasoner's Features.")
@@ -28,10 +28,6 @@ class OverlayFeature(Component):
                    info="How much the feature counts (any sign; 0 = it does not count)."),
     ]
     outputs = [Output(display_name="Feature", name="feature", method="build_feature")]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def build_feature(self) -> FeatureSpec:
         spec = FeatureSpec(self.stage, float(self.weight))

@@ -4,11 +4,11 @@ delete the node to switch that rule off). Blocked candidates stay in the trace w
 from lfx.custom.custom_component.component import Component
 from lfx.io import DropdownInput, MultilineInput, Output, StrInput
 
-from overlay_core.component_code import warn_if_edited
+from overlay_core.node_base import OverlayNode
 from overlay_core.stages.specs import GUARDS, GuardSpec
 
 
-class OverlayGuard(Component):
+class OverlayGuard(OverlayNode, Component):
     display_name = "Guard"
     description = ("Blocks candidate words by a rule; blocked words stay in the trace with the reason. Connect it "
                    "to the reasoner's Guards; delete the node to switch the rule off.")
@@ -24,10 +24,6 @@ class OverlayGuard(Component):
                  info="Only for ban-words and require-term: the name their blocks show (default: the rule)."),
     ]
     outputs = [Output(display_name="Guard", name="guard", method="build_guard")]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def build_guard(self) -> GuardSpec:
         spec = GuardSpec(self.stage, self.label.strip(), tuple((self.words or "").splitlines()))

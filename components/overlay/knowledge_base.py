@@ -4,13 +4,12 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import BoolInput, HandleInput, IntInput, MessageTextInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 
-from overlay_core.component_code import warn_if_edited
 from overlay_core.ingest import passages_from_records
-from overlay_core.knowledge import state_paths
+from overlay_core.node_base import STATE_FOLDER_INPUT, OverlayNode
 from overlay_core.retrieval import KnowledgeBase, get_knowledge_base
 
 
-class OverlayKnowledgeBase(Component):
+class OverlayKnowledgeBase(OverlayNode, Component):
     display_name = "Knowledge Base"
     description = ("Passages in ChromaDB (offline MiniLM embeddings). Optionally ingests documents from "
                    "File, Directory or Split Text; previews what a query retrieves.")
@@ -24,8 +23,7 @@ class OverlayKnowledgeBase(Component):
         MessageTextInput(name="query", display_name="Preview Query", value="What is a hash table?",
                          info="A question whose retrieved passages are shown in the Passages output."),
         IntInput(name="top_k", display_name="Top-k", value=3, info="How many passages the preview retrieves."),
-        StrInput(name="home", display_name="State Folder", value="", advanced=True,
-                 info="Overlay state folder; empty = $OVERLAY_HOME or ./.overlay."),
+        StrInput(**STATE_FOLDER_INPUT),
         StrInput(name="collection", display_name="Collection", value="overlay", advanced=True,
                  info="ChromaDB collection name."),
         StrInput(name="server_url", display_name="Chroma Server URL", value="", advanced=True,
@@ -38,12 +36,8 @@ class OverlayKnowledgeBase(Component):
         Output(display_name="Passages", name="passages", method="preview"),
     ]
 
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
-
     def _kb(self) -> KnowledgeBase:
-        kb = get_knowledge_base(state_paths(self.home or None).chroma, collection=self.collection or "overlay",
+        kb = get_knowledge_base(self.state.chroma, collection=self.collection or "overlay",
                                 server_url=self.server_url or None)
         if self.ingest and self.documents:
             docs = self.documents if isinstance(self.documents, list) else [self.documents]

@@ -4,11 +4,11 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import IntInput, Output, StrInput
 from lfx.schema.data import Data
 
-from overlay_core.component_code import warn_if_edited
+from overlay_core.node_base import OverlayNode
 from overlay_core.selector import LLMSelector, get_selector
 
 
-class OverlayLLMSelector(Component):
+class OverlayLLMSelector(OverlayNode, Component):
     display_name = "LLM Selector"
     description = ("Scores each candidate word by its log-probability under a local GGUF model (llama.cpp), "
                    "with the shared prompt evaluated once. Default model: SmolLM2-135M-Instruct.")
@@ -29,10 +29,6 @@ class OverlayLLMSelector(Component):
         Output(display_name="LLM Selector", name="llm_selector", method="build_selector"),
         Output(display_name="Model Info", name="model_info", method="model_info"),
     ]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def build_selector(self) -> LLMSelector:
         sel = get_selector(self.model_path or None, n_ctx=self.n_ctx, n_threads=self.n_threads or None,

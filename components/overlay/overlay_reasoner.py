@@ -6,7 +6,8 @@ from lfx.schema.data import Data
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
-from overlay_core.component_code import edited_nodes, warn_if_edited
+from overlay_core.component_code import edited_nodes
+from overlay_core.node_base import OverlayNode
 from overlay_core.reasoner import Reasoner
 from overlay_core.settings import ReasonerSettings, from_inputs, node_inputs
 from overlay_core.stages.specs import build_guards, build_sources, weights_from_features
@@ -23,7 +24,7 @@ def _listed(value) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
-class OverlayReasoner(Component):
+class OverlayReasoner(OverlayNode, Component):
     display_name = "Overlay Reasoner"
     description = ("Answers a question one word at a time: the adjacency table and the passages propose, the LLM "
                    "scores, the accumulator decides. Every word is traced.")
@@ -61,24 +62,26 @@ class OverlayReasoner(Component):
     def _pre_run_setup(self):
         # a saved flow runs its own copy of each node's code: say so above the answer when any Overlay node of this
         # flow (an edited selector changes the answer too) is not the installed file
-        warn_if_edited(self)
+        super()._pre_run_setup()
         self._code_warnings = edited_nodes(self)
 
     def _run(self) -> dict:
-        if getattr(self, "_result", None) is None:
-            acc = self.score_accumulator
-            settings = from_inputs(ReasonerSettings, self)
-            sources, guards, features = _listed(self.candidate_sources), _listed(self.guards), _listed(self.features)
-            reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
-                                weights=weights_from_features(features) if features else acc.weights, settings=settings,
-                                sources=build_sources(sources, self.adjacency_table, acc.accumulator) if sources else None,
-                                guards=build_guards(guards, acc.accumulator) if guards else None)
-            self._result = reasoner.answer(self.question)
-            if getattr(self, "_code_warnings", None):
-                self._result["warnings"] = list(self._code_warnings)
-            n_words, n_steps = len(self._result["answer_words"]), len(self._result["trace"])
-            self.status = f"answer: {n_words} word{'s' * (n_words != 1)}, {n_steps} step{'s' * (n_steps != 1)}"
-        return self._result
+        return self.once("result", self._answer)
+
+    def _answer(self) -> dict:
+        acc = self.score_accumulator
+        settings = from_inputs(ReasonerSettings, self)
+        sources, guards, features = _listed(self.candidate_sources), _listed(self.guards), _listed(self.features)
+        reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
+                            weights=weights_from_features(features) if features else acc.weights, settings=settings,
+                            sources=build_sources(sources, self.adjacency_table, acc.accumulator) if sources else None,
+                            guards=build_guards(guards, acc.accumulator) if guards else None)
+        result = reasoner.answer(self.question)
+        if getattr(self, "_code_warnings", None):
+            result["warnings"] = list(self._code_warnings)
+        n_words, n_steps = len(result["answer_words"]), len(result["trace"])
+        self.status = f"answer: {n_words} word{'s' * (n_words != 1)}, {n_steps} step{'s' * (n_steps != 1)}"
+        return result
 
     def build_answer(self) -> Message:
         r = self._run()

@@ -13,14 +13,14 @@ from lfx.io import BoolInput, IntInput, MessageTextInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
-from overlay_core.component_code import warn_if_edited
 from overlay_core.errors import OverlayError
 from overlay_core.inspector import inspect_model, no_heads_reason, report_markdown, tensor_table, write_figures
 from overlay_core.knowledge import state_paths
+from overlay_core.node_base import OverlayNode
 from overlay_core.text import utf8_safe
 
 
-class OverlaySafetensorsInspector(Component):
+class OverlaySafetensorsInspector(OverlayNode, Component):
     display_name = "SafeTensors Inspector"
     description = ("Reads a .safetensors or .gguf model (header first, then lazy slices): tensor roles, attention-head "
                    "geometry marked stored or inferred, each head's rows and bytes, per-head statistics, pictures.")
@@ -47,10 +47,6 @@ class OverlaySafetensorsInspector(Component):
         Output(display_name="Report", name="report", method="build_report"),
         Output(display_name="Tensors", name="tensors", method="build_tensors"),
     ]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def _inspect(self):
         if getattr(self, "_insp", None) is None:

@@ -12,14 +12,14 @@ from lfx.io import BoolInput, FloatInput, IntInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
-from overlay_core.component_code import warn_if_edited
 from overlay_core.errors import OverlayError
 from overlay_core.knowledge import state_paths
 from overlay_core.lab import LabConfig, run_lab
 from overlay_core.lab.cli import QUICK, run_name
+from overlay_core.node_base import OverlayNode
 
 
-class OverlaySpecializationLab(Component):
+class OverlaySpecializationLab(OverlayNode, Component):
     display_name = "Specialization Lab"
     description = ("Trains a 2-layer attention-only transformer from random weights on repeated random tokens (CPU, "
                    "about a minute), writes labelled .safetensors checkpoints, probes every head with the inspector "
@@ -50,10 +50,6 @@ class OverlaySpecializationLab(Component):
         Output(display_name="Report", name="report", method="build_report"),
         Output(display_name="Checkpoints", name="checkpoints", method="build_checkpoints"),
     ]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def _run(self) -> dict:
         if getattr(self, "_summary", None) is None:

@@ -4,11 +4,11 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import DataInput, IntInput, Output
 from lfx.schema.message import Message
 
-from overlay_core.component_code import warn_if_edited
+from overlay_core.node_base import OverlayNode
 from overlay_core.trace import Trace, to_markdown
 
 
-class OverlayTraceView(Component):
+class OverlayTraceView(OverlayNode, Component):
     display_name = "Trace View"
     description = "Shows every step of an answer: candidates, features, scores, the chosen word (bold) and verdicts."
     icon = "list-tree"
@@ -20,10 +20,6 @@ class OverlayTraceView(Component):
                  info="Rows per step table (the rest are counted)."),
     ]
     outputs = [Output(display_name="Markdown", name="markdown", method="render")]
-
-    def _pre_run_setup(self):
-        # a saved flow runs its own copy of this code: say so when it is not the installed file
-        self._code_warning = warn_if_edited(self)
 
     def render(self) -> Message:
         trace = Trace.from_dict(self.trace.data, "the Trace input", partial=True)
