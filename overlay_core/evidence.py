@@ -34,6 +34,8 @@ import re
 from dataclasses import dataclass, field
 
 from . import text as T
+from .text import CYRILLIC as _CYRILLIC
+from .text import is_cyrillic  # noqa: F401  (E.is_cyrillic)
 from .questions import _PARTICIPLES, _PAST, STOP_WORDS, QuestionForm
 
 #: A ``headword:`` label is a colon among a passage's first 12 word tokens (see ``ingest.foldoc_passages``).
@@ -82,7 +84,6 @@ def _base_forms() -> dict[str, str]:
 _BASE = _base_forms()
 
 
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 
 
 def _russian_stemmer():
@@ -95,11 +96,6 @@ def _russian_stemmer():
 
 
 _RU_STEMMER = None
-
-
-def is_cyrillic(word: str) -> bool:
-    """True when ``word`` holds a Cyrillic letter."""
-    return bool(_CYRILLIC.search(word))
 
 
 def stem(word: str) -> str:

@@ -74,7 +74,6 @@ _RULES: list[tuple[str, str, str, re.Pattern[str]]] = [
         ("ru-what", "what", "any", r"^\s*" + _PREP + r"(?:что|чего|чему|чем|чём)\b.*" + _END),
     ]]
 
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LATIN = re.compile(r"[A-Za-z]")
 
 
@@ -85,11 +84,11 @@ def language(text: str) -> str:
     than Latin letters: «Что такое /etc/hosts?» and «TCP — это что?» are Russian, "What is Москва?" is not.
     """
     for w in T.words(text):
-        if _CYRILLIC.search(w):
+        if T.CYRILLIC.search(w):
             return "ru"
         if _LATIN.search(w):
             break
-    return "ru" if len(_CYRILLIC.findall(text)) > len(_LATIN.findall(text)) else "en"
+    return "ru" if len(T.CYRILLIC.findall(text)) > len(_LATIN.findall(text)) else "en"
 
 
 def focus_words(question: str, exclude: str | None = None) -> tuple[str, ...]:

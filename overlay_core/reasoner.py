@@ -59,7 +59,8 @@ class Reasoner:
                  weights: ScoreWeights | None = None, settings: ReasonerSettings | None = None,
                  sources: list | None = None, guards: list | None = None):
         self.kb, self.table, self.selector, self.settings = kb, table, selector, settings or ReasonerSettings()
-        self.accumulator, self.weights = accumulator if accumulator is not None else Accumulator(), weights or ScoreWeights()
+        self.accumulator = accumulator if accumulator is not None else Accumulator()
+        self.weights = weights or ScoreWeights()
         self.sources = S.default_sources(table, self.accumulator) if sources is None else list(sources)
         self.guards = G.default_guards(self.accumulator) if guards is None else list(guards)
 
@@ -87,7 +88,8 @@ class Reasoner:
         """
         s = replace(self.settings, **overrides) if overrides else self.settings
         if not isinstance(question, str) or not T.normalize(question).strip():
-            raise InputError("the question is empty; ask something like 'What is a hash table?'")
+            raise InputError("the question is empty; ask something like 'What is a hash table?' "
+                             "(«Что такое хеш-таблица?»)")
         question = T.normalize(question).strip()
         t0 = time.perf_counter()
         form = analyze(question)

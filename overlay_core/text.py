@@ -187,3 +187,12 @@ def join(tokens: Iterable[str]) -> str:
         parts.append(continuation(out, tok))
         out.append(tok)
     return "".join(parts)
+
+
+#: A Cyrillic letter (Unicode block U+0400–U+04FF).
+CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+
+
+def is_cyrillic(word: str) -> bool:
+    """True when ``word`` holds a Cyrillic letter."""
+    return bool(CYRILLIC.search(word))

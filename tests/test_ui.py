@@ -335,6 +335,13 @@ def test_a_source_deleted_and_a_guard_added_on_the_canvas_change_the_next_trace(
     assert "| corpus" in base
     # ban the first word of the answer that is not the question's subject and not a short function word
     banned = next(w.strip(".,").casefold() for w in _answer(base).split()[4:] if len(w.strip(".,")) > 3)
+    # the same through the run API: tweaks turn a guard node into a ban-words rule and change a feature's weight
+    tweaked = langflow_server.run(flow["id"], QUESTION, tweaks={
+        "OverlayGuard-00001": {"stage": "ban-words", "words": banned}, "OverlayFeature-00002": {"weight": 4.0}})
+    assert tweaked.status_code == 200, tweaked.text[:2000]
+    tweaked_text = chat_text(tweaked.json())
+    assert f"holds the banned word '{banned}' (ban-words)" in tweaked_text and "w_ctx=4.000" in tweaked_text
+    assert _answer(tweaked_text) != _answer(base)
     shot = "5-stages"
     copy = langflow_server.post("/api/v1/flows/", json={"name": "Overlay Answer (stage edit test)", "data": flow["data"],
                                                        "description": "a copy edited by tests/test_ui.py"})
