@@ -311,3 +311,15 @@ def test_stage_specs_build_the_default_stages_in_the_loop_order_whatever_the_ord
         SP.build_guards([SP.GuardSpec("ban")], r.accumulator)
     with pytest.raises(InputError, match="the candidate source 'glossary' needs words"):
         SP.build_sources([SP.SourceSpec("glossary", words=(" ",))], r.table, r.accumulator)
+
+
+def test_a_section_headed_with_an_article_is_about_the_term_without_it():
+    """A Markdown section "The Zephyr Toolkit" is about the asked "Zephyr Toolkit" (its sentences may then continue
+    the question's frame: "The Zephyr Toolkit was written by …")."""
+    from overlay_core.stages.ranking import about
+
+    p = RetrievedPassage("z", "the zephyr toolkit: It was written by Mara Linde.", 0.4, {"headword": "the zephyr toolkit"})
+    assert about(p, "zephyr toolkit") and about(p, "the Zephyr Toolkit")
+    assert not about(p, "zephyr")
+    aliased = RetrievedPassage("a", "x: y", 0.4, {"headword": "x", "aliases": '["The Widget"]'})
+    assert about(aliased, "widget")

@@ -17,15 +17,26 @@ from ..settings import ReasonerSettings
 STUB_WORDS = 5
 
 
+def _name(text: str) -> str:
+    """A name as compared: case-folded, without a leading article ("The Zephyr Toolkit" = "zephyr toolkit")."""
+    folded = text.casefold().strip()
+    for article in ("the ", "a ", "an "):
+        if folded.startswith(article):
+            return folded[len(article):].strip()
+    return folded
+
+
 def about(h, key: str) -> bool:
-    """True when passage ``h``'s headword or one of its aliases is ``key`` (case-folded)."""
+    """True when passage ``h``'s headword or one of its aliases is ``key`` (case-folded; a leading article on either
+    side does not count: a section headed "The Zephyr Toolkit" is about "Zephyr Toolkit")."""
     md = h.metadata or {}
-    if str(md.get("headword", "")).casefold() == key:
+    key = _name(key)
+    if _name(str(md.get("headword", ""))) == key:
         return True
     aliases = md.get("aliases")
     if isinstance(aliases, str) and aliases.startswith("["):
         try:
-            return key in {str(a).casefold() for a in json.loads(aliases)}
+            return key in {_name(str(a)) for a in json.loads(aliases)}
         except ValueError:
             return False
     return False
