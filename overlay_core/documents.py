@@ -517,6 +517,9 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     # the state folder may sit inside a documents folder (`overlay build . --home state`): never ingest it
     passages, problems = load_paths(paths, chunk_size=chunk_size, chunk_overlap=chunk_overlap, exclude=[state.home],
                                     on_problem=on_problem)
+    if not passages and not problems:  # only empty folders (or hidden files): there was nothing to load
+        raise CorpusError(f"no document found in {', '.join(utf8_safe(str(p)) for p in paths)} (empty, or only hidden "
+                          "files); give files or folders holding .txt, .md, .html or .pdf files")
     if not passages:
         shown = "; ".join(f"{f}: {why}" for f, why in problems[:3]) + ("; …" if len(problems) > 3 else "")
         raise CorpusError(f"none of the {len(problems)} file(s) given could be loaded ({shown}); "

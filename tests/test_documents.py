@@ -264,3 +264,15 @@ def test_no_loadable_file_is_one_clear_error(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "skipped " in p.stderr and "none of the 1 file(s) given could be loaded" in p.stderr
+
+
+def test_an_empty_folder_is_named_in_one_clear_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".hidden.txt").write_text("not looked at")
+    p = subprocess.run([OVERLAY, "build", str(empty), "--home", str(tmp_path / "h")], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [f"error: no document found in {empty} (empty, or only hidden files); give "
+                                             "files or folders holding .txt, .md, .html or .pdf files"]
+    assert not (tmp_path / "h" / "knowledge.json").exists()
