@@ -94,8 +94,8 @@ class Evidence:
 
     def rel_at(self, rank: int, i: int) -> float:
         """Relevance of the sentence holding token ``i`` of passage ``rank`` (0 outside any)."""
-        j = self.sentence_of[rank][i] if i < len(self.sentence_of[rank]) else -1
-        return self.sentences[rank][j].relevance if j >= 0 else 0.0
+        x = self.sentence_at(rank, i)
+        return x.relevance if x is not None else 0.0
 
     def ranked(self) -> list[E.Sentence]:
         """Every sentence, most relevant first (then by passage rank and position)."""

@@ -86,8 +86,8 @@ def next_in_bearing_sentence(cursor: set[Position], ev: Evidence, s: ReasonerSet
     on the question."""
     nxt = set()
     for r, i in cursor:
-        j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
-        if j >= 0 and i < ev.sentences[r][j].end - 1 and bears(ev.sentences[r][j], s, ev):
+        x = ev.sentence_at(r, i)
+        if x is not None and i < x.end - 1 and bears(x, s, ev):
             nxt.add((r, i + 1))
     return nxt
 
