@@ -517,7 +517,16 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     # the state folder may sit inside a documents folder (`overlay build . --home state`): never ingest it
     passages, problems = load_paths(paths, chunk_size=chunk_size, chunk_overlap=chunk_overlap, exclude=[state.home],
                                     on_problem=on_problem)
-    if not passages and not problems:  # only empty folders (or hidden files): there was nothing to load
+    if not passages and not problems:  # only empty folders (or hidden files), or only the state folder itself
+        home_dir = state.home.expanduser().resolve()
+        inside = [p for p in paths if home_dir == (r := Path(p).expanduser().resolve()) or home_dir in r.parents]
+        if inside:
+            first = Path(inside[0]).expanduser().resolve()
+            where = "is the state folder" if first == home_dir else f"is inside the state folder {home_dir}"
+            folder = first if first.is_dir() else first.parent
+            raise CorpusError(f"{utf8_safe(str(inside[0]))} {where} (--home / $OVERLAY_HOME), which is never read as "
+                              "documents; give --home a folder that does not hold the documents, e.g. "
+                              f"--home {utf8_safe(str(folder / '.overlay'))} (hidden folders are not read)")
         raise CorpusError(f"no document found in {', '.join(utf8_safe(str(p)) for p in paths)} (empty, or only hidden "
                           "files); give files or folders holding .txt, .md, .html or .pdf files")
     if not passages:

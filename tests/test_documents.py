@@ -276,3 +276,22 @@ def test_an_empty_folder_is_named_in_one_clear_error(tmp_path):
     assert p.stderr.strip().splitlines() == [f"error: no document found in {empty} (empty, or only hidden files); give "
                                              "files or folders holding .txt, .md, .html or .pdf files"]
     assert not (tmp_path / "h" / "knowledge.json").exists()
+
+
+def test_documents_given_inside_the_state_folder_are_named_not_called_empty(tmp_path):
+    """`overlay build notes --home notes`: the state folder is never ingested, so nothing is loaded; the error says
+    why (it used to say the folder was empty, with six files in it), and nothing is built."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.md").write_text("# Quillon\n\nQuillon is a spell checker.\n")
+    p = subprocess.run([OVERLAY, "build", str(notes), "--home", str(notes)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: {notes} is the state folder (--home / $OVERLAY_HOME), which is never read as documents; give --home "
+        f"a folder that does not hold the documents, e.g. --home {notes / '.overlay'} (hidden folders are not read)"]
+    p = subprocess.run([OVERLAY, "build", str(notes / "a.md"), "--home", str(tmp_path)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"error: {notes / 'a.md'} is inside the state folder {tmp_path} (--home" in p.stderr, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["notes"] and [x.name for x in notes.iterdir()] == ["a.md"]
