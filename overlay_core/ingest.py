@@ -110,6 +110,12 @@ def read_dictd(index_path: str | Path) -> Iterator[DictEntry]:
         raise CorpusError(f"corpus index {index_path} does not exist; pass the path of a dictd .index file")
     stem = str(index_path)[: -len(".index")] if index_path.name.endswith(".index") else str(index_path)
     data_path = next((Path(stem + s) for s in (".dict.dz", ".dict") if Path(stem + s).is_file()), None)
+    if data_path is None and not index_path.name.endswith(".index"):
+        # e.g. `overlay build --corpus notes.md`: a document, not a dictionary
+        raise CorpusError(f"corpus index {index_path} is not a dictd .index file (no {stem}.dict.dz or {stem}.dict "
+                          "next to it); --corpus takes a dictionary such as foldoc.index with foldoc.dict.dz beside "
+                          f"it. For your own documents (.txt, .md, .html, .pdf) give them as paths: "
+                          f"`overlay build {index_path}`")
     if data_path is None:
         raise CorpusError(f"no {stem}.dict.dz or {stem}.dict next to {index_path}")
     try:

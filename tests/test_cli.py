@@ -295,3 +295,16 @@ def test_a_state_folder_that_is_a_file_is_one_clear_error_and_stays_as_it_was(tm
     for args in (["build", str(docs)], ["ask", "Who wrote Alpha?"]):
         assert_clear_error(run(*args, home=home), f"the state folder {home} is a file, not a folder")
     assert home.read_text() == "my notes\n"
+
+
+def test_corpus_given_a_document_says_corpus_takes_a_dictionary_and_builds_nothing(tmp_path):
+    """`overlay build --corpus notes.md` used to say only 'no notes.md.dict.dz or notes.md.dict next to notes.md'."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Alpha\n\nAlpha was written by Ada.\n")
+    home = tmp_path / "h"
+    p = run("build", "--corpus", str(notes), home=home)
+    assert_clear_error(p, f"error: corpus index {notes} is not a dictd .index file",
+                       "--corpus takes a dictionary such as foldoc.index",
+                       f"give them as paths: `overlay build {notes}`")
+    assert len(p.stderr.strip().splitlines()) == 1 and not home.exists()
+
