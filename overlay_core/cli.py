@@ -111,7 +111,7 @@ def build(
     state = "already built (cached)" if report.get("cached") else "built"
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
               f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']}, embedder "
-              f"{report.get('embedder', 'minilm')})")
+              f"{report.get('embedder', 'minilm')})", highlight=False, soft_wrap=True)
     if report.get("documents_language") == "ru":
         err.print(f"the documents are in Russian: embedded with {report.get('embedder')} (the default minilm reads "
                   "English only); --embedder e5-small retrieves better and embeds slower (docs/russian.md)",
@@ -133,7 +133,8 @@ def build(
     if report.get("store_extra"):
         err.print(f"note: the passage store also holds {report['store_extra']} passages that are not in this build "
                   "(an earlier, larger build or documents added through the Knowledge Base node); they can still be "
-                  "retrieved. `overlay build --rebuild` starts the store from this corpus only.", highlight=False)
+                  "retrieved. `overlay build --rebuild` starts the store from this corpus only.", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command()

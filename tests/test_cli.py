@@ -308,3 +308,14 @@ def test_corpus_given_a_document_says_corpus_takes_a_dictionary_and_builds_nothi
                        f"give them as paths: `overlay build {notes}`")
     assert len(p.stderr.strip().splitlines()) == 1 and not home.exists()
 
+
+def test_build_summary_lines_are_not_cut_at_the_terminal_width(tmp_path):
+    """The summary used to break inside 'fingerprint …' at 80 columns (one line per fact, greppable)."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha was written by Ada Brennick in 2021.\n")
+    env = dict(os.environ, OVERLAY_HOME=str(tmp_path / "h"), COLUMNS="60")
+    p = subprocess.run([OVERLAY, "build", str(docs)], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr
+    line = next(x for x in p.stderr.splitlines() if x.startswith("knowledge built:"))
+    assert line.endswith(", embedder minilm)") and "(fingerprint " in line, p.stderr
