@@ -84,6 +84,22 @@ def test_safetensors_renamed_gguf_says_so(tmp_path):
     assert inspect(good, "--json").exit_code == 0
 
 
+@pytest.mark.parametrize("name,named", [("notes.md", ".md"), ("README", "without a suffix")])
+def test_a_text_document_is_not_called_a_renamed_safetensors_file(tmp_path, monkeypatch, name, named):
+    """`overlay inspect notes.md` used to say '… (an HTML/text file renamed .safetensors …)'."""
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / name
+    p.write_text("# Notes\n\nQuillon is a spell checker.\n")
+    res = inspect(p)
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: {p} is not a model file: it is named {named} and starts with text; give a "
+                          ".safetensors or .gguf file (or a folder holding one)\n")
+    assert "Quillon" not in res.stderr  # the file's contents are never echoed (the inspect flow serves this)
+    assert sorted(x.name for x in tmp_path.iterdir()) == [name]
+    page = p.rename(tmp_path / "model.safetensors")  # a .safetensors name: the download-error hint stays
+    assert "an HTML/text file renamed .safetensors" in inspect(page).stderr
+
+
 def test_pickle_named_gguf_is_refused_as_a_pickle(tmp_path):
     p = tmp_path / "model.gguf"
     p.write_bytes(b"PK\x03\x04" + bytes(40))

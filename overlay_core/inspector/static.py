@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, StateFileError
-from ..storage import read_header
+from ..storage import _looks_like_text, read_header
 from .gguf_reader import GGUF_MAGIC, GGUFFile, read_gguf
 
 #: File suffixes of pickle-based checkpoints: never opened (unpickling runs arbitrary code).
@@ -428,6 +428,11 @@ def _resolve(path: Path) -> tuple[str, Path, list[Path]]:
     # never read as safetensors, so the error speaks of the format the user meant.
     if head[:4] == GGUF_MAGIC or path.suffix.lower() == ".gguf":
         return "gguf", path, [path]
+    if path.suffix.lower() != ".safetensors" and len(head) == 8 and _looks_like_text(head):
+        # e.g. `overlay inspect notes.md`: a text file that was never meant as a model (a .safetensors name that
+        # starts with text is a download error page; the safetensors reader says so)
+        raise InputError(f"{path} is not a model file: it is named {path.suffix or 'without a suffix'} and starts with "
+                         "text; give a .safetensors or .gguf file (or a folder holding one)")
     return "safetensors", path, [path]
 
 
