@@ -178,6 +178,7 @@ def test_unwritable_or_occupied_out_folder_is_one_line(tmp_path, quick_runs):
     res = lab("--quick", "--out", f)
     assert res.exit_code == 2 and res.output.startswith(f"error: --out {f} is a file, not a folder")
     assert len(res.output.strip().splitlines()) == 1
+    assert res.output.rstrip().endswith(f"e.g. --out {f}.lab") and ".inspect" not in res.output  # not the inspector's
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
     res = lab("--quick", "--out", ro / "run")

@@ -322,7 +322,8 @@ def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-def check_out_dir(out_dir: str | Path, *, field: str = "out", default: str | None = None) -> Path:
+def check_out_dir(out_dir: str | Path, *, field: str = "out", default: str | None = None,
+                  suffix: str = ".inspect") -> Path:
     """Check, before anything is written, that the report folder ``out_dir`` can be created and written.
 
     The check really writes: a temporary file in ``out_dir`` (or a temporary folder in its
@@ -333,6 +334,7 @@ def check_out_dir(out_dir: str | Path, *, field: str = "out", default: str | Non
         field: the name of the setting that chose the folder, quoted in messages (``out`` is the
             CLI's ``--out``).
         default: when the folder is the default, how that default is chosen (quoted in messages).
+        suffix: appended to a file given as the folder to suggest a folder name (``.inspect``; the lab's ``.lab``).
 
     Returns:
         ``out_dir`` as an absolute path.
@@ -351,7 +353,7 @@ def check_out_dir(out_dir: str | Path, *, field: str = "out", default: str | Non
     if not existing.is_dir():
         if existing == out:
             raise InputError(f"{what} is a file, not a folder: give a folder for the report (it is created if missing), "
-                             f"e.g. `{field}={out}.inspect`")
+                             f"e.g. `{field}={out}{suffix}`")
         raise InputError(f"cannot create {what}: {existing} is a file, not a folder; {todo}")
     try:
         if existing == out:

@@ -146,7 +146,7 @@ def prepare_out_dir(cfg: LabConfig, out_dir: str | Path) -> Path:
     from ..inspector.report import check_out_dir
 
     cfg.validate()
-    out = check_out_dir(out_dir)
+    out = check_out_dir(out_dir, suffix=".lab")
     check_existing(out / "checkpoints", cfg)
     return out
 
