@@ -114,8 +114,10 @@ def build(
               f"{report.get('embedder', 'minilm')})", highlight=False, soft_wrap=True)
     if report.get("documents_language") == "ru":
         err.print(f"the documents are in Russian: embedded with {report.get('embedder')} (the default minilm reads "
-                  "English only); --embedder e5-small retrieves better and embeds slower (docs/russian.md)",
-                  highlight=False, soft_wrap=True)
+                  "English only); its distances run larger than minilm's, for which the decline threshold "
+                  "--refuse-distance 0.6 was tuned, so answerable questions may be declined ('the nearest passage is "
+                  "at distance … > refuse_distance'): --embedder e5-small --rebuild retrieves better and embeds slower "
+                  "(docs/russian.md)", highlight=False, soft_wrap=True)
     if "files" in report:
         status = [f["status"] for f in report["files"]]
         files = f"{len(status)} file" + ("s" if len(status) != 1 else "")
