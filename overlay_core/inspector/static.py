@@ -431,7 +431,7 @@ def _resolve(path: Path) -> tuple[str, Path, list[Path]]:
     if path.suffix.lower() != ".safetensors" and len(head) == 8 and _looks_like_text(head):
         # e.g. `overlay inspect notes.md`: a text file that was never meant as a model (a .safetensors name that
         # starts with text is a download error page; the safetensors reader says so)
-        raise InputError(f"{path} is not a model file: it is named {path.suffix or 'without a suffix'} and starts with "
+        raise StateFileError(f"{path} is not a model file: it is named {path.suffix or 'without a suffix'} and starts with "
                          "text; give a .safetensors or .gguf file (or a folder holding one)")
     return "safetensors", path, [path]
 
