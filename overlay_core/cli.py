@@ -134,9 +134,11 @@ def build(
                   "removed", highlight=False, soft_wrap=True)
     if report.get("store_extra"):
         err.print(f"note: the passage store also holds {report['store_extra']} passages that are not in this build "
-                  "(an earlier, larger build or documents added through the Knowledge Base node); they can still be "
-                  "retrieved. `overlay build --rebuild` starts the store from this corpus only.", highlight=False,
-                  soft_wrap=True)
+                  "(an earlier, larger build, documents built from other paths, or documents added through the "
+                  "Knowledge Base node); they can still be retrieved, but the adjacency table is now built from this "
+                  "build only, so answers from them can mix in words of other documents. To keep them, build every "
+                  "path together (`overlay build A B …`); `overlay build --rebuild` starts the store from this corpus "
+                  "only.", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -319,3 +319,19 @@ def test_build_summary_lines_are_not_cut_at_the_terminal_width(tmp_path):
     assert p.returncode == 0, p.stderr
     line = next(x for x in p.stderr.splitlines() if x.startswith("knowledge built:"))
     assert line.endswith(", embedder minilm)") and "(fingerprint " in line, p.stderr
+
+
+def test_building_one_file_after_a_folder_warns_that_the_others_left_the_table(tmp_path):
+    """`overlay build docs` then `overlay build docs/b.md`: a.md's passages stay retrievable but the table is b.md's
+    only ("What is Marlow DB?" was then answered with words of another file); the note says so and what to do."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Marlow DB\n\nMarlow DB is an embedded key-value database written in C.\n")
+    (docs / "b.md").write_text("# Quillon\n\nQuillon is a library for building offline spell checkers.\n")
+    home = tmp_path / "h"
+    run("build", str(docs), home=home, check=True)
+    p = run("build", str(docs / "b.md"), home=home, check=True)
+    note = next(x for x in p.stderr.splitlines() if x.startswith("note: the passage store also holds 1 passages"))
+    assert "the adjacency table is now built from this build only" in note, p.stderr
+    assert note.endswith("To keep them, build every path together (`overlay build A B …`); `overlay build --rebuild` "
+                         "starts the store from this corpus only.")
