@@ -406,8 +406,10 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
     if t.prefix:
         lines += ["", f"**Start (from the question):** {' '.join(t.prefix)}"]
     for st in t.steps:
-        lines += ["", f"**Step {st.step}** — context `{' '.join(st.context)}` → **{st.chosen}** "
-                      f"({st.source}, {_fmt(st.latency_ms.get('total'))} ms)", "",
+        chosen = (f"**{st.chosen}** ({st.source}, " if st.chosen is not None
+                  else "nothing chosen (" + ("every candidate blocked, " if st.candidates else "no candidate, "))
+        lines += ["", f"**Step {st.step}** — context `{' '.join(st.context)}` → {chosen}"
+                      f"{_fmt(st.latency_ms.get('total'))} ms)", "",
                   "| candidate | source | p_adj | ctx | rel | llm | glob | score | verdicts | passages | note |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         cands = st.candidates
@@ -477,6 +479,12 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
             why = "p_adj= ctx= llm= glob="
         verdicts = f" verdicts={','.join(chosen.verdicts)}" if chosen is not None and chosen.verdicts else ""
         n_blocked = sum(1 for c in st.candidates if c.blocked)
+        if st.chosen is None:  # the answer stopped here: say why instead of "-> None (None; p_adj= …)"
+            first = next((c for c in st.candidates if c.blocked), None)
+            out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> nothing chosen: "
+                       + (f"{n_blocked} candidates, all blocked (e.g. {first.word!r}: {first.blocked})" if first
+                          else "no candidate"))
+            continue
         out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> {st.chosen!r} "
                    f"({st.source}; {why}{verdicts}) of {len(cands)} candidates"
                    + (f", {n_blocked} blocked" if n_blocked else "") + f" | top: {top}")

@@ -108,3 +108,19 @@ def test_partial_traces_render_without_prev_or_chosen_words():
     with pytest.raises(InputError, match="prev"):
         Step.from_dict({"step": 0, "chosen": "w0", "candidates": []})
     assert Step.from_dict({"step": 0, "chosen": "w0"}, partial=True).edge is None
+
+
+def test_a_step_where_every_candidate_is_blocked_says_so_instead_of_printing_none():
+    """After `review verdict … --kind reject --step 1` left no word: the text trace said
+    "step  1 [by] -> None (None; p_adj= ctx= llm= glob=) of 0 candidates, 3 blocked | top: " and the Markdown
+    "→ **None** (None, …)"."""
+    why = "a reviewer's verdict penalized this edge and no other candidate is left"
+    result = {"question": "Who wrote the Quillon Toolkit?", "answer": "The Quillon Toolkit was written by",
+              "stop_reason": "every candidate rejected by review",
+              "trace": [{"step": 0, "context": ["by"], "chosen": None, "source": None,
+                         "candidates": [_cand("Ada", None, ["vd_abc"], blocked=why), _cand("Jonas", None, blocked=why)]}]}
+    text = to_text(result)
+    assert "  step  0 [by] -> nothing chosen: 2 candidates, all blocked (e.g. 'Ada': " + why + ")" in text, text
+    assert "None" not in text and text.rstrip().endswith("stopped: every candidate rejected by review")
+    md = to_markdown(result)
+    assert "**Step 0** — context `by` → nothing chosen (every candidate blocked, " in md and "None" not in md, md
