@@ -314,8 +314,12 @@ def load_table(path: str | Path):
             raise StateFileError(f"the state folder {path.parent} does not exist (check --home / $OVERLAY_HOME "
                                  "for a typo); to build the knowledge there: `overlay build --home "
                                  f"{path.parent}` (or run the Build Knowledge flow)")
-        raise StateFileError(f"no adjacency table at {path}; build the knowledge first: `overlay build`"
-                             " (or run the Build Knowledge flow)")
+        import shlex
+
+        # the folder is named: a bare `overlay build` would build into ./.overlay, not where this answer looks
+        raise StateFileError(f"no adjacency table at {path}; build the knowledge there first: `overlay build --home "
+                             f"{shlex.quote(str(path.parent))} [PATH…]` (your documents, or none for FOLDOC; or run "
+                             "the Build Knowledge flow)")
     marker = state_paths(path.parent).build_marker
     if marker.exists():
         import shlex

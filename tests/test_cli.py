@@ -88,6 +88,9 @@ def test_missing_knowledge_says_to_build(tmp_path):
     assert_clear_error(run("ask", "What is TCP?", home=tmp_path / "empty"), "overlay build")
     (tmp_path / "made").mkdir()
     assert_clear_error(run("ask", "What is TCP?", home=tmp_path / "made"), "no adjacency table at")
+    # the hint builds where the question looks (a bare `overlay build` used to be printed: it builds ./.overlay)
+    assert_clear_error(run("ask", "What is TCP?", home=tmp_path / "made"),
+                       f"build the knowledge there first: `overlay build --home {tmp_path / 'made'} [PATH…]`")
 
 
 def test_corpus_folder_is_named_a_folder(tmp_path):
