@@ -206,7 +206,8 @@ def markdown_sections(text: str) -> list[Section]:
     """Sections of a Markdown document (CommonMark + tables, strikethrough, front matter, definition lists),
     from markdown-it-py's tokens: heading syntax, emphasis marks, link targets, raw HTML tags and YAML front
     matter never reach the text. A table row becomes one line, its cells joined by ``"; "``; a definition
-    list's term heads its definition (as a sub-heading) until the list ends."""
+    list's term heads its definition (as a sub-heading) until the list ends; a list item that does not end a
+    sentence is closed with "." (:func:`close_item`)."""
     from bs4 import BeautifulSoup
 
     tokens = _markdown().parse(text)
@@ -215,6 +216,7 @@ def markdown_sections(text: str) -> list[Section]:
     outer: list[list[str]] = []  # heading paths outside the definition lists we are in
     buf: list[str] = []
     row: list[str] | None = None
+    items = 0  # depth of list items we are in
 
     def flush() -> None:
         body = "\n\n".join(b for b in buf if b).strip()
@@ -245,8 +247,11 @@ def markdown_sections(text: str) -> list[Section]:
         elif t.type == "tr_close" and row is not None:
             buf.append("; ".join(c for c in row if c))
             row = None
+        elif t.type in ("list_item_open", "list_item_close"):
+            items += 1 if t.type == "list_item_open" else -1
         elif t.type == "inline":
-            (row if row is not None else buf).append(_inline_text(t))
+            line = _inline_text(t)
+            (row if row is not None else buf).append(close_item(line) if items and row is None else line)
         elif t.type in ("fence", "code_block"):
             buf.append(t.content.rstrip("\n"))
         elif t.type == "html_block":
@@ -256,35 +261,102 @@ def markdown_sections(text: str) -> list[Section]:
     return sections
 
 
+#: HTML elements whose text is a block of its own (a chunk); nested ones are chunks of their own too
+_HTML_BLOCKS = ("p", "li", "pre", "td", "dd", "dt", "blockquote")
+_HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+#: blocks that are items (of a list, a definition) rather than prose: one that does not end a sentence is
+#: closed with "." (:func:`close_item`)
+_HTML_ITEMS = ("li", "dd")
+#: what may end a sentence or a clause before closing quotes/brackets (:func:`close_item`)
+_ENDS = ".!?:;…"
+_CLOSERS = "\"')]}»”’"
+
+
+def close_item(text: str) -> str:
+    """``text`` (one list item or definition) closed with ``"."`` when it does not end with
+    sentence or clause punctuation (``. ! ? : ; …``, before any closing quotes/brackets): the passage's word
+    tokens carry no line breaks, so without it "Every Android device" and the next item "Every iPhone" read as
+    one sentence (a list of 12 items became one 60-word "sentence" and an answer)."""
+    t = text.rstrip()
+    return t if not t or t.rstrip(_CLOSERS)[-1:] in _ENDS or t[-1:] in _ENDS else t + "."
+
+
+def _own_text(el, stop) -> str:
+    """Text of ``el`` without the text of the nested elements named in ``stop`` (they are blocks of their own),
+    whitespace collapsed (``pre`` verbatim)."""
+    parts = [s for s in el.find_all(string=True) if s.find_parent(stop) is el]
+    if el.name == "pre":
+        return "".join(parts)
+    return " ".join(" ".join(parts).split())
+
+
+def _run_in_heading(el) -> str | None:
+    """The text of ``el`` when all of it is bold (``<p><b>Maximum Number Of Columns</b></p>``, a heading
+    written as a bold paragraph or list item lead), short (≤ 12 words) and not a sentence; else None."""
+    if el.name not in ("p", "li", "dd"):
+        return None
+    strings = [s for s in el.find_all(string=True) if s.strip()]
+    if not strings or not all(s.find_parent(["b", "strong"]) is not None
+                              and el in s.find_parent(["b", "strong"]).parents for s in strings):
+        return None
+    title = " ".join(" ".join(strings).split())
+    return title if len(title.split()) <= 12 and title[-1:] not in ".!?" else None
+
+
 def html_sections(text: str) -> list[Section]:
-    """Sections of an HTML document, split at ``h1``–``h6`` and at definition-list terms (``dt``: a term heads its
-    ``dd`` description) (beautifulsoup4; scripts and styles dropped)."""
+    """Sections of an HTML document, split at ``h1``–``h6``, at definition-list terms (``dt``: a term heads its
+    ``dd`` description) and at run-in headings (a paragraph or list item all in bold, :func:`_run_in_heading`)
+    (beautifulsoup4; scripts and styles dropped). Each block (``p``, ``li``, ``pre``, ``td``, ``th``, ``dd``,
+    ``blockquote``) is a chunk of its own text, nested blocks theirs (an unclosed ``<li>`` nests the next one
+    under html.parser: each item stays one chunk); an item that does not end a sentence is closed with "."
+    (:func:`close_item`)."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     root = soup.body or soup
+    stop = list(_HTML_BLOCKS + _HTML_HEADINGS)
     sections, path, buf = [], [], []
-    term = False  # the current section is a definition-list term's (``dt``): the next term replaces it
-    for el in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "dd", "dt", "blockquote"]):
-        if (el.name[0] == "h" and el.name[1:].isdigit()) or el.name == "dt":
-            if buf:
-                sections.append(Section("\n\n".join(buf), list(path)))
-                buf = []
-            title = " ".join(el.get_text(" ").split())
-            if el.name == "dt":  # a term of a definition list heads its description, like a sub-heading
-                path = (path[:-1] if term else path) + [title]
-                term = True
-            else:
-                level = int(el.name[1])
-                path, term = path[: level - 1] + [title], False
-        elif not el.find_parent(["p", "li", "pre", "td", "dd", "dt", "blockquote"]):
-            chunk = " ".join(el.get_text(" ").split()) if el.name != "pre" else el.get_text()
-            if chunk.strip():
-                buf.append(chunk)
-    if buf:
-        sections.append(Section("\n\n".join(buf), list(path)))
+    # a definition-list term or run-in heading in force heads the blocks inside ``scope`` (its ``dl``, or the
+    # list item / definition holding it; None: up to the next heading); the next term replaces it
+    term, scope = False, None
+
+    def flush() -> None:
+        nonlocal buf
+        if buf:
+            sections.append(Section("\n\n".join(buf), list(path)))
+            buf = []
+
+    def heading(title: str, level: int | None, within=None) -> None:
+        nonlocal path, term, scope
+        flush()
+        if level is None:  # a term or run-in heading heads what follows, like a sub-heading
+            path = (path[:-1] if term else path) + [title]
+            term, scope = True, within
+        else:
+            path, term, scope = path[: level - 1] + [title], False, None
+
+    for el in root.find_all(stop):
+        if term and scope is not None and scope not in el.parents:  # left the term's list or item
+            flush()
+            path, term, scope = path[:-1], False, None
+        if el.name in _HTML_HEADINGS:
+            heading(" ".join(el.get_text(" ").split()), int(el.name[1]))
+            continue
+        if el.name == "dt":
+            heading(" ".join(el.get_text(" ").split()), None, el.find_parent("dl"))
+            continue
+        if el.find_parent(["pre", "dt"] + list(_HTML_HEADINGS)):
+            continue  # inside a verbatim block or a heading: part of its text
+        lead = _run_in_heading(el)
+        if lead:
+            heading(lead, None, el.find_parent(["li", "dd"]) if el.name == "p" else el.parent)
+            continue
+        chunk = _own_text(el, stop)
+        if chunk.strip():
+            buf.append(close_item(chunk) if el.name in _HTML_ITEMS else chunk)
+    flush()
     if not sections:  # no block elements: the document's whole text
         whole = " ".join(root.get_text(" ").split())
         if whole:

@@ -241,6 +241,11 @@ class ReasonerSettings:
         0.5, bounds=(0.0, 1.0), step=0.05, label="Min Cross-Encoder Probability",
         help="A sentence the cross-encoder rates at least this likely to answer the question also bears on it "
              "(0-1; 1 = by its words only).")
+    decline_cross_encoder: float = setting(
+        0.1, bounds=(0.0, 1.0), step=0.01, label="Decline Below Cross-Encoder Probability",
+        help="Decline a who/when/which/how question when the cross-encoder rates every sentence that bears on it "
+             "(by its words) below this probability (0-1; 0 = never): 'How many bytes long is a UUID?' over the "
+             "SQLite docs bears by 'bytes' and a number (0.0005).")
     cross_encoder: bool = setting(
         True, label="Cross-Encoder", advanced=True,
         help="Read each passage sentence of a non-definitional question with the cross-encoder "

@@ -107,7 +107,24 @@ def test_markdown_and_html_sections_keep_headings_as_context_not_as_text():
     assert secs[0].text == "The Zephyr Toolkit is a library for drawing weather maps."
     assert not any("#" in s.text or "===" in s.text or "**" in s.text for s in secs)
     h = html_sections("<h1>A</h1><p>one</p><h2>B</h2><ul><li>two</li></ul><script>bad()</script>")
-    assert [(s.headings, s.text) for s in h] == [(["A"], "one"), (["A", "B"], "two")]
+    assert [(s.headings, s.text) for s in h] == [(["A"], "one"), (["A", "B"], "two.")]
+
+
+def test_list_items_and_run_in_headings_are_read_as_the_document_means_them():
+    # unclosed <li> (html.parser nests each in the one before): each item is its own chunk, closed as a sentence
+    # when it does not end one; a bold-only paragraph is a run-in heading, not the first words of the next one
+    h = html_sections("<h1>Limits</h1><p>SQLite is found in:</p><ul><li>Every phone<li>Every Mac<li>Skype.</ul>"
+                      "<ul><li><p><b>Maximum Number Of Columns</b></p><p>The default is 2000.</p></li>"
+                      "<li><p><b>NULL</b>. The value is a NULL value.</p></li></ul>")
+    assert [(s.headings, s.text) for s in h] == [
+        (["Limits"], "SQLite is found in:\n\nEvery phone.\n\nEvery Mac.\n\nSkype."),
+        (["Limits", "Maximum Number Of Columns"], "The default is 2000."),  # the heading of its list item only
+        (["Limits"], "NULL . The value is a NULL value.")]
+    # a definition-list term heads its list, not the text after it (a chapter's table of contents)
+    toc = html_sections("<h1>Ch</h1><dl><dt>1. Q one</dt><dd><dl><dt>1.1 Q two</dt></dl></dd></dl><p>Intro.</p>")
+    assert [(s.headings, s.text) for s in toc] == [(["Ch"], "Intro.")]
+    md = markdown_sections("# T\n\nFound in:\n\n- every phone\n- every Mac (all)\n- Skype!\n\nEnd of text\n")
+    assert md[0].text == "Found in:\n\nevery phone.\n\nevery Mac (all).\n\nSkype!\n\nEnd of text"
 
 
 def test_markdown_furniture_never_reaches_the_text():

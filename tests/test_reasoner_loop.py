@@ -323,3 +323,25 @@ def test_a_section_headed_with_an_article_is_about_the_term_without_it():
     assert not about(p, "zephyr")
     aliased = RetrievedPassage("a", "x: y", 0.4, {"headword": "x", "aliases": '["The Widget"]'})
     assert about(aliased, "widget")
+
+
+@pytest.mark.parametrize("cross,declined", [(0.0005, True), (0.2, False)])
+def test_sentences_that_share_only_words_with_the_question_answer_nothing(cross, declined):
+    # "How many bytes long is a UUID?" over the SQLite docs: a sentence bears by 'bytes' and a number
+    # ("a few dozen bytes"), the cross-encoder rates it 0.0005 -> declined (decline_cross_encoder), not answered
+    from overlay_core import evidence as E
+    from overlay_core.questions import analyze
+    from overlay_core.stages.base import Evidence
+    from overlay_core.stages.opening import refusal
+
+    toks = words("Patterns are at most a few dozen bytes in length.")
+    sent = E.Sentence(0, 0, len(toks), 0.6, {"focus": 0.33, "type": 1.0, "lexical": 0.67, "cross_encoder": cross})
+    ev = Evidence([toks], [[sent]], [[0] * len(toks)])
+    passages = FakeKB().passages[:1]
+    s = ReasonerSettings()
+    why = refusal(analyze("How many bytes long is a UUID?"), passages, ev, s)
+    assert (why is not None) is declined
+    if declined:
+        assert "decline_cross_encoder=0.1" in why and "0.0005" in why
+    assert refusal(analyze("How many bytes long is a UUID?"), passages, ev,
+                   ReasonerSettings(decline_cross_encoder=0.0)) is None  # 0 = never

@@ -42,7 +42,7 @@ def test_defaults_are_what_they_were_before_the_schema():
         "llm_score": "mean", "block_ngram": 3, "min_words": 6, "max_words": 30, "start": "subject",
         "max_passage_chars": 600, "refuse_distance": 0.6, "min_relevance": 0.5,
         # added after the schema: the cross-encoder's reading of the sentences (issue 15)
-        "min_cross_encoder": 0.5, "cross_encoder": True, "w_cross_encoder": 0.1,
+        "min_cross_encoder": 0.5, "decline_cross_encoder": 0.1, "cross_encoder": True, "w_cross_encoder": 0.1,
         # the multilingual embedder's reading of a non-English question's sentences (issue 16)
         "w_embedding": 0.3, "min_relevance_embedding": 0.45,
         "finish_sentence": 15, "yes_no_negation": True,

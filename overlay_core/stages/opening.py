@@ -45,7 +45,9 @@ def unknown_words(question: str, form, hits) -> str | None:
 def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings) -> str | None:
     """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
     no sentence bears on it (:func:`overlay_core.evidence.bears`). The thresholds are settings
-    (``refuse_distance``, ``min_relevance``, ``min_cross_encoder``, ``min_relevance_embedding``)."""
+    (``refuse_distance``, ``min_relevance``, ``min_cross_encoder``, ``min_relevance_embedding``); sentences that
+    bear by their words alone but all of which the cross-encoder rates below ``decline_cross_encoder`` answer
+    nothing."""
     if not passages:
         return "no passage was retrieved"
     key = form.subject.casefold() if form.subject else None
@@ -66,7 +68,14 @@ def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings) -> 
         return ("no sentence of the passages bears on the question: best relevance (words and embedder) "
                 f"{max(x.relevance for x in flat):.2f} < min_relevance_embedding={s.min_relevance_embedding:g}")
     if not form.opens_with_subject and s.min_relevance > 0:
-        if any(bears(x, s, ev) for x in flat):
+        bearing = [x for x in flat if bears(x, s, ev)]
+        crosses = [x.parts["cross_encoder"] for x in bearing if "cross_encoder" in x.parts]
+        if (bearing and form.kind != "stands-for" and len(crosses) == len(bearing)
+                and max(crosses) < s.decline_cross_encoder):
+            return (f"no sentence of the passages answers the question: the {len(bearing)} that share its words "
+                    f"are rated by the cross-encoder at most {max(crosses):.4f} < "
+                    f"decline_cross_encoder={s.decline_cross_encoder:g}")
+        if bearing:
             return None
         best = max((x.parts.get("lexical", x.relevance) for x in flat), default=0.0)
         if form.kind == "stands-for":
