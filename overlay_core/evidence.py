@@ -101,10 +101,12 @@ _RU_STEMMER = None
 def stem(word: str) -> str:
     """A stem for matching question and passage words: for a word with Cyrillic letters the Snowball Russian
     stemmer's stem (ё read as е; «создал», «создан» → «созда»), cut to 6 letters; otherwise a crude English stem
-    ("invented", "inventor" → "invent")."""
+    ("invented", "inventor" → "invent"; a possessive "'s" dropped: "SQLite's" → "sqlite")."""
     if _CYRILLIC.search(word):
         return _russian_stemmer().stemWord(word.casefold().replace("ё", "е"))[:6]
     w = word.casefold()
+    if w.endswith(("'s", "’s")) and len(w) > 3:  # possessive: "SQLite's", "file's"
+        w = w[:-2]
     w = _BASE.get(w, w)
     for suf in ("ations", "ation", "ings", "ing", "ions", "ion", "ers", "er", "ors", "or", "ied", "ies", "ed",
                 "es", "s", "ly"):
@@ -281,6 +283,7 @@ def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool,
     are left out: a question without subject or answer type is scored on its focus words alone).
     """
     stems = {stem(w) for w in sent if not T.is_punct(w)}
+    stems |= {stem(p) for w in sent if "-" in w for p in w.split("-") if p}  # "hand-written" holds "written"
     focus = [f for f in form.focus if f.casefold() not in STOP_WORDS]
     wt = {f: (weights or {}).get(f, 1.0) for f in focus}
     total = sum(wt.values())

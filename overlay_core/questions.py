@@ -284,6 +284,12 @@ def analyze(question: str) -> QuestionForm:
         if name == "means":
             return QuestionForm(DEFINITION, term, (), focus, "definition", name)
         if name == "definition":
+            if term and re.search(r"\s+called$", term, re.IGNORECASE):
+                # "What is moving the WAL file's transactions back into the database called?": a description
+                # whose name is asked; its words are the focus too (a sentence need not hold every one)
+                desc = re.sub(r"\s+called$", "", term, flags=re.IGNORECASE)
+                return QuestionForm("what", desc, (), tuple(w for w in all_focus if w.casefold() != "called"),
+                                    "any", "what-called")
             if term and (_NOT_A_TERM.search(term) or (g.get("article", "").casefold() == "the"
                                                        and re.search(r"\bof\b", term))):
                 m = _NOT_A_TERM.search(term)

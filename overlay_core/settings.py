@@ -233,6 +233,11 @@ class ReasonerSettings:
         0.6, bounds=(0.0, 2.0), step=0.05, label="Decline Beyond Distance",
         help="Decline to answer when the nearest passage is farther than this (cosine distance, 0-2) and none is "
              "about the asked term; 2 = never decline on distance.")
+    answer_far_cross_encoder: float = setting(
+        0.9, bounds=(0.0, 1.0), step=0.05, label="Answer Far When Cross-Encoder Reaches", advanced=True,
+        help="Answer beyond `refuse_distance` when the cross-encoder rates a passage sentence at least this likely to "
+             "answer the question (0-1; 1 = never): 'Who wrote the original zlib implementation?' is answered from a "
+             "passage at distance 0.62 whose sentence it rates 0.999.")
     min_relevance: float = setting(
         0.5, bounds=(0.0, 1.0), step=0.05, label="Min Sentence Relevance",
         help="A passage sentence whose words reach this relevance (0-1) bears on a who/when/which/how question; "

@@ -34,6 +34,8 @@ from overlay_core.text import words
     ("What is group disk mostly equivalent to?", "what", "group disk", "", "any"),  # not a definition
     ("What is least recently used?", "definition", "least recently used", "", "definition"),
     ("What is jack in?", "definition", "jack in", "", "definition"),
+    ("What is moving the WAL file's transactions back into the database called?", "what",
+     "moving the WAL file's transactions back into the database", "", "any"),
 ])
 def test_every_common_question_form_is_read(question, kind, subject, frame, answer_type):
     f = analyze(question)
@@ -45,6 +47,22 @@ def test_focus_words_leave_out_question_words_and_the_subject():
     assert analyze("Who invented Unix?").focus == ("invented",)
     assert analyze("How many bits are in a byte?").focus == ("bits", "byte")
     assert "considered" in analyze("Who is considered a co-author of Unix?").focus
+
+
+def test_a_described_thing_whose_name_is_asked_is_read_by_all_its_words():
+    f = analyze("What is moving the WAL file's transactions back into the database called?")
+    assert f.rule == "what-called" and f.focus == ("moving", "WAL", "file's", "transactions", "back", "database")
+    sent = words('Moving the WAL file transactions back into the database is called a "checkpoint".')
+    other = words("The traditional rollback journal writes a copy of the original content into a journal file.")
+    rel = E.relevance(f, sent, about_subject=False)[0]
+    assert rel > 0.6 and E.relevance(f, other, about_subject=False)[0] < 0.4  # "file's" is "file"
+
+
+def test_possessives_and_hyphenated_words_match_their_parts():
+    assert E.stem("SQLite's") == E.stem("SQLite") and E.stem("file’s") == E.stem("file")
+    f = analyze("In which language are SQLite's syntax diagrams written?")
+    sent = words("Each diagram is hand-written using the Pikchr diagramming language.")
+    assert E.relevance(f, sent, about_subject=False)[1]["focus"] == pytest.approx(0.6)  # language, diagrams, written
 
 
 def test_verb_forms():

@@ -345,3 +345,22 @@ def test_sentences_that_share_only_words_with_the_question_answer_nothing(cross,
         assert "decline_cross_encoder=0.1" in why and "0.0005" in why
     assert refusal(analyze("How many bytes long is a UUID?"), passages, ev,
                    ReasonerSettings(decline_cross_encoder=0.0)) is None  # 0 = never
+
+
+@pytest.mark.parametrize("cross,declined", [(0.999, False), (0.63, True)])
+def test_a_far_passage_answers_when_the_cross_encoder_is_sure_of_a_sentence(cross, declined):
+    # "Who wrote the original zlib implementation?" over the SQLite docs: the passage is at distance 0.62 (beyond
+    # refuse_distance 0.6) and names no subject entry; its sentence is rated 0.999 -> answered; 0.63 -> declined
+    from overlay_core import evidence as E
+    from overlay_core.questions import analyze
+    from overlay_core.stages.base import Evidence
+    from overlay_core.stages.opening import refusal
+
+    toks = words("Other libraries with similar reach include: The original zlib implementation by Jean-loup Gailly.")
+    sent = E.Sentence(0, 0, len(toks), 0.6, {"focus": 0.0, "lexical": 0.6, "cross_encoder": cross})
+    ev = Evidence([toks], [[sent]], [[0] * len(toks)])
+    far = [RetrievedPassage("p9", "Most Widely Deployed: " + " ".join(toks), 0.618, {"headword": "most widely deployed"})]
+    why = refusal(analyze("Who wrote the original zlib implementation?"), far, ev, ReasonerSettings())
+    assert (why is not None) is declined
+    if declined:
+        assert "distance 0.618 > refuse_distance=0.6" in why and "answer_far_cross_encoder=0.9" in why
