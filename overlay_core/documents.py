@@ -276,9 +276,12 @@ def close_item(text: str) -> str:
     """``text`` (one list item or definition) closed with ``"."`` when it does not end with
     sentence or clause punctuation (``. ! ? : ; …``, before any closing quotes/brackets): the passage's word
     tokens carry no line breaks, so without it "Every Android device" and the next item "Every iPhone" read as
-    one sentence (a list of 12 items became one 60-word "sentence" and an answer)."""
+    one sentence (a list of 12 items became one 60-word "sentence" and an answer). Nothing is added after other
+    punctuation (a comma, a dash)."""
     t = text.rstrip()
-    return t if not t or t.rstrip(_CLOSERS)[-1:] in _ENDS or t[-1:] in _ENDS else t + "."
+    last = t.rstrip(_CLOSERS)[-1:]
+    # closed after a word, a number or a closing bracket/quote; not after a comma or dash ("Trailing comma,.")
+    return t + "." if last and (last.isalnum() or t[-1] in _CLOSERS) and last not in _ENDS else t
 
 
 def _own_text(el, stop) -> str:
@@ -290,10 +293,10 @@ def _own_text(el, stop) -> str:
     return " ".join(" ".join(parts).split())
 
 
-def _run_in_heading(el) -> str | None:
-    """The text of ``el`` when all of it is bold (``<p><b>Maximum Number Of Columns</b></p>``, a heading
-    written as a bold paragraph or list item lead), short (≤ 12 words) and not a sentence; else None."""
-    if el.name not in ("p", "li", "dd"):
+def _bold_line(el) -> str | None:
+    """The text of paragraph ``el`` when all of it is bold, short (≤ 12 words) and not a sentence
+    (``<p><b>Maximum Number Of Columns</b></p>``, ``<p><strong>Priya Raman</strong></p>``); else None."""
+    if el.name != "p":
         return None
     strings = [s for s in el.find_all(string=True) if s.strip()]
     if not strings or not all(s.find_parent(["b", "strong"]) is not None
@@ -303,13 +306,24 @@ def _run_in_heading(el) -> str | None:
     return title if len(title.split()) <= 12 and title[-1:] not in ".!?" else None
 
 
+def _run_in_heading(el) -> str | None:
+    """The text of ``el`` when it is a run-in heading: a bold line (:func:`_bold_line`) that opens a list item or
+    definition which goes on with more blocks (``<li><p><b>Maximum Number Of Columns</b></p><p>The
+    SQLITE_MAX_COLUMN …</p></li>``); else None. A bold line anywhere else (a name on a profile card, a table's
+    header cell) stays text, closed as a sentence of its own."""
+    if el.name != "p" or el.parent is None or el.parent.name not in ("li", "dd"):
+        return None
+    blocks = [c for c in el.parent.find_all(list(_HTML_BLOCKS), recursive=False) if c.get_text(strip=True)]
+    return _bold_line(el) if len(blocks) >= 2 and blocks[0] is el else None
+
+
 def html_sections(text: str) -> list[Section]:
     """Sections of an HTML document, split at ``h1``–``h6``, at definition-list terms (``dt``: a term heads its
-    ``dd`` description) and at run-in headings (a paragraph or list item all in bold, :func:`_run_in_heading`)
-    (beautifulsoup4; scripts and styles dropped). Each block (``p``, ``li``, ``pre``, ``td``, ``th``, ``dd``,
+    ``dd`` description) and at run-in headings (a bold line opening a list item, :func:`_run_in_heading`)
+    (beautifulsoup4; scripts and styles dropped). Each block (``p``, ``li``, ``pre``, ``td``, ``dd``,
     ``blockquote``) is a chunk of its own text, nested blocks theirs (an unclosed ``<li>`` nests the next one
-    under html.parser: each item stays one chunk); an item that does not end a sentence is closed with "."
-    (:func:`close_item`)."""
+    under html.parser: each item stays one chunk); an item, a paragraph of one, or a bold line that does not end a
+    sentence is closed with "." (:func:`close_item`)."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
@@ -351,11 +365,13 @@ def html_sections(text: str) -> list[Section]:
             continue  # inside a verbatim block or a heading: part of its text
         lead = _run_in_heading(el)
         if lead:
-            heading(lead, None, el.find_parent(["li", "dd"]) if el.name == "p" else el.parent)
+            heading(lead, None, el.parent)
             continue
         chunk = _own_text(el, stop)
-        if chunk.strip():
-            buf.append(close_item(chunk) if el.name in _HTML_ITEMS else chunk)
+        if chunk.strip():  # an item, or a paragraph of one ("<li><p>Every Android device</p></li>")
+            item = (el.name in _HTML_ITEMS or (el.name == "p" and el.find_parent(list(_HTML_ITEMS)) is not None)
+                    or _bold_line(el) is not None)  # a bold line is no start of the next sentence
+            buf.append(close_item(chunk) if item else chunk)
     flush()
     if not sections:  # no block elements: the document's whole text
         whole = " ".join(root.get_text(" ").split())

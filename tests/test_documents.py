@@ -120,6 +120,13 @@ def test_list_items_and_run_in_headings_are_read_as_the_document_means_them():
         (["Limits"], "SQLite is found in:\n\nEvery phone.\n\nEvery Mac.\n\nSkype."),
         (["Limits", "Maximum Number Of Columns"], "The default is 2000."),  # the heading of its list item only
         (["Limits"], "NULL . The value is a NULL value.")]
+    # a bold line anywhere else stays text, a sentence of its own (names, a profile card, a table's header row);
+    # a list item's paragraph is closed like the item
+    assert [s.text for s in html_sections("<h2>Team</h2><ul><li><b>Ada Berg</b></li><li><b>Bo Lind</b></li></ul>"
+                                          "<p><strong>Priya Raman</strong></p><p>Head of QA, in Brno.</p>"
+                                          "<table><tr><td><p><b>Name</b></p></td></tr></table>"
+                                          "<ul><li><p>Every phone</p></li><li>a comma,</li></ul>")] == [
+        "Ada Berg.\n\nBo Lind.\n\nPriya Raman.\n\nHead of QA, in Brno.\n\nName.\n\nEvery phone.\n\na comma,"]
     # a definition-list term heads its list, not the text after it (a chapter's table of contents)
     toc = html_sections("<h1>Ch</h1><dl><dt>1. Q one</dt><dd><dl><dt>1.1 Q two</dt></dl></dd></dl><p>Intro.</p>")
     assert [(s.headings, s.text) for s in toc] == [(["Ch"], "Intro.")]
