@@ -317,13 +317,30 @@ def _run_in_heading(el) -> str | None:
     return _bold_line(el) if len(blocks) >= 2 and blocks[0] is el else None
 
 
+#: elements that make a table cell more than a line of text (its blocks are then chunks of their own)
+_CELL_BLOCKS = ("p", "li", "pre", "div", "table", "ul", "ol", "dl", "blockquote") + _HTML_HEADINGS
+
+
+def _row_cells(tr) -> list[str] | None:
+    """The texts of the non-empty ``td``/``th`` cells of table row ``tr`` when every cell is plain text (no block
+    inside: a layout table's cell holding a page is no row), else None."""
+    if tr is None or tr.name != "tr":
+        return None
+    cells = tr.find_all(["td", "th"], recursive=False)
+    if not cells or any(c.find(list(_CELL_BLOCKS)) for c in cells):
+        return None
+    return [t for t in (" ".join(c.get_text(" ").split()) for c in cells) if t]
+
+
 def html_sections(text: str) -> list[Section]:
     """Sections of an HTML document, split at ``h1``–``h6``, at definition-list terms (``dt``: a term heads its
     ``dd`` description) and at run-in headings (a bold line opening a list item, :func:`_run_in_heading`)
     (beautifulsoup4; scripts and styles dropped). Each block (``p``, ``li``, ``pre``, ``td``, ``dd``,
     ``blockquote``) is a chunk of its own text, nested blocks theirs (an unclosed ``<li>`` nests the next one
     under html.parser: each item stays one chunk); an item, a paragraph of one, or a bold line that does not end a
-    sentence is closed with "." (:func:`close_item`)."""
+    sentence is closed with "." (:func:`close_item`). A table row of plain cells is one line, its cells (``th``
+    too) joined by ``"; "`` (:func:`_row_cells`). Terms sharing one description head it together ("Alpha; Beta");
+    a term with nothing under it is kept as text."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")
@@ -334,7 +351,7 @@ def html_sections(text: str) -> list[Section]:
     sections, path, buf = [], [], []
     # a definition-list term or run-in heading in force heads the blocks inside ``scope`` (its ``dl``, or the
     # list item / definition holding it; None: up to the next heading); the next term replaces it
-    term, scope = False, None
+    term, scope, said = False, None, 0  # said: chunks under the term in force
 
     def flush() -> None:
         nonlocal buf
@@ -342,19 +359,33 @@ def html_sections(text: str) -> list[Section]:
             sections.append(Section("\n\n".join(buf), list(path)))
             buf = []
 
-    def heading(title: str, level: int | None, within=None) -> None:
+    def end_term() -> None:
+        """Leave the term in force; a term nothing was said under ("<dt>Lonely term</dt>" without ``dd``) is
+        kept as text of the section around it."""
         nonlocal path, term, scope
+        flush()
+        title = path[-1]
+        path, term, scope = path[:-1], False, None
+        if not said:
+            buf.append(close_item(title))
+
+    def heading(title: str, level: int | None, within=None) -> None:
+        nonlocal path, term, scope, said
+        if level is None and term and not said and within is scope:
+            path = path[:-1] + [f"{path[-1]}; {title}"]  # terms sharing one description ("<dt>A</dt><dt>B</dt><dd>")
+            return
+        if term and not said:
+            end_term()
         flush()
         if level is None:  # a term or run-in heading heads what follows, like a sub-heading
             path = (path[:-1] if term else path) + [title]
-            term, scope = True, within
+            term, scope, said = True, within, 0
         else:
             path, term, scope = path[: level - 1] + [title], False, None
 
-    for el in root.find_all(stop):
+    for el in root.find_all(stop + ["tr"]):
         if term and scope is not None and scope not in el.parents:  # left the term's list or item
-            flush()
-            path, term, scope = path[:-1], False, None
+            end_term()
         if el.name in _HTML_HEADINGS:
             heading(" ".join(el.get_text(" ").split()), int(el.name[1]))
             continue
@@ -363,6 +394,12 @@ def html_sections(text: str) -> list[Section]:
             continue
         if el.find_parent(["pre", "dt"] + list(_HTML_HEADINGS)):
             continue  # inside a verbatim block or a heading: part of its text
+        if el.name == "tr" or (el.name == "td" and _row_cells(el.parent) is not None):
+            row = _row_cells(el) if el.name == "tr" else None
+            if row:  # a table row of plain cells: one line, its cells joined by "; " (as a Markdown table row)
+                buf.append(close_item("; ".join(row)))
+                said += 1
+            continue
         lead = _run_in_heading(el)
         if lead:
             heading(lead, None, el.parent)
@@ -372,6 +409,9 @@ def html_sections(text: str) -> list[Section]:
             item = (el.name in _HTML_ITEMS or (el.name == "p" and el.find_parent(list(_HTML_ITEMS)) is not None)
                     or _bold_line(el) is not None)  # a bold line is no start of the next sentence
             buf.append(close_item(chunk) if item else chunk)
+            said += 1
+    if term and not said:
+        end_term()
     flush()
     if not sections:  # no block elements: the document's whole text
         whole = " ".join(root.get_text(" ").split())

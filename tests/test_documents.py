@@ -127,9 +127,17 @@ def test_list_items_and_run_in_headings_are_read_as_the_document_means_them():
                                           "<table><tr><td><p><b>Name</b></p></td></tr></table>"
                                           "<ul><li><p>Every phone</p></li><li>a comma,</li></ul>")] == [
         "Ada Berg.\n\nBo Lind.\n\nPriya Raman.\n\nHead of QA, in Brno.\n\nName.\n\nEvery phone.\n\na comma,"]
-    # a definition-list term heads its list, not the text after it (a chapter's table of contents)
-    toc = html_sections("<h1>Ch</h1><dl><dt>1. Q one</dt><dd><dl><dt>1.1 Q two</dt></dl></dd></dl><p>Intro.</p>")
-    assert [(s.headings, s.text) for s in toc] == [(["Ch"], "Intro.")]
+    # a definition-list term heads its list, not the text after it; a term with nothing under it stays text;
+    # terms sharing one description head it together
+    toc = html_sections("<h1>Ch</h1><dl><dt>1. Q one</dt><dd><dl><dt>1.1 Q two</dt></dl></dd></dl><p>Intro.</p>"
+                        "<dl><dt>Alpha</dt><dt>Beta</dt><dd>Shared.</dd></dl>")
+    assert [(s.headings, s.text) for s in toc] == [(["Ch"], "1. Q one."), (["Ch"], "1.1 Q two.\n\nIntro."),
+                                                   (["Ch", "Alpha; Beta"], "Shared.")]
+    # a table row of plain cells is one line, its cells joined by "; " (header cells too), not one run of cells;
+    # a layout table's cell holding blocks is read block by block
+    rows = html_sections("<table><tr><th>Model</th><th>Payload</th></tr><tr><td>RX-200</td><td>5 kg</td></tr>"
+                         "</table><table><tr><td><p>Layout text.</p><ul><li>item</li></ul></td></tr></table>")
+    assert rows[0].text == "Model; Payload.\n\nRX-200; 5 kg.\n\nLayout text.\n\nitem."
     md = markdown_sections("# T\n\nFound in:\n\n- every phone\n- every Mac (all)\n- Skype!\n\nEnd of text\n")
     assert md[0].text == "Found in:\n\nevery phone.\n\nevery Mac (all).\n\nSkype!\n\nEnd of text"
 
