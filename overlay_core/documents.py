@@ -309,9 +309,14 @@ def _bold_line(el) -> str | None:
 def _run_in_heading(el) -> str | None:
     """The text of ``el`` when it is a run-in heading: a bold line (:func:`_bold_line`) that opens a list item or
     definition which goes on with more blocks (``<li><p><b>Maximum Number Of Columns</b></p><p>The
-    SQLITE_MAX_COLUMN …</p></li>``); else None. A bold line anywhere else (a name on a profile card, a table's
+    SQLITE_MAX_COLUMN …</p></li>``), or that is followed by a ``blockquote`` (a term and its indented description,
+    as ``dt`` and ``dd``: it heads the blockquote); else None. A bold line anywhere else (a name on a profile card, a table's
     header cell) stays text, closed as a sentence of its own."""
-    if el.name != "p" or el.parent is None or el.parent.name not in ("li", "dd"):
+    if el.name != "p" or el.parent is None:
+        return None
+    if el.find_next_sibling() is not None and el.find_next_sibling().name == "blockquote":
+        return _bold_line(el)  # a term and its indented description ("<p><b>Zero-Configuration</b></p><blockquote>")
+    if el.parent.name not in ("li", "dd"):
         return None
     blocks = [c for c in el.parent.find_all(list(_HTML_BLOCKS), recursive=False) if c.get_text(strip=True)]
     return _bold_line(el) if len(blocks) >= 2 and blocks[0] is el else None
@@ -384,7 +389,7 @@ def html_sections(text: str) -> list[Section]:
             path, term, scope = path[: level - 1] + [title], False, None
 
     for el in root.find_all(stop + ["tr"]):
-        if term and scope is not None and scope not in el.parents:  # left the term's list or item
+        if term and scope is not None and el is not scope and scope not in el.parents:  # left the term's scope
             end_term()
         if el.name in _HTML_HEADINGS:
             heading(" ".join(el.get_text(" ").split()), int(el.name[1]))
@@ -402,7 +407,8 @@ def html_sections(text: str) -> list[Section]:
             continue
         lead = _run_in_heading(el)
         if lead:
-            heading(lead, None, el.parent)
+            nxt = el.find_next_sibling()
+            heading(lead, None, nxt if nxt is not None and nxt.name == "blockquote" else el.parent)
             continue
         chunk = _own_text(el, stop)
         if chunk.strip():  # an item, or a paragraph of one ("<li><p>Every Android device</p></li>")

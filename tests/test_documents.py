@@ -127,6 +127,11 @@ def test_list_items_and_run_in_headings_are_read_as_the_document_means_them():
                                           "<table><tr><td><p><b>Name</b></p></td></tr></table>"
                                           "<ul><li><p>Every phone</p></li><li>a comma,</li></ul>")] == [
         "Ada Berg.\n\nBo Lind.\n\nPriya Raman.\n\nHead of QA, in Brno.\n\nName.\n\nEvery phone.\n\na comma,"]
+    # a bold line followed by a blockquote heads it (a term and its indented description), and only it
+    quote = html_sections("<h1>F</h1><p><b>Zero-Configuration</b></p><blockquote>No setup is needed.</blockquote>"
+                          "<p>After.</p>")
+    assert [(s.headings, s.text) for s in quote] == [(["F", "Zero-Configuration"], "No setup is needed."),
+                                                     (["F"], "After.")]
     # a definition-list term heads its list, not the text after it; a term with nothing under it stays text;
     # terms sharing one description head it together
     toc = html_sections("<h1>Ch</h1><dl><dt>1. Q one</dt><dd><dl><dt>1.1 Q two</dt></dl></dd></dl><p>Intro.</p>"
