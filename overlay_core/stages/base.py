@@ -26,7 +26,8 @@ Position = tuple[int, int]
 class Draft:
     """A candidate before it is scored: its words, the sources that proposed it and what they know of it.
 
-    ``ctx``: passage support, 1 / (1 + rank of the best passage holding it) (0 if none); ``rel``: relevance
+    ``ctx``: passage support, 1 / (1 + rank of the best passage holding it) (0 if none; 1 for the opening of a
+    sentence that bears on the question, :class:`~overlay_core.stages.sources.AnswerSpans`); ``rel``: relevance
     (0–1) of the sentence it continues the answer in; ``at``: ``(passage rank, token index)`` where each copy of
     its words starts; ``blocked``: why a guard forbids it (None = allowed)."""
 

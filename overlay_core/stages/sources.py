@@ -142,8 +142,8 @@ class DefinitionOpenings:
 @dataclass
 class AnswerSpans:
     """At the first step of a non-definitional question, spans of the sentences that bear on it
-    (``"answer-span"``, with the sentence's relevance and passage support 1): after the frame's verb in every bearing sentence that
-    continues the frame, or else the openings of the :data:`MAX_ANSWER_SENTENCES` most relevant ones; for a
+    (``"answer-span"``, with the sentence's relevance and passage support 1): after the frame's verb in every
+    bearing sentence that continues the frame, or else the openings of the :data:`MAX_ANSWER_SENTENCES` most relevant ones; for a
     "stands for" question after its frame, the acronym's ``"expansion"`` s found in the passages.
 
     After a comma ("Yes,") a sentence opening that is a capitalised function word (or a common Russian word)
@@ -189,8 +189,8 @@ class AnswerSpans:
                 # after a frame, its first word too ("in" of "in 1969 by Ken Thompson"); a sentence opening is
                 # proposed whole, so choosing it chooses its sentence ("The" alone opens every "The …" sentence)
                 # passage support 1 whatever the passage's rank: the sentence bears on the question and its
-                # relevance tells the openings apart (by rank, 'The "speedtest1.c" program estimates …', rel 1.00 in the
-                # second passage, lost to the first passage's 'The "mptester.c" program …', rel 0.54)
+                # relevance tells the openings apart (by rank, 'The "speedtest1.c" program estimates …', rel 1.00
+                # in the second passage, lost to the first passage's 'The "mptester.c" program …', rel 0.54)
                 support = 1.0
                 for w in ((words, words[:1]) if framed else (words,)):
                     pool(w).add(self.name, support, passages[x.passage].id, x.relevance, at=(x.passage, start))
