@@ -299,8 +299,8 @@ def _bold_line(el) -> str | None:
     if el.name != "p":
         return None
     strings = [s for s in el.find_all(string=True) if s.strip()]
-    if not strings or not all(s.find_parent(["b", "strong"]) is not None
-                              and el in s.find_parent(["b", "strong"]).parents for s in strings):
+    bold = [s.find_parent(["b", "strong"]) for s in strings]
+    if not strings or not all(b is not None and el in b.parents for b in bold):
         return None
     title = " ".join(" ".join(strings).split())
     return title if len(title.split()) <= 12 and title[-1:] not in ".!?" else None
@@ -388,6 +388,7 @@ def html_sections(text: str) -> list[Section]:
         else:
             path, term, scope = path[: level - 1] + [title], False, None
 
+    plain_rows = set()  # ids of the rows read whole (their cells are not read again)
     for el in root.find_all(stop + ["tr"]):
         if term and scope is not None and el is not scope and scope not in el.parents:  # left the term's scope
             end_term()
@@ -399,11 +400,15 @@ def html_sections(text: str) -> list[Section]:
             continue
         if el.find_parent(["pre", "dt"] + list(_HTML_HEADINGS)):
             continue  # inside a verbatim block or a heading: part of its text
-        if el.name == "tr" or (el.name == "td" and _row_cells(el.parent) is not None):
-            row = _row_cells(el) if el.name == "tr" else None
-            if row:  # a table row of plain cells: one line, its cells joined by "; " (as a Markdown table row)
-                buf.append(close_item("; ".join(row)))
-                said += 1
+        if el.name == "tr":
+            row = _row_cells(el)
+            if row is not None:  # a table row of plain cells: one line, its cells joined by "; " (a Markdown row)
+                plain_rows.add(id(el))
+                if row:
+                    buf.append(close_item("; ".join(row)))
+                    said += 1
+            continue
+        if el.name == "td" and id(el.parent) in plain_rows:
             continue
         lead = _run_in_heading(el)
         if lead:

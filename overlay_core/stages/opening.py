@@ -53,8 +53,8 @@ def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings) -> 
     key = form.subject.casefold() if form.subject else None
     is_about = bool(key) and any(about(p, key) for p in passages)
     nearest = min(float(p.distance) for p in passages)
-    crosses = [x.parts["cross_encoder"] for ss in ev.sentences for x in ss if "cross_encoder" in x.parts]
-    if nearest > s.refuse_distance and not is_about and max(crosses, default=0.0) < s.answer_far_cross_encoder:
+    surest = max((x.parts.get("cross_encoder", 0.0) for ss in ev.sentences for x in ss), default=0.0)
+    if nearest > s.refuse_distance and not is_about and surest < s.answer_far_cross_encoder:
         return (f"the nearest passage is at distance {nearest:.3f} > refuse_distance={s.refuse_distance:g}, "
                 "none is about the asked term and the cross-encoder rates no sentence at least "
                 f"answer_far_cross_encoder={s.answer_far_cross_encoder:g}")
