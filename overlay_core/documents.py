@@ -205,7 +205,8 @@ def _inline_text(token) -> str:
 def markdown_sections(text: str) -> list[Section]:
     """Sections of a Markdown document (CommonMark + tables, strikethrough, front matter, definition lists),
     from markdown-it-py's tokens: heading syntax, emphasis marks, link targets, raw HTML tags and YAML front
-    matter never reach the text. A table row becomes one line, its cells joined by ``"; "``; a definition
+    matter never reach the text. A table row becomes one line, its cells joined by ``"; "`` and named by the
+    header row's (:func:`table_row`: "Version: 2.0; Codename: Thistledown"); a definition
     list's term heads its definition (as a sub-heading) until the list ends; a list item that does not end a
     sentence is closed with "." (:func:`close_item`)."""
     from bs4 import BeautifulSoup
@@ -216,6 +217,8 @@ def markdown_sections(text: str) -> list[Section]:
     outer: list[list[str]] = []  # heading paths outside the definition lists we are in
     buf: list[str] = []
     row: list[str] | None = None
+    header: list[str] | None = None  # the cells of the table's header row
+    in_head, body = False, 0  # in the header; body rows said
     items = 0  # depth of list items we are in
 
     def flush() -> None:
@@ -242,10 +245,24 @@ def markdown_sections(text: str) -> list[Section]:
         elif t.type == "dl_close" and outer:
             flush()
             path = outer.pop()
+        elif t.type == "thead_open":
+            header, in_head = None, True
+        elif t.type == "thead_close":
+            in_head = False
+        elif t.type == "table_close":
+            if header is not None and not body:  # a table of a header alone: its line is all there is
+                buf.append(close_item(table_row(header)))
+            header, body = None, 0
         elif t.type == "tr_open":
             row = []
         elif t.type == "tr_close" and row is not None:
-            buf.append("; ".join(c for c in row if c))
+            if in_head and len(row) >= 2 and any(row):
+                header = row  # names the cells of the body's rows (table_row)
+            else:
+                line = table_row(row, header)
+                if line:
+                    buf.append(close_item(line))  # a row ends its line: never run into the next one
+                    body += 1
             row = None
         elif t.type in ("list_item_open", "list_item_close"):
             items += 1 if t.type == "list_item_open" else -1
@@ -327,14 +344,40 @@ _CELL_BLOCKS = ("p", "li", "pre", "div", "table", "ul", "ol", "dl", "blockquote"
 
 
 def _row_cells(tr) -> list[str] | None:
-    """The texts of the non-empty ``td``/``th`` cells of table row ``tr`` when every cell is plain text (no block
-    inside: a layout table's cell holding a page is no row), else None."""
+    """The texts of the ``td``/``th`` cells of table row ``tr`` (empty ones too, so that columns line up) when
+    every cell is plain text (no block inside: a layout table's cell holding a page is no row), else None."""
     if tr is None or tr.name != "tr":
         return None
     cells = tr.find_all(["td", "th"], recursive=False)
     if not cells or any(c.find(list(_CELL_BLOCKS)) for c in cells):
         return None
-    return [t for t in (" ".join(c.get_text(" ").split()) for c in cells) if t]
+    return [" ".join(c.get_text(" ").split()) for c in cells]
+
+
+def _html_header(table) -> tuple[object, list[str]] | None:
+    """The header row of ``table`` and its cells' texts: its first row when that row is in ``thead`` or all its
+    cells are ``th``, it has at least two cells, none spanning columns, and the table has more rows; else None."""
+    rows = [r for r in table.find_all("tr") if r.find_parent("table") is table]
+    if len(rows) < 2:
+        return None
+    first = rows[0]
+    cells = first.find_all(["td", "th"], recursive=False)
+    if len(cells) < 2 or any(str(c.get("colspan", "1")).strip() not in ("", "1") for c in cells):
+        return None
+    if first.find_parent("thead") is None and any(c.name != "th" for c in cells):
+        return None
+    texts = _row_cells(first)
+    return (first, texts) if texts is not None and any(texts) else None
+
+
+def table_row(cells: list[str], header: list[str] | None = None) -> str:
+    """One line for a table row: its non-empty cells joined by ``"; "``; under a header of as many cells, each
+    cell named by its column ("Version: 2.0; Codename: Thistledown; Year: 2015") — a row of values alone does
+    not say what they are. A cell under an empty header, or equal to its header, stays bare."""
+    if header is not None and len(header) == len(cells):
+        return "; ".join(f"{h}: {c}" if h and h.casefold() != c.casefold() else c
+                         for h, c in zip(header, cells) if c)
+    return "; ".join(c for c in cells if c)
 
 
 def html_sections(text: str) -> list[Section]:
@@ -343,8 +386,9 @@ def html_sections(text: str) -> list[Section]:
     (beautifulsoup4; scripts and styles dropped). Each block (``p``, ``li``, ``pre``, ``td``, ``dd``,
     ``blockquote``) is a chunk of its own text, nested blocks theirs (an unclosed ``<li>`` nests the next one
     under html.parser: each item stays one chunk); an item, a paragraph of one, or a bold line that does not end a
-    sentence is closed with "." (:func:`close_item`). A table row of plain cells is one line, its cells (``th``
-    too) joined by ``"; "`` (:func:`_row_cells`). Terms sharing one description head it together ("Alpha; Beta");
+    sentence is closed with "." (:func:`close_item`). A table row of plain cells is one line, its cells joined
+    by ``"; "`` and named by the table's header row (in ``thead``, or all ``th``), which is not a line of its own
+    (:func:`table_row`: "Version: 2.0; Codename: Thistledown; Year: 2015."). Terms sharing one description head it together ("Alpha; Beta");
     a term with nothing under it is kept as text."""
     from bs4 import BeautifulSoup
 
@@ -389,6 +433,7 @@ def html_sections(text: str) -> list[Section]:
             path, term, scope = path[: level - 1] + [title], False, None
 
     plain_rows = set()  # ids of the rows read whole (their cells are not read again)
+    headers: dict = {}  # id of a table -> its header row and cells (_html_header), or None
     for el in root.find_all(stop + ["tr"]):
         if term and scope is not None and el is not scope and scope not in el.parents:  # left the term's scope
             end_term()
@@ -404,8 +449,15 @@ def html_sections(text: str) -> list[Section]:
             row = _row_cells(el)
             if row is not None:  # a table row of plain cells: one line, its cells joined by "; " (a Markdown row)
                 plain_rows.add(id(el))
-                if row:
-                    buf.append(close_item("; ".join(row)))
+                table = el.find_parent("table")
+                if id(table) not in headers:
+                    headers[id(table)] = _html_header(table) if table is not None else None
+                head = headers[id(table)]
+                if head is not None and head[0] is el:
+                    continue  # the header row: it names the cells of every other row
+                line = table_row(row, head[1] if head is not None else None)
+                if line:
+                    buf.append(close_item(line))
                     said += 1
             continue
         if el.name == "td" and id(el.parent) in plain_rows:
@@ -415,7 +467,7 @@ def html_sections(text: str) -> list[Section]:
             nxt = el.find_next_sibling()
             heading(lead, None, nxt if nxt is not None and nxt.name == "blockquote" else el.parent)
             continue
-        chunk = _own_text(el, stop)
+        chunk = _own_text(el, stop + ["tr"])  # a row is read whole (plain) or by its cells, never as loose text
         if chunk.strip():  # an item, or a paragraph of one ("<li><p>Every Android device</p></li>")
             item = (el.name in _HTML_ITEMS or (el.name == "p" and el.find_parent(list(_HTML_ITEMS)) is not None)
                     or _bold_line(el) is not None)  # a bold line is no start of the next sentence
@@ -650,6 +702,10 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     from .knowledge import recorded_embedder
 
     paths = list(paths)
+    gone = [p for p in paths if not Path(p).expanduser().exists()]
+    if paths and len(gone) == len(paths):  # nothing to read: one line, not a skipped line and an error about types
+        shown = ", ".join(utf8_safe(str(p)) for p in gone[:3]) + (", …" if len(gone) > 3 else "")
+        raise CorpusError(f"no such file or folder: {shown} (from {utf8_safe(str(Path.cwd()))}); check the path")
     state = folder_state_paths(home)
     asked = embedder
     embedder = resolve_embedder(home, embedder, rebuild=rebuild)  # before a stored passage is read or deleted

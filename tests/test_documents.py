@@ -138,11 +138,19 @@ def test_list_items_and_run_in_headings_are_read_as_the_document_means_them():
                         "<dl><dt>Alpha</dt><dt>Beta</dt><dd>Shared.</dd></dl>")
     assert [(s.headings, s.text) for s in toc] == [(["Ch"], "1. Q one."), (["Ch"], "1.1 Q two.\n\nIntro."),
                                                    (["Ch", "Alpha; Beta"], "Shared.")]
-    # a table row of plain cells is one line, its cells joined by "; " (header cells too), not one run of cells;
-    # a layout table's cell holding blocks is read block by block
+    # a table row of plain cells is one line, its cells joined by "; " and named by the header row's (a row of
+    # values alone does not say what they are); a header cell starting a row, a table without a header row and a
+    # header alone stay plain; a table inside a blockquote is never also the blockquote's text; a layout table's
+    # cell holding blocks is read block by block
     rows = html_sections("<table><tr><th>Model</th><th>Payload</th></tr><tr><td>RX-200</td><td>5 kg</td></tr>"
-                         "</table><table><tr><td><p>Layout text.</p><ul><li>item</li></ul></td></tr></table>")
-    assert rows[0].text == "Model; Payload.\n\nRX-200; 5 kg.\n\nLayout text.\n\nitem."
+                         "<tr><td>RX-9</td><td></td></tr></table>"
+                         "<blockquote><table><thead><tr><td></td><td>Linux</td></tr></thead>"
+                         "<tr><th>Max path</th><td>4096</td></tr></table></blockquote>"
+                         "<table><tr><td>a</td><td>b</td></tr><tr><td>c</td><td>d</td></tr></table>"
+                         "<table><tr><th>Lone</th><th>header</th></tr></table>"
+                         "<table><tr><td><p>Layout text.</p><ul><li>item</li></ul></td></tr></table>")
+    assert rows[0].text == ("Model: RX-200; Payload: 5 kg.\n\nModel: RX-9.\n\nMax path; Linux: 4096.\n\na; b.\n\nc; d."
+                            "\n\nLone; header.\n\nLayout text.\n\nitem.")
     md = markdown_sections("# T\n\nFound in:\n\n- every phone\n- every Mac (all)\n- Skype!\n\nEnd of text\n")
     assert md[0].text == "Found in:\n\nevery phone.\n\nevery Mac (all).\n\nSkype!\n\nEnd of text"
 
@@ -154,7 +162,8 @@ def test_markdown_furniture_never_reaches_the_text():
     body = "\n".join(s.text for s in secs)
     # inline marks, link targets, image syntax, tags and entities are rendered away, the words stay
     assert secs[0].text.startswith("Use snake_case_names and bold text, a link and a diagram & tags.")
-    assert "option; meaning\n\n-v; verbose" in secs[0].text  # a table row is a line; no delimiter row
+    # a table row is a line named by the header row's cells; no delimiter row
+    assert "option: -v; meaning: verbose." in secs[0].text and "option; meaning" not in secs[0].text
     assert secs[1].text == "a store of recent results"  # a definition-list term heads its definition
     assert "A raw HTML block." in secs[2].text and "# a shell comment stays in code\nmake install" in secs[2].text
     for junk in ("title:", "tags:", "***", "---", "===", "|", "](", "<b>", "&amp;", "**"):
@@ -301,6 +310,15 @@ def test_no_loadable_file_is_one_clear_error(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "skipped " in p.stderr and "none of the 1 file(s) given could be loaded" in p.stderr
+
+
+def test_a_missing_path_is_one_clear_line(tmp_path):
+    """Every path given missing: one line naming it, not a 'skipped' line plus advice about file types."""
+    p = subprocess.run([OVERLAY, "build", "no-such-folder", "--home", str(tmp_path / "h")], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [f"error: no such file or folder: no-such-folder (from {tmp_path}); "
+                                             "check the path"]
 
 
 def test_an_empty_folder_is_named_in_one_clear_error(tmp_path):
