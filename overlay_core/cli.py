@@ -114,10 +114,11 @@ def build(
               f"{report.get('embedder', 'minilm')})", highlight=False, soft_wrap=True)
     if report.get("documents_language") == "ru":
         err.print(f"the documents are in Russian: embedded with {report.get('embedder')} (the default minilm reads "
-                  "English only); its distances run larger than minilm's, for which the decline threshold "
-                  "--refuse-distance 0.6 was tuned, so answerable questions may be declined ('the nearest passage is "
-                  "at distance … > refuse_distance'): --embedder e5-small --rebuild retrieves better and embeds slower "
-                  "(docs/russian.md)", highlight=False, soft_wrap=True)
+                  "English only); its distances run larger than minilm's, so questions are declined beyond "
+                  "--refuse-distance-multilingual 0.8 (not --refuse-distance 0.6) and some answerable questions may "
+                  "still be declined ('the nearest passage is at distance … > refuse_distance_multilingual'): "
+                  "--embedder e5-small --rebuild retrieves better and embeds slower (docs/russian.md)",
+                  highlight=False, soft_wrap=True)
     if "files" in report:
         status = [f["status"] for f in report["files"]]
         files = f"{len(status)} file" + ("s" if len(status) != 1 else "")

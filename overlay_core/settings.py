@@ -233,6 +233,12 @@ class ReasonerSettings:
         0.6, bounds=(0.0, 2.0), step=0.05, label="Decline Beyond Distance",
         help="Decline to answer when the nearest passage is farther than this (cosine distance, 0-2) and none is "
              "about the asked term; 2 = never decline on distance.")
+    refuse_distance_multilingual: float = setting(
+        0.8, bounds=(0.0, 2.0), step=0.05, label="Decline Beyond Distance (multilingual embedder)", advanced=True,
+        help="`refuse_distance` for a knowledge base built with a multilingual embedder (use-multilingual, "
+             "e5-small), whose distances run on other scales: on the Russian FAQ, use-multilingual puts 10 % of "
+             "answerable questions beyond 0.70 (0.6 declined 23 of 85), e5-small every question below 0.25 "
+             "(neither value declines there; the sentence rules do).")
     answer_far_cross_encoder: float = setting(
         0.9, bounds=(0.0, 1.0), step=0.05, label="Answer Far When Cross-Encoder Reaches", advanced=True,
         help="Answer beyond `refuse_distance` when the cross-encoder rates a passage sentence at least this likely to "

@@ -364,3 +364,6 @@ def test_a_far_passage_answers_when_the_cross_encoder_is_sure_of_a_sentence(cros
     assert (why is not None) is declined
     if declined:
         assert "distance 0.618 > refuse_distance=0.6" in why and "answer_far_cross_encoder=0.9" in why
+    # a knowledge base of a multilingual embedder declines on its own scale (0.8): 0.618 is near there
+    assert refusal(analyze("Who wrote the original zlib implementation?"), far, ev, ReasonerSettings(),
+                   embedder="use-multilingual") is None

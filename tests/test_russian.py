@@ -113,9 +113,11 @@ def test_overlay_build_and_ask_from_the_command_line_in_russian(ru_home, tmp_pat
     assert build.returncode == 0, build.stderr
     assert "the documents are in Russian: embedded with use-multilingual" in build.stderr
     # the note says what the automatic choice costs: a one-paragraph document's questions were all declined
-    # (distance ~0.7 > refuse_distance 0.6, tuned on minilm), and what to do instead
+    # (distance ~0.7 > refuse_distance 0.6, tuned on minilm: hence refuse_distance_multilingual), and what to do
+    # instead
     note = next(x for x in build.stderr.splitlines() if x.startswith("the documents are in Russian"))
-    assert "answerable questions may be declined" in note and "--embedder e5-small --rebuild" in note, build.stderr
+    assert "answerable questions may" in note and "--refuse-distance-multilingual 0.8" in note, build.stderr
+    assert "--embedder e5-small --rebuild" in note, build.stderr
     ask = subprocess.run([OVERLAY, "ask", "Что такое Hurd?", "--home", str(home)], capture_output=True, text=True)
     assert ask.returncode == 0, ask.stderr
     assert "набор серверов" in ask.stdout

@@ -40,7 +40,9 @@ def test_defaults_are_what_they_were_before_the_schema():
     assert ReasonerSettings().as_dict() == {
         "top_k": 3, "n_candidates": 8, "passage_candidates": True, "span_words": 4, "context_order": 2,
         "llm_score": "mean", "block_ngram": 3, "min_words": 6, "max_words": 30, "start": "subject",
-        "max_passage_chars": 600, "refuse_distance": 0.6, "answer_far_cross_encoder": 0.9, "min_relevance": 0.5,
+        "max_passage_chars": 600, "refuse_distance": 0.6,
+        # a multilingual embedder's distances run on another scale (issue 16)
+        "refuse_distance_multilingual": 0.8, "answer_far_cross_encoder": 0.9, "min_relevance": 0.5,
         # added after the schema: the cross-encoder's reading of the sentences (issue 15)
         "min_cross_encoder": 0.5, "decline_cross_encoder": 0.1, "cross_encoder": True, "w_cross_encoder": 0.1,
         # the multilingual embedder's reading of a non-English question's sentences (issue 16)

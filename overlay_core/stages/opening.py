@@ -16,7 +16,7 @@ from .base import Draft, Evidence
 from .features import best_of, candidate_row, step_record
 from .prompting import continuation
 from .ranking import about
-from .reading import bears, expansions
+from .reading import MULTILINGUAL_EMBEDDERS, bears, expansions
 
 _ARTICLES = {"a", "an", "the"}
 #: The answer of a declined question, in the question's language (``QuestionForm.lang``).
@@ -42,20 +42,24 @@ def unknown_words(question: str, form, hits) -> str | None:
             "a term of the corpus, or ingest documents that cover it")
 
 
-def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings) -> str | None:
+def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, *,
+            embedder: str | None = None) -> str | None:
     """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
     no sentence bears on it (:func:`overlay_core.evidence.bears`). The thresholds are settings
-    (``refuse_distance``, ``min_relevance``, ``min_cross_encoder``, ``min_relevance_embedding``); sentences that
-    bear by their words alone but all of which the cross-encoder rates below ``decline_cross_encoder`` answer
-    nothing."""
+    (``refuse_distance`` — ``refuse_distance_multilingual`` when ``embedder``, the knowledge base's, is one of
+    :data:`~.reading.MULTILINGUAL_EMBEDDERS` —, ``min_relevance``, ``min_cross_encoder``,
+    ``min_relevance_embedding``); sentences that bear by their words alone but all of which the cross-encoder
+    rates below ``decline_cross_encoder`` answer nothing."""
     if not passages:
         return "no passage was retrieved"
     key = form.subject.casefold() if form.subject else None
     is_about = bool(key) and any(about(p, key) for p in passages)
     nearest = min(float(p.distance) for p in passages)
     surest = max((x.parts.get("cross_encoder", 0.0) for ss in ev.sentences for x in ss), default=0.0)
-    if nearest > s.refuse_distance and not is_about and surest < s.answer_far_cross_encoder:
-        return (f"the nearest passage is at distance {nearest:.3f} > refuse_distance={s.refuse_distance:g}, "
+    name = "refuse_distance_multilingual" if embedder in MULTILINGUAL_EMBEDDERS else "refuse_distance"
+    far = getattr(s, name)
+    if nearest > far and not is_about and surest < s.answer_far_cross_encoder:
+        return (f"the nearest passage is at distance {nearest:.3f} > {name}={far:g}, "
                 "none is about the asked term and the cross-encoder rates no sentence at least "
                 f"answer_far_cross_encoder={s.answer_far_cross_encoder:g}")
     if form.opens_with_subject and form.subject and not is_about:
