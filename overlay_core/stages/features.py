@@ -24,10 +24,11 @@ from .base import Draft
 
 
 def candidate_row(d: Draft, answer_words: list[str], llm: dict, s: ReasonerSettings, *, table, accumulator,
-                  weights, opening: bool = False) -> Candidate:
+                  weights, opening: bool = False, choosing_sentence: bool = False) -> Candidate:
     """The traced features and score of draft ``d``; ``llm`` maps a draft's words to the selector's score;
     ``opening``: the draft opens the answer's sentence after a yes/no word, so no adjacency edge from that word's
-    comma is looked up (``p_adj`` None)."""
+    comma is looked up (``p_adj`` None); ``choosing_sentence``: the step chooses the passage sentence the answer
+    opens with, where the LLM term weighs ``s.llm_opening_share`` × ``w_llm``."""
     context = answer_words[-(s.context_order - 1):] if answer_words and not opening else []
     edge = table.edge(context, d.words[0]) if context else None
     prev = answer_words[-1] if answer_words else ""
@@ -54,8 +55,8 @@ def candidate_row(d: Draft, answer_words: list[str], llm: dict, s: ReasonerSetti
     )
     if llm_value is not None:
         row.score = weights.combine(
-            log_p_adj=math.log(p_adj) if p_adj and p_adj > 0 else LOG_P_FLOOR, ctx=d.ctx, llm=llm_value,
-            glob=glob, rel=d.rel)
+            log_p_adj=math.log(p_adj) if p_adj and p_adj > 0 else LOG_P_FLOOR, ctx=d.ctx,
+            llm=llm_value * (s.llm_opening_share if choosing_sentence else 1.0), glob=glob, rel=d.rel)
     return row
 
 

@@ -50,8 +50,7 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
         if form.lang == "en":
             from ..cross_encoder import get_cross_encoder
 
-            for x, p in zip(flat, get_cross_encoder().score(question, read)):
-                E.mix(x, float(p), s.w_cross_encoder)
+            E.mix_cross(flat, get_cross_encoder().score(question, read), s.w_cross_encoder)
         elif s.w_embedding > 0:
             cos = embedding_reading(kb, question, read)
             if cos is not None:
