@@ -194,8 +194,9 @@ class Reasoner:
 
     def _rows(self, turn: Turn, drafts: list, llm: dict) -> dict:
         """Each draft's traced :class:`~overlay_core.trace.Candidate` (features and score), by its words."""
-        # the step that chooses a non-definitional answer's sentence: at the first step, or after "Yes,"/"No,"
-        choosing = not turn.form.opens_with_subject and (turn.first or turn.opening)
+        # the step that chooses a non-definitional answer's sentence: at the first step, or after "Yes,"/"No,";
+        # English only (measured there, with the cross-encoder's reading; Russian keeps w_llm until measured)
+        choosing = turn.form.lang == "en" and not turn.form.opens_with_subject and (turn.first or turn.opening)
         return {d.words: F.candidate_row(d, turn.answer_words, llm, turn.s, table=self.table, opening=turn.opening,
                                          choosing_sentence=choosing, accumulator=self.accumulator,
                                          weights=self.weights) for d in drafts}

@@ -269,9 +269,9 @@ class ReasonerSettings:
     # less often than the relevance did, on both documentation sets (docs/evaluation.md, round 5)
     llm_opening_share: float = setting(
         0.1, bounds=(0.0, 1.0), step=0.05, label="LLM Share When Choosing the Sentence", advanced=True,
-        help="At the step that chooses which passage sentence a who/when/which/how answer opens with (or goes on "
-             "with after 'Yes,'/'No,'), the LLM term weighs this share of `w_llm` (1 = as at every other step): "
-             "there it only breaks near-ties of relevance.")
+        help="At the step that chooses which passage sentence an English who/when/which/how answer opens with (or "
+             "goes on with after 'Yes,'/'No,'), the LLM term weighs this share of `w_llm` (1 = as at every other "
+             "step): there it only breaks near-ties of relevance.")
     w_embedding: float = setting(
         0.3, bounds=(0.0, 1.0), step=0.05, label="Embedder Weight (non-English)", advanced=True,
         help="For a question not in English (the cross-encoder reads English only): share of the knowledge base's "
