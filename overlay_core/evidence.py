@@ -284,7 +284,8 @@ def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool,
     are left out: a question without subject or answer type is scored on its focus words alone).
     """
     stems = {stem(w) for w in sent if not T.is_punct(w)}
-    stems |= {stem(p) for w in sent if "-" in w for p in w.split("-") if p}  # "hand-written" holds "written"
+    # "hand-written" holds "written", "/etc/shadow" holds "shadow", "TCP/IP" holds "IP"
+    stems |= {stem(p) for w in sent if "-" in w or "/" in w for p in re.split(r"[-/]", w) if p}
     focus = [f for f in form.focus if f.casefold() not in STOP_WORDS]
     wt = {f: (weights or {}).get(f, 1.0) for f in focus}
     total = sum(wt.values())

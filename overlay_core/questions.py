@@ -127,6 +127,19 @@ def past(verb: str) -> str:
     return v + "ed"
 
 
+def base_form(verb: str) -> str:
+    """Base form of a third-person singular present verb ("maintains" → "maintain", "uses" → "use", "carries" →
+    "carry", "pushes" → "push", "has" → "have")."""
+    v = verb.casefold()
+    if v == "has":
+        return "have"
+    if len(v) > 4 and v.endswith("ies"):
+        return v[:-3] + "y"
+    if v.endswith(("sses", "shes", "ches", "xes", "zes", "oes")):
+        return v[:-2]
+    return v[:-1] if v.endswith("s") and not v.endswith("ss") else v
+
+
 def third_person(verb: str) -> str:
     """Third-person singular present ("use" → "uses", "support" → "supports", "do" → "does", "carry" → "carries")."""
     v = verb.casefold()
@@ -162,6 +175,10 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p, re.IGNORECASE)
     ("how-many", r"^\s*how\s+many\s+(?P<noun>.+?)" + _END),
     ("who-did", r"^\s*who\s+(?P<verb>[a-z]+ed|wrote|made|built|began|drew|took|gave|found|led|ran|chose|"
                 r"bought|sold|won|held|set|put|came|grew|spoke|taught|brought|sent|coined|invented)\s+" + _TERM + _END),
+    # "Who maintains the Zephyr Toolkit?": a present-tense verb (not an auxiliary: "who is/has/does" are read
+    # elsewhere); no frame: "X is/are maintained" needs X's number, which the question does not show
+    ("who-does", r"^\s*who\s+(?P<verb>(?!(?:is|was|has|does|goes)\b)[a-z]+[^s\W]s)\s+" + _TERM
+                 + r"(?:\s+(?:today|now|currently|nowadays))?" + _END),
     ("which-did", r"^\s*(?:which|what)\s+" + _NOUN + r"\s+(?P<verb>[a-z]+ed|wrote|made|built|"
                   r"began|drew|took|gave|found|led|ran|chose|bought|sold|won|held|set|put|came|grew|spoke|taught|"
                   r"brought|sent)\s+" + _TERM + _END),
@@ -252,6 +269,8 @@ def analyze(question: str) -> QuestionForm:
             subj = _subject_words(g.get("article"), term)
             return QuestionForm("who", term, (*subj, "was", participle(g["verb"])), focus, "person", name,
                                 verb=participle(g["verb"]))
+        if name == "who-does":
+            return QuestionForm("who", term, (), focus, "person", name, verb=base_form(g["verb"]))
         if name == "which-did":
             subj = _subject_words(g.get("article"), term)
             return QuestionForm("which", term, (*subj, "was", participle(g["verb"])), focus, "any", name,
