@@ -343,8 +343,8 @@ def mix_cross(sents: list[Sentence], probs, w: float) -> None:
 
     ``probs`` (one probability per sentence) are read as logits and rescaled over the question's sentences to
     [0, 1] (``(z - min) / (max - min)``; each probability itself when they are all equal): the probabilities
-    saturate ("For example, group proxy is used by pdnsd" 0.9998 and "Like daemon, this user and group is used
-    by some daemons" 0.99 differ by 0.01, their logits by 3.9), so a blend of probabilities cannot tell two
+    saturate ("For example, group proxy is used by pdnsd" 0.9995 and "Like daemon, this user and group is used
+    by some daemons" 0.9903 differ by 0.009, their logits by 2.9), so a blend of probabilities cannot tell two
     likely sentences apart. ``relevance`` becomes ``(1 - w) * lexical + w * rescaled``; the parts keep
     ``lexical``, ``cross_encoder`` (the probability: :func:`bears` reads it) and ``cross_rank`` (rescaled).
     """

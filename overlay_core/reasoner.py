@@ -170,6 +170,8 @@ class Reasoner:
             best = F.best_of(live, rows)
             tacc = time.perf_counter()
             result.steps.append(F.step_record(step, words, rows, best, s, ts, tp, tsel, tacc))
+            if self._choosing_sentence(turn):
+                result.steps[-1].extra["llm_share"] = s.llm_opening_share  # the score weighed llm by this share
             for k, dt in (("propose", tp - ts), ("select", tsel - tp), ("accumulate", tacc - tsel)):
                 times[k] += 1000 * dt
             words.extend(best.words)
@@ -194,10 +196,15 @@ class Reasoner:
 
     def _rows(self, turn: Turn, drafts: list, llm: dict) -> dict:
         """Each draft's traced :class:`~overlay_core.trace.Candidate` (features and score), by its words."""
-        # the step that chooses a non-definitional answer's sentence: at the first step, or after "Yes,"/"No,";
-        # English only (measured there, with the cross-encoder's reading; Russian keeps w_llm until measured)
-        choosing = turn.form.lang == "en" and not turn.form.opens_with_subject and (turn.first or turn.opening)
+        choosing = self._choosing_sentence(turn)
         return {d.words: F.candidate_row(d, turn.answer_words, llm, turn.s, table=self.table, opening=turn.opening,
                                          choosing_sentence=choosing, accumulator=self.accumulator,
                                          weights=self.weights) for d in drafts}
+
+    @staticmethod
+    def _choosing_sentence(turn: Turn) -> bool:
+        """True at the step that chooses which passage sentence a non-definitional answer opens with (the first
+        step, or the one after "Yes,"/"No,"), where the LLM term weighs ``llm_opening_share`` × ``w_llm``; English
+        only (measured there, with the cross-encoder's reading; Russian keeps ``w_llm`` until measured)."""
+        return turn.form.lang == "en" and not turn.form.opens_with_subject and (turn.first or turn.opening)
 

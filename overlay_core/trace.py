@@ -14,7 +14,9 @@ unknown keys are kept in ``extra`` and written back after the known ones). JSON 
                                 "edge_passages", "ctx", "rel", "llm_logprob", "llm_mean", "llm_calibrated",
                                 "llm", "n_tokens", "boundary_merged", "glob", "verdicts", "passages",
                                 "blocked", "score"}],
-                "latency_ms": {"propose", "select", "accumulate", "total"}}],
+                "latency_ms": {"propose", "select", "accumulate", "total"},
+                "llm_share": float (only at the step that chose the answer's sentence: the LLM term was
+                             weighed by this share of w_llm, setting llm_opening_share)}],
      "question_form": {"kind", "subject", "frame", "focus", "answer_type", "rule", ...},
      "evidence": [{"passage", "rank", "relevance", "parts", "text"}]   (sentences that bear on the question),
      "refused": bool, "frame": {"kept", "words", "rule", "source" | "why", "anchored_in"} (only when answered),
@@ -408,8 +410,10 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
     for st in t.steps:
         chosen = (f"**{st.chosen}** ({st.source}, " if st.chosen is not None
                   else "nothing chosen (" + ("every candidate blocked, " if st.candidates else "no candidate, "))
+        share = st.extra.get("llm_share")
         lines += ["", f"**Step {st.step}** — context `{' '.join(st.context)}` → {chosen}"
-                      f"{_fmt(st.latency_ms.get('total'))} ms)", "",
+                      f"{_fmt(st.latency_ms.get('total'))} ms)"
+                      + (f" — choosing the sentence: llm weighed ×{share:g}" if share is not None else ""), "",
                   "| candidate | source | p_adj | ctx | rel | llm | glob | score | verdicts | passages | note |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         cands = st.candidates
@@ -473,9 +477,11 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
         chosen = next((c for c in cands if c.word == st.chosen), None)
         why = ""
         if chosen is not None:
+            share = st.extra.get("llm_share")  # the step that chose the answer's sentence weighs the LLM less
             why = (f"p_adj={_fmt(chosen.p_adj)} ctx={_fmt(chosen.ctx)} "
                    + (f"rel={_fmt(chosen.rel)} " if chosen.rel else "") + f"llm={_fmt(chosen.llm)} "
-                   f"glob={_fmt(chosen.glob)}")
+                   + (f"(weighed x{share:g}, choosing the sentence) " if share is not None else "")
+                   + f"glob={_fmt(chosen.glob)}")
         else:
             why = "p_adj= ctx= llm= glob="
         verdicts = f" verdicts={','.join(chosen.verdicts)}" if chosen is not None and chosen.verdicts else ""

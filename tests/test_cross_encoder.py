@@ -44,12 +44,12 @@ def test_blend_by_rescaled_logits_and_bearing():
     # two likely sentences whose probabilities differ by 0.01 (debian's "Which program uses group proxy?") and an
     # unlikely one: by logits rescaled over the question's sentences the likelier is clearly first
     a, b, c = (E.Sentence(0, i, i + 1, relevance=0.5) for i in (0, 1, 2))
-    E.mix_cross([a, b, c], [0.9998, 0.99, 0.001], 0.5)
+    E.mix_cross([a, b, c], [0.9995, 0.9903, 0.001], 0.5)
     assert (a.parts["cross_rank"], c.parts["cross_rank"]) == (1.0, 0.0)
-    za, zb, zc = (math.log(p / (1 - p)) for p in (0.9998, 0.99, 0.001))
+    za, zb, zc = (math.log(p / (1 - p)) for p in (0.9995, 0.9903, 0.001))
     assert b.parts["cross_rank"] == pytest.approx((zb - zc) / (za - zc))
     assert a.relevance == pytest.approx(0.5 * 0.5 + 0.5) and a.relevance - b.relevance > 0.05
-    assert a.parts["lexical"] == 0.5 and b.parts["cross_encoder"] == pytest.approx(0.99)
+    assert a.parts["lexical"] == 0.5 and b.parts["cross_encoder"] == pytest.approx(0.9903)
     assert E.bears(c, 0.5, 0.5) and not E.bears(E.Sentence(0, 0, 1, 0.2, dict(c.parts, lexical=0.2)), 0.5, 0.5)
     # one sentence (or all rated alike): its probability itself, nothing to rescale against
     lone = E.Sentence(0, 0, 5, relevance=0.2)

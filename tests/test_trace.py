@@ -124,3 +124,15 @@ def test_a_step_where_every_candidate_is_blocked_says_so_instead_of_printing_non
     assert "None" not in text and text.rstrip().endswith("stopped: every candidate rejected by review")
     md = to_markdown(result)
     assert "**Step 0** — context `by` → nothing chosen (every candidate blocked, " in md and "None" not in md, md
+
+
+def test_the_step_that_chose_the_sentence_says_how_it_weighed_the_llm():
+    """The score of the step that chose the answer's sentence weighed llm by `llm_opening_share`: both renderings
+    say so, the JSON keeps it (`llm_share`), and it round-trips."""
+    step = {"step": 0, "prev": "", "context": [], "chosen": "For example, group", "chosen_words": ["For", "example", ",",
+            "group"], "source": "answer-span", "candidates": [_cand("For example, group", 3.27)], "latency_ms": {},
+            "llm_share": 0.1}
+    trace = {"question": "Which program uses group proxy?", "answer": "For example, group", "trace": [step]}
+    assert "llm=-1.000 (weighed x0.1, choosing the sentence)" in to_text(trace)
+    assert "choosing the sentence: llm weighed ×0.1" in to_markdown(trace)
+    assert Trace.from_dict(trace).to_dict()["trace"][0]["llm_share"] == 0.1
