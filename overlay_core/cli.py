@@ -105,8 +105,11 @@ def build(
                                      progress=not json_out, server_url=server_url, embedder=embedder)
     except OverlayError as exc:
         _fail(exc, ctx)
+    missing = [p for p in paths or () if not Path(p).expanduser().exists()]  # skipped, named in the report
     if json_out:
         print(json.dumps(report))
+        if missing:
+            raise typer.Exit(1)
         return
     state = "already built (cached)" if report.get("cached") else "built"
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
@@ -140,6 +143,10 @@ def build(
                   "build only, so answers from them can mix in words of other documents. To keep them, build every "
                   "path together (`overlay build A B …`); `overlay build --rebuild` starts the store from this corpus "
                   "only.", highlight=False, soft_wrap=True)
+    if missing:  # a mistyped path among others: the build of the others stands, but a script must see the mistake
+        err.print(f"error: no such file or folder: {', '.join(escape(str(p)) for p in missing)} (the other paths were "
+                  "built); check the path", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -145,11 +145,22 @@ def text_sections(text: str) -> list[Section]:
 
     A line ``# Title`` (1–6 ``#``) is a heading of that level; a single line underlined with ``===`` (level 1)
     or ``---``/``~~~``/``^^^`` (level 2) is a heading; any other line made of one repeated mark (an overline,
-    a rule) is dropped. Everything else is kept verbatim, line breaks included.
+    a rule) is dropped. The file's first line is its title (a level-1 heading) when it is short (≤ 10 words,
+    ≤ 80 characters), ends no sentence and a blank line follows it: "Заря" over "Заря — это программа …" was
+    read as the first sentence's first word ("Заря Заря — это …"). Everything else is kept verbatim, line
+    breaks included.
     """
     sections: list[Section] = []
     path: list[str] = []
     buf: list[str] = []
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is not None and first + 2 < len(lines) and not lines[first + 1].strip() \
+            and any(ln.strip() for ln in lines[first + 2:]):
+        title = lines[first].strip()
+        if len(title) <= 80 and len(title.split()) <= 10 and not title.startswith("#") \
+                and title[-1] not in _ENDS + _CLOSERS + ",":
+            path, lines = [title], lines[first + 1:]
 
     def flush() -> None:
         body = "\n".join(buf).strip()
@@ -157,7 +168,7 @@ def text_sections(text: str) -> list[Section]:
             sections.append(Section(body, list(path)))
         buf.clear()
 
-    for line in text.splitlines():
+    for line in lines:
         rule = _RULE.match(line)
         if rule:
             mark = rule.group(1)

@@ -177,6 +177,13 @@ def test_plain_text_headings_and_rules():
         (["Project Foo"], "Intro text.\nSecond line."), (["Project Foo", "Install"], "Run it."),
         (["Usage"], "use it\nend")]
     assert [s.text for s in text_sections("no headings here\n")] == ["no headings here"]
+    # a short first line over a blank line is the file's title ("Заря Заря — это …" was the first sentence); a
+    # first line that ends a sentence, runs on, or is all there is, is text
+    assert [(s.headings, s.text) for s in text_sections("Заря\n\nЗаря — это программа.\n")] == [
+        (["Заря"], "Заря — это программа.")]
+    assert text_sections("It works.\n\nMore.\n")[0].headings == []
+    assert text_sections("Intro without a stop\nruns on.\n\nMore.\n")[0].headings == []
+    assert text_sections("One line\n")[0].headings == []
 
 
 def test_text_or_binary():
@@ -319,6 +326,19 @@ def test_a_missing_path_is_one_clear_line(tmp_path):
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().splitlines() == [f"error: no such file or folder: no-such-folder (from {tmp_path}); "
                                              "check the path"]
+
+
+def test_a_missing_path_among_others_is_built_around_but_fails_the_command(tmp_path):
+    """A mistyped path next to good ones: the good ones are built, the missing one is named and the exit is 1."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha is a test document about nothing.\n")
+    p = subprocess.run([OVERLAY, "build", str(docs), "typo", "--home", str(tmp_path / "h")], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert "skipped typo: no such file or folder" in p.stderr and "1 file loaded (1 new" in p.stderr
+    assert p.stderr.strip().splitlines()[-1] == "error: no such file or folder: typo (the other paths were built); " \
+                                                "check the path"
 
 
 def test_an_empty_folder_is_named_in_one_clear_error(tmp_path):
