@@ -273,13 +273,15 @@ def focus_weights(form: QuestionForm, sents: list[list[str]]) -> dict[str, float
 
 
 def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool,
-              weights: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
+              weights: dict[str, float] | None = None, context: list[str] = ()) -> tuple[float, dict[str, float]]:
     """Relevance of one sentence (word tokens) to the question, in [0, 1], and its parts.
 
     ``focus`` is the share of the question's focus words whose stem occurs in the sentence (each word
     counted with its weight in ``weights``, e.g. :func:`focus_weights`; 1 each when None);
     ``subject`` is 1 when every subject word occurs, 0.75 for any other sentence of the subject's own
-    entry (``about_subject``: "It conventionally uses port 80." in the HTTP entry); ``type`` is 1 when the
+    entry (``about_subject``: "It conventionally uses port 80." in the HTTP entry) — a subject word may also be
+    in ``context``, the words of the headings the sentence stands under ("Orbitdesk Server > Releases" for the
+    row "Version: 2.0; Codename: Saltmarsh; Year: 2018." and "version 2.0 of Orbitdesk"); ``type`` is 1 when the
     sentence holds something of the expected answer type. Weighted 2 : 1 : 2 (terms that do not apply
     are left out: a question without subject or answer type is scored on its focus words alone).
     """
@@ -293,8 +295,8 @@ def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool,
     parts = {"focus": f_share}
     terms = [(2.0, f_share)] if focus else []
     if form.subject:
-        subj = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w)]
-        folded = {w.casefold() for w in sent}
+        subj = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w) and w.casefold() not in STOP_WORDS]
+        folded = {w.casefold() for w in (*sent, *context)}
         # a Russian word is found in any of its forms («ядро Linux» in «ядра Linux»)
         s = 1.0 if subj and all(w in folded or (_CYRILLIC.search(w) and stem(w) in stems) for w in subj) else 0.0
         if not s and about_subject:

@@ -370,3 +370,29 @@ def test_documents_given_inside_the_state_folder_are_named_not_called_empty(tmp_
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert f"error: {notes / 'a.md'} is inside the state folder {tmp_path} (--home" in p.stderr, p.stderr
     assert sorted(x.name for x in tmp_path.iterdir()) == ["notes"] and [x.name for x in notes.iterdir()] == ["a.md"]
+
+
+@pytest.fixture(scope="module")
+def two_products(tmp_path_factory) -> Path:
+    """tests/data/two-products (a fresh-user walk's documents): two products, each with a release table whose rows
+    name neither product ("Version: 2.0; Codename: …") — only the headings above them do."""
+    home = tmp_path_factory.mktemp("two-products-home")
+    p = subprocess.run([OVERLAY, "build", str(Path(__file__).parent / "data" / "two-products"), "--home", str(home)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return home
+
+
+@pytest.mark.parametrize("question,key,other", [
+    ("What was the codename of version 2.0 of Orbitdesk?", "Saltmarsh", "Thistledown"),
+    ("What was the codename of version 2.0 of Quillmark?", "Thistledown", "Saltmarsh"),
+    ("Which version of Orbitdesk is called Ravenglass?", "3.0", "Moonpetal"),
+])
+def test_a_table_row_is_answered_for_the_product_whose_headings_it_stands_under(two_products, question, key, other):
+    # the row's headings ("Orbitdesk Server > Releases") count for the subject, and an opening that rows of both
+    # products share ("Version: 2.0;") goes on in the most relevant one
+    a = subprocess.run([OVERLAY, "ask", "--json", "--home", str(two_products), question], capture_output=True,
+                       text=True, timeout=600)
+    assert a.returncode == 0, a.stderr
+    res = json.loads(a.stdout)
+    assert key in res["answer"] and other not in res["answer"] and not res["refused"], res["answer"]

@@ -111,3 +111,11 @@ def test_relevance_prefers_the_sentence_with_the_fact():
     assert E.frame_anchor(form, other) is None
     when = analyze("When was COBOL designed?")
     assert E.relevance(when, words("COBOL was designed by CODASYL in April 1960."), about_subject=True)[1]["type"] == 1.0
+
+
+def test_a_subject_word_may_be_in_the_headings_the_sentence_stands_under():
+    f = analyze("What was the codename of version 2.0 of Orbitdesk?")
+    row = words("Version: 2.0; Codename: Saltmarsh; Year: 2018.")
+    under = E.relevance(f, row, about_subject=False, context=words("Orbitdesk Server > Releases"))[1]
+    elsewhere = E.relevance(f, row, about_subject=False, context=words("Quillmark Editor > Release history"))[1]
+    assert (under["subject"], elsewhere["subject"]) == (1.0, 0.0)

@@ -35,10 +35,12 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
     key = form.subject.casefold() if form.subject else None
     for r, tk in enumerate(toks):
         is_about = bool(key) and about(passages[r], key)
+        # the headings a document passage stands under (metadata "headings": "Orbitdesk Server > Releases")
+        context = T.words(str((passages[r].metadata or {}).get("headings") or ""))
         ss, owner = [], [-1] * len(tk)
         for j, (a, b) in enumerate(ranges[r]):
             rel, parts = (0.0, {}) if form.opens_with_subject else E.relevance(
-                form, tk[a:b], about_subject=is_about, weights=weights)
+                form, tk[a:b], about_subject=is_about, weights=weights, context=context)
             ss.append(E.Sentence(r, a, b, rel, parts))
             owner[a:b] = [j] * (b - a)
         sents.append(ss)
