@@ -295,7 +295,8 @@ def relevance(form: QuestionForm, sent: list[str], *, about_subject: bool,
     parts = {"focus": f_share}
     terms = [(2.0, f_share)] if focus else []
     if form.subject:
-        subj = [w.casefold() for w in T.words(form.subject) if not T.is_punct(w) and w.casefold() not in STOP_WORDS]
+        subj = [w.casefold() for w in T.words(form.subject)
+                if not T.is_punct(w) and w.casefold() not in STOP_WORDS]  # "of" of "version 2.0 of Orbitdesk"
         folded = {w.casefold() for w in (*sent, *context)}
         # a Russian word is found in any of its forms («ядро Linux» in «ядра Linux»)
         s = 1.0 if subj and all(w in folded or (_CYRILLIC.search(w) and stem(w) in stems) for w in subj) else 0.0

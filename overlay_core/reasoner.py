@@ -109,7 +109,8 @@ class Reasoner:
             evidence=[EvidenceRef(passage=passages[x.passage].id, rank=x.passage + 1, relevance=round(x.relevance, 4),
                                   parts=x.parts, text=T.join(ev.toks[x.passage][x.start:x.end]))
                       for x in ev.ranked()[:5] if x.relevance > 0])
-        refusal = O.unknown_words(question, form, hits) or O.refusal(form, passages, ev, s, embedder=getattr(self.kb, "embedder", None))
+        refusal = (O.unknown_words(question, form, hits)
+                   or O.refusal(form, passages, ev, s, embedder=getattr(self.kb, "embedder", None)))
         times = {"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0, "accumulate": 0.0}
         if refusal:
             result.answer = O.DECLINED.get(form.lang, O.DECLINED["en"])
