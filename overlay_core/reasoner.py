@@ -180,13 +180,7 @@ class Reasoner:
             # the copies that continue where the answer was copied from, if any: an answer keeps to its sentence
             # ("a stress test for" is in two sentences; the one being copied goes on)
             follow = {(r, i) for r, i in best.at if (r, i - 1) in turn.cursor}
-            at = follow or set(best.at)
-            if self._choosing_sentence(turn) and len(at) > 1:
-                # an opening several sentences share ("Version: 2.0;" of two products' table rows) chooses the
-                # most relevant of them, whose relevance it carried, not all of them
-                top = max(turn.ev.rel_at(r, i) for r, i in at)
-                at = {(r, i) for r, i in at if turn.ev.rel_at(r, i) >= top}
-            turn.cursor = {(r, i + len(best.words) - 1) for r, i in at}
+            turn.cursor = {(r, i + len(best.words) - 1) for r, i in (follow or best.at)}
             if turn.closing_quote:  # the closing quote after the sentence end
                 return StopReason.SENTENCE_END
             if T.ends_sentence(words, len(words) - 1):
