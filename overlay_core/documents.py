@@ -399,8 +399,8 @@ def html_sections(text: str) -> list[Section]:
     under html.parser: each item stays one chunk); an item, a paragraph of one, or a bold line that does not end a
     sentence is closed with "." (:func:`close_item`). A table row of plain cells is one line, its cells joined
     by ``"; "`` and named by the table's header row (in ``thead``, or all ``th``), which is not a line of its own
-    (:func:`table_row`: "Version: 2.0; Codename: Thistledown; Year: 2015."). Terms sharing one description head it together ("Alpha; Beta");
-    a term with nothing under it is kept as text."""
+    (:func:`table_row`: "Version: 2.0; Codename: Thistledown; Year: 2015."). Terms sharing one description head
+    it together ("Alpha; Beta"); a term with nothing under it is kept as text."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(text, "html.parser")

@@ -400,8 +400,8 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
     if t.refused:
         lines += ["", f"**Declined:** {t.refusal or ''}"]
     if t.evidence:
-        lines += ["", "**Most relevant sentences** (a sentence bears on the question by `min_relevance` or `min_cross_encoder`)", "", "| passage | relevance | parts | sentence |",
-                  "|---|---|---|---|"]
+        lines += ["", "**Most relevant sentences** (a sentence bears on the question by `min_relevance` or "
+                      "`min_cross_encoder`)", "", "| passage | relevance | parts | sentence |", "|---|---|---|---|"]
         for e in t.evidence:
             parts = ", ".join(f"{k}={v:.2f}" for k, v in e.parts.items())
             lines.append(f"| [{e.rank}] | {_fmt(e.relevance)} | {parts} | {_fmt(e.text)} |")

@@ -56,9 +56,8 @@ def test_blend_by_rescaled_logits_and_bearing():
     E.mix_cross([lone], [0.9], 0.5)
     assert lone.relevance == pytest.approx(0.5 * 0.2 + 0.5 * 0.9) and E.bears(lone, 0.5, 0.5)
     assert not E.bears(lone, 0.5, 0.95)  # bearing reads the probability, not the rescaled value
-    lex = E.Sentence(0, 0, 5, relevance=0.6)
-    E.mix_cross([], [], 0.5)  # no sentence: nothing to do
-    assert lex.relevance == 0.6 and lex.parts == {} and E.bears(lex, 0.5, 0.5)  # unread: bears by its words
+    lex = E.Sentence(0, 0, 5, relevance=0.6)  # not read by the cross-encoder (a Russian question): by its words
+    assert lex.parts == {} and E.bears(lex, 0.5, 0.5) and not E.bears(lex, 0.7, 0.5)
 
 
 @pytest.fixture(scope="module")
