@@ -74,6 +74,7 @@ from eval_grounding import FREE_MAX_TOKENS, bootstrap_ci  # noqa: E402
 
 from overlay_core import evidence as E  # noqa: E402
 from overlay_core import text as T  # noqa: E402
+from overlay_core.questions import analyze  # noqa: E402
 
 SYSTEMS = ("overlay", "free", "first", "embed", "rerank")
 SETS_DIR = REPO / "bench" / "data"
@@ -201,15 +202,18 @@ def best_sentence(scores, sents: list[str]) -> str:
 
 
 def run(home: Path, rows: list[dict], systems, log=print, done: dict | None = None, sink=None,
-        settings: dict | None = None, weights: dict | None = None) -> list[dict]:
+        settings: dict | None = None, weights: dict | None = None, model: str | None = None,
+        model_ru: str = "auto") -> list[dict]:
     """One result row per question (in ``rows`` order). ``done`` maps question ids to finished rows that are
     reused as they are (``--resume``); ``sink(row)`` is called with each newly finished row. ``settings`` and
-    ``weights`` replace fields of the reasoner's defaults (``--setting NAME=VALUE``)."""
+    ``weights`` replace fields of the reasoner's defaults (``--setting NAME=VALUE``); ``model`` and ``model_ru``
+    choose the selector models as ``overlay ask --model/--model-ru`` do (free generation uses the same model as
+    Overlay for each question)."""
     from overlay_core.embeddings import get_encoder
     from overlay_core.knowledge import make_reasoner
 
     done = done or {}
-    reasoner = make_reasoner(home)
+    reasoner = make_reasoner(home, model_path=model, model_ru=model_ru)
     if settings:
         reasoner.settings = dataclasses.replace(reasoner.settings, **settings)
     if weights:
@@ -240,6 +244,7 @@ def evaluate_question(reasoner, q: dict, systems, enc=None, rr=None) -> dict:
     t0 = time.perf_counter()
     ranked, _ = reasoner.retrieve(question, s)
     prompt, kept, _ = reasoner.prompt(question, ranked, s)
+    sel = reasoner.selector_for(analyze(question).lang)[0]  # the model the reasoner reads this question with
     retrieve_ms = 1000 * (time.perf_counter() - t0)
     texts = [p.text for p in kept]
     # what a system can read of a passage: its text and its record's names (headword, aliases)
@@ -255,7 +260,7 @@ def evaluate_question(reasoner, q: dict, systems, enc=None, rr=None) -> dict:
     if q.get("evidence"):
         r["evidence"] = q["evidence"]
     if "overlay" in systems:
-        reasoner.selector._reset_cache()  # a cold prompt, as for a new question (the bench's fairness rule)
+        sel._reset_cache()  # a cold prompt, as for a new question (the bench's fairness rule)
         t0 = time.perf_counter()
         res = reasoner.answer(question)
         refused = is_refusal(res)
@@ -267,17 +272,17 @@ def evaluate_question(reasoner, q: dict, systems, enc=None, rr=None) -> dict:
                         supported_share(res["answer"], readable + [question])}
     if "free" in systems:
         # cold prompt too; prefill and decode timed apart so a same-length time can be composed (bench/e2e.py)
-        reasoner.selector._reset_cache()
+        sel._reset_cache()
         t0 = time.perf_counter()
-        reasoner.selector.generate(prompt, 0)
+        sel.generate(prompt, 0)
         t1 = time.perf_counter()
-        ans = reasoner.selector.generate(prompt, FREE_MAX_TOKENS)  # as bench/eval_grounding.py
+        ans = sel.generate(prompt, FREE_MAX_TOKENS)  # as bench/eval_grounding.py
         t2 = time.perf_counter()
-        per_tok = 1000 * (t2 - t1) / max(reasoner.selector.count_tokens(ans) if ans else 0, 1)
+        per_tok = 1000 * (t2 - t1) / max(sel.count_tokens(ans) if ans else 0, 1)
         r["free"] = {"answer": ans.strip(), "ms": retrieve_ms + 1000 * (t2 - t0), "prefill_ms": 1000 * (t1 - t0),
                      "ms_per_token": per_tok, "supported": supported_share(ans, texts)}
         if "overlay" in r and not r["overlay"]["refused"]:
-            n = reasoner.selector.count_tokens(r["overlay"]["answer"])
+            n = sel.count_tokens(r["overlay"]["answer"])
             r["free"]["same_length_ms"] = retrieve_ms + 1000 * (t1 - t0) + per_tok * n
     sents = sentences_of(kept)
     if "first" in systems:
@@ -418,6 +423,8 @@ def main(argv=None) -> int:
     ap.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                     help="run Overlay with this reasoner setting or score weight changed (repeatable), e.g. "
                          "--setting w_cross_encoder=0.3")
+    ap.add_argument("--model", default=None, help="selector model, a .gguf file or a name (as overlay ask --model)")
+    ap.add_argument("--model-ru", default="auto", help="selector of Russian questions (as overlay ask --model-ru)")
     a = ap.parse_args(argv)
     systems = tuple(s for s in a.systems.split(",") if s)
     bad = [s for s in systems if s not in SYSTEMS]
@@ -466,7 +473,8 @@ def main(argv=None) -> int:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
     try:
         out = run(home, rows, systems, log=lambda m: print(m, flush=True), done=done, sink=sink,
-                  settings=changed.get(ReasonerSettings), weights=changed.get(ScoreWeights))
+                  settings=changed.get(ReasonerSettings), weights=changed.get(ScoreWeights), model=a.model,
+                  model_ru=a.model_ru)
     except (RuntimeError, OverlayError) as exc:
         print(f"eval_factoid: {exc}", file=sys.stderr)
         return 2

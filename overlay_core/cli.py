@@ -157,7 +157,10 @@ def ask(
     home: Optional[Path] = HomeOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: answer, trace, passages, settings."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the trace as Markdown tables."),
-    model: Optional[Path] = typer.Option(None, envvar="OVERLAY_MODEL", help="GGUF model path (default: SmolLM2-135M)."),
+    model: Optional[str] = typer.Option(None, envvar="OVERLAY_MODEL", help="Selector model: a .gguf file or a name "
+                                        "(smollm2, gemma-3-270m); default smollm2."),
+    model_ru: str = typer.Option("auto", "--model-ru", envvar="OVERLAY_MODEL_RU", help="Selector of Russian questions: "
+                                 "auto (gemma-3-270m beside the default model), same (as --model), a file or a name."),
     enqueue: bool = typer.Option(False, "--enqueue", help="Put the answer in the review queue and print its id "
                                  "(creates the review database if needed, in an existing folder)."),
     db: Optional[str] = typer.Option(None, "--db", help="Review database for --enqueue: SQLite file path or SQLAlchemy URL "
@@ -179,7 +182,8 @@ def ask(
         if json_out and markdown:
             raise InputError("--json and --markdown are two output formats; choose one")
         settings, weights = _pick(ReasonerSettings, setting_values), _pick(ScoreWeights, setting_values)
-        reasoner = make_reasoner(home, model_path=model, weights=weights, settings=settings, server_url=server_url)
+        reasoner = make_reasoner(home, model_path=model, weights=weights, settings=settings, server_url=server_url,
+                                 model_ru=model_ru)
         result = reasoner.answer(question)
         if enqueue:
             from .verification import ReviewStore

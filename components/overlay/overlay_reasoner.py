@@ -7,6 +7,7 @@ from lfx.schema.dataframe import DataFrame
 from lfx.schema.message import Message
 
 from overlay_core.component_code import edited_nodes
+from overlay_core.knowledge import language_selectors
 from overlay_core.node_base import OverlayNode
 from overlay_core.reasoner import Reasoner
 from overlay_core.settings import ReasonerSettings, from_inputs, node_inputs
@@ -40,6 +41,9 @@ class OverlayReasoner(OverlayNode, Component):
                     required=True, info="Connect the Adjacency Table node."),
         HandleInput(name="llm_selector", display_name="LLM Selector", input_types=["LLMSelector"], required=True,
                     info="Connect the LLM Selector node."),
+        HandleInput(name="llm_selector_ru", display_name="LLM Selector for Russian", input_types=["LLMSelector"],
+                    required=False, info="Optional: the model that scores Russian questions. Not connected: "
+                    "gemma-3-270m (it reads Russian) beside the default English model, else the LLM Selector above."),
         HandleInput(name="score_accumulator", display_name="Score Accumulator", input_types=["ScoreAccumulator"],
                     required=True, info="Connect the Score Accumulator node (weights + verdict scores)."),
         HandleInput(name="candidate_sources", display_name="Candidate Sources", input_types=["SourceSpec"],
@@ -72,7 +76,10 @@ class OverlayReasoner(OverlayNode, Component):
         acc = self.score_accumulator
         settings = from_inputs(ReasonerSettings, self)
         sources, guards, features = _listed(self.candidate_sources), _listed(self.guards), _listed(self.features)
-        reasoner = Reasoner(self.knowledge_base, self.adjacency_table, self.llm_selector, acc.accumulator,
+        sel = self.llm_selector
+        russian = ({"ru": self.llm_selector_ru} if hasattr(self.llm_selector_ru, "score")
+                   else language_selectors(sel, "auto", n_ctx=sel.n_ctx, n_threads=sel.n_threads, n_batch=sel.n_batch))
+        reasoner = Reasoner(self.knowledge_base, self.adjacency_table, sel, acc.accumulator, selectors=russian,
                             weights=weights_from_features(features) if features else acc.weights, settings=settings,
                             sources=build_sources(sources, self.adjacency_table, acc.accumulator) if sources else None,
                             guards=build_guards(guards, acc.accumulator) if guards else None)

@@ -134,6 +134,8 @@ class Turn:
     min_words: int = 0
     #: set by the reviewer-rejections guard when it blocked every remaining candidate
     all_rejected: bool = False
+    #: the LLM selector that scores this answer's candidates (:meth:`overlay_core.reasoner.Reasoner.selector_for`)
+    selector: Any = None
 
     @property
     def context(self) -> tuple[str, ...]:
