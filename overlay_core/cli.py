@@ -23,6 +23,7 @@ from .accumulator import ScoreWeights
 from .cli_errors import err, fail as _fail, print_error
 from .errors import InputError, OverlayError
 from .settings import ReasonerSettings, render_help, specs
+from .text import utf8_safe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Overlay: a transparent reasoning pipeline (adjacency tables + retrieval + LLM selector).")
@@ -85,7 +86,9 @@ def build(
 ) -> None:
     """Build the knowledge: passages into ChromaDB and the adjacency table (cached by corpus fingerprint).
 
-    With PATHs, from your own documents (bad files are skipped, one line each); else from a dictd dictionary."""
+    With PATHs, from your own documents (bad files are skipped, one line each); else from a dictd dictionary.
+
+    --json prints the report of overlay_core.knowledge.build_knowledge with missing_paths (mistyped PATHs: exit 1)."""
     from .knowledge import build_knowledge
 
     def skipped(f: str, why: str) -> None:
@@ -107,9 +110,8 @@ def build(
         _fail(exc, ctx)
     missing = [p for p in paths or () if not Path(p).expanduser().exists()]  # skipped, named in the report
     if json_out:
-        print(json.dumps(report))
-        if missing:
-            raise typer.Exit(1)
+        print(json.dumps(dict(report, missing_paths=[utf8_safe(str(p)) for p in missing])))
+        _fail_missing(missing)
         return
     state = "already built (cached)" if report.get("cached") else "built"
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
@@ -143,7 +145,13 @@ def build(
                   "build only, so answers from them can mix in words of other documents. To keep them, build every "
                   "path together (`overlay build A B …`); `overlay build --rebuild` starts the store from this corpus "
                   "only.", highlight=False, soft_wrap=True)
-    if missing:  # a mistyped path among others: the build of the others stands, but a script must see the mistake
+    _fail_missing(missing)
+
+
+def _fail_missing(missing: list[Path]) -> None:
+    """Exit 1 naming the ``missing`` paths, if any: a mistyped path among others leaves the build of the others
+    standing, but a script must see the mistake (in text and JSON mode alike)."""
+    if missing:
         err.print(f"error: no such file or folder: {', '.join(escape(str(p)) for p in missing)} (the other paths were "
                   "built); check the path", highlight=False, soft_wrap=True)
         raise typer.Exit(1)

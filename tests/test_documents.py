@@ -341,6 +341,25 @@ def test_a_missing_path_among_others_is_built_around_but_fails_the_command(tmp_p
                                                 "check the path"
 
 
+def test_a_missing_path_among_others_is_named_in_json_mode_too(tmp_path):
+    """`--json`: the report on stdout names the missing paths (``missing_paths``) and stderr still says the error;
+    both used to say nothing of it, only the exit code 1 did."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha is a test document about nothing.\n")
+    home = tmp_path / "h"
+    p = subprocess.run([OVERLAY, "build", str(docs), "typo", "--json", "--home", str(home)], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    report = json.loads(p.stdout)
+    assert report["missing_paths"] == ["typo"] and [Path(f["file"]).name for f in report["files"]] == ["a.md"]
+    assert p.stderr.strip().splitlines()[-1] == "error: no such file or folder: typo (the other paths were built); " \
+                                                "check the path"
+    p = subprocess.run([OVERLAY, "build", str(docs), "--json", "--home", str(home)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stderr == "" and json.loads(p.stdout)["missing_paths"] == []
+
+
 def test_an_empty_folder_is_named_in_one_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
