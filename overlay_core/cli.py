@@ -88,7 +88,9 @@ def build(
 
     With PATHs, from your own documents (bad files are skipped, one line each); else from a dictd dictionary.
 
-    --json prints the report of overlay_core.knowledge.build_knowledge with missing_paths (mistyped PATHs: exit 1)."""
+    --json prints the report of overlay_core.knowledge.build_knowledge with missing_paths (mistyped PATHs: exit 1).
+
+    Its ingest counts what this run stored (nothing when cached); last_build_ingest, what the stored build did."""
     from .knowledge import build_knowledge
 
     def skipped(f: str, why: str) -> None:

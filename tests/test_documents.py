@@ -360,6 +360,20 @@ def test_a_missing_path_among_others_is_named_in_json_mode_too(tmp_path):
     assert p.returncode == 0 and p.stderr == "" and json.loads(p.stdout)["missing_paths"] == []
 
 
+def test_building_the_same_folder_again_with_json_reports_that_nothing_was_ingested(tmp_path):
+    """The second `overlay build docs --json` reuses the cached build; its ``ingest`` used to repeat the first
+    build's counts (1 added) as if it had embedded the passage again."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha is a test document about nothing.\n")
+    cmd = [OVERLAY, "build", str(docs), "--json", "--home", str(tmp_path / "h")]
+    first, again = (json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout)
+                    for _ in range(2))
+    assert first["cached"] is False and first["ingest"]["added"] == 1
+    assert again["cached"] is True and (again["ingest"]["added"], again["ingest"]["unchanged"]) == (0, 1)
+    assert again["last_build_ingest"] == first["ingest"] == first["last_build_ingest"]
+
+
 def test_an_empty_folder_is_named_in_one_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
