@@ -18,11 +18,43 @@ from typing import Any, Optional
 
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from .accumulator import ScoreWeights
 from .cli_errors import err, fail as _fail, print_error
 from .errors import InputError, OverlayError
 from .settings import ReasonerSettings, render_help, specs
+from .text import utf8_safe
+
+
+class _Command(TyperCommand):
+    """A command whose ``--help`` never cuts an option name.
+
+    typer lists the options in a rich table, one column each for the names, the short names, the ``--no-`` names
+    and the short ones, then the type and the help, and every column shrinks to fit the terminal: at 80 columns
+    ``ask`` showed "--refuse-distance-m…" (a setting name users copy into flows and docs). Here the names of an
+    option share one column, one name a line, that keeps its width; the help column wraps in the rest."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from rich.table import Table
+        from rich.text import Text
+        from typer import rich_utils
+
+        class OptionsTable(Table):
+            def add_row(self, *cells, **kwargs) -> None:
+                if len(cells) >= 6:  # an option row: [required,] 4 name cells, type, help (a command row has 2)
+                    names = Text("\n").join(c for c in cells[-6:-2] if isinstance(c, Text) and c.plain)
+                    cells = (*cells[:-6], names, *cells[-2:])
+                super().add_row(*cells, **kwargs)
+                for column in self.columns[:-2]:  # the type and help columns (the last two) may wrap
+                    column.no_wrap = True
+
+        table, rich_utils.Table = rich_utils.Table, OptionsTable  # only while this help is printed
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            rich_utils.Table = table
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Overlay: a transparent reasoning pipeline (adjacency tables + retrieval + LLM selector).")
@@ -67,7 +99,7 @@ def _pick(cls: type, values: dict[str, Any]) -> Any:
     return cls(**{s.name: values[s.name] for s in specs(cls)})
 
 
-@app.command()
+@app.command(cls=_Command)
 def build(
     ctx: typer.Context,
     paths: Optional[list[Path]] = typer.Argument(None, help="Files or folders of your own documents (.txt, .md, "
@@ -85,7 +117,11 @@ def build(
 ) -> None:
     """Build the knowledge: passages into ChromaDB and the adjacency table (cached by corpus fingerprint).
 
-    With PATHs, from your own documents (bad files are skipped, one line each); else from a dictd dictionary."""
+    With PATHs, from your own documents (bad files are skipped, one line each); else from a dictd dictionary.
+
+    --json prints the report of overlay_core.knowledge.build_knowledge with missing_paths (mistyped PATHs: exit 1).
+
+    Its ingest counts what this run stored (nothing when cached); last_build_ingest, what the stored build did."""
     from .knowledge import build_knowledge
 
     def skipped(f: str, why: str) -> None:
@@ -107,9 +143,8 @@ def build(
         _fail(exc, ctx)
     missing = [p for p in paths or () if not Path(p).expanduser().exists()]  # skipped, named in the report
     if json_out:
-        print(json.dumps(report))
-        if missing:
-            raise typer.Exit(1)
+        print(json.dumps(dict(report, missing_paths=[utf8_safe(str(p)) for p in missing])))
+        _fail_missing(missing)
         return
     state = "already built (cached)" if report.get("cached") else "built"
     err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
@@ -143,13 +178,19 @@ def build(
                   "build only, so answers from them can mix in words of other documents. To keep them, build every "
                   "path together (`overlay build A B …`); `overlay build --rebuild` starts the store from this corpus "
                   "only.", highlight=False, soft_wrap=True)
-    if missing:  # a mistyped path among others: the build of the others stands, but a script must see the mistake
+    _fail_missing(missing)
+
+
+def _fail_missing(missing: list[Path]) -> None:
+    """Exit 1 naming the ``missing`` paths, if any: a mistyped path among others leaves the build of the others
+    standing, but a script must see the mistake (in text and JSON mode alike)."""
+    if missing:
         err.print(f"error: no such file or folder: {', '.join(escape(str(p)) for p in missing)} (the other paths were "
                   "built); check the path", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 @_setting_options(ReasonerSettings, ScoreWeights)
 def ask(
     ctx: typer.Context,
@@ -203,7 +244,7 @@ def ask(
             print(f"\nreview item: {result['answer_id']}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def neighbors(
     ctx: typer.Context,
     word: str = typer.Argument(..., help="Context: one word, or two words for a trigram context."),
@@ -229,7 +270,7 @@ def neighbors(
         print(f"{' '.join(e.context)} -> {e.word}\tp={e.prob:.3f}\tcount={e.count}\tpassages={e.n_passages}\te.g. {eg}")
 
 
-@app.command("check-flow")
+@app.command("check-flow", cls=_Command)
 def check_flow(
     ctx: typer.Context,
     flows: list[Path] = typer.Argument(..., help="Saved LangFlow flow files (.json)."),
@@ -278,11 +319,12 @@ def _mount_optional() -> None:
     except ImportError:  # pragma: no cover
         inspect_command = None
     if inspect_command is not None:
-        app.command("inspect", help="Inspect a .safetensors or .gguf file: roles, heads, statistics, pictures.")(inspect_command)
+        app.command("inspect", cls=_Command,
+                    help="Inspect a .safetensors or .gguf file: roles, heads, statistics, pictures.")(inspect_command)
     from .lab.cli import lab_command
 
-    app.command("lab", help="Train a tiny attention-only transformer and watch its heads specialize (checkpoints, "
-                "probes, report).")(lab_command)
+    app.command("lab", cls=_Command, help="Train a tiny attention-only transformer and watch its heads specialize "
+                "(checkpoints, probes, report).")(lab_command)
 
 
 _mount_optional()

@@ -685,8 +685,8 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     Incremental: passages already stored are not embedded again (:meth:`~overlay_core.retrieval.KnowledgeBase.upsert`),
     a changed file's old passages are replaced, and the passages of a file that was built from one of
     ``paths`` before but is no longer there (deleted, or now skipped as bad) are removed from the store. The
-    same documents again: the report of the last build, ``cached`` True
-    (:func:`overlay_core.knowledge.build_knowledge`).
+    same documents again: the report of the last build, ``cached`` True and nothing in ``ingest`` but unchanged
+    passages (:func:`overlay_core.knowledge.build_knowledge`).
 
     Args:
         paths: files and folders (``.txt``, ``.md``, ``.html``, ``.pdf``; folders recursively).

@@ -170,8 +170,11 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
 
     Returns:
         The build report (also written to ``knowledge.json``): ``fingerprint``, ``n_passages``,
-        ``ingest`` (added/updated/unchanged/skipped counts), ``n_edges``, ``vocab_size``, timings,
-        ``build_args`` (None when unknown), ``embedder``, ``cached``.
+        ``ingest`` (added/updated/unchanged/skipped counts of this run: a cached build writes nothing, so
+        every passage counts as unchanged), ``n_edges``, ``vocab_size``, ``timings_s`` (of the stored build),
+        ``build_args`` (None when unknown), ``embedder``, ``cached``; and, not in the file,
+        ``last_build_ingest``: the ``ingest`` counts of the build that made the stored knowledge (this
+        one's, unless cached).
 
     Raises:
         CorpusError: the corpus is empty or unreadable.
@@ -221,7 +224,7 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
             report = {}
         if (report.get("fingerprint") == fingerprint and table_current(paths.adjacency)
                 and _store_holds(paths, collection, server_url, report.get("store_count", 0))):
-            return dict(report, cached=True)
+            return _cached(report)
         # else: other corpus, a table this version cannot read or tokenizes differently (older Overlay),
         # or a passage store that lost passages (e.g. its folder was deleted): build again; passages
         # already in ChromaDB are found unchanged and not embedded again.
@@ -259,7 +262,18 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
               "cached": False}
     write_atomic(paths.report, json.dumps(report, indent=2).encode())
     paths.build_marker.unlink(missing_ok=True)
-    return report
+    return dict(report, last_build_ingest=dict(report["ingest"]))
+
+
+def _cached(report: dict) -> dict:
+    """The report of a build that found ``report`` (read from ``knowledge.json``) current: its ``ingest`` is this
+    run's (every passage already stored, nothing written), the stored build's counts are ``last_build_ingest``."""
+    built = report.get("ingest") or {}
+    total = built.get("total", report.get("n_passages", 0))
+    skipped = built.get("skipped_empty", 0)
+    ingest = {"added": 0, "updated": 0, "unchanged": total - skipped, "removed": 0, "skipped_empty": skipped,
+              "total": total}
+    return dict(report, ingest=ingest, last_build_ingest=built, cached=True)
 
 
 def _store_holds(paths: "StatePaths", collection: str, server_url: str | None, expected: int) -> bool:

@@ -49,6 +49,7 @@ _PARTICIPLES = {
     "spoke": "spoken", "speak": "spoken", "taught": "taught", "teach": "taught", "thought": "thought",
     "brought": "brought", "bring": "brought", "sent": "sent", "send": "sent", "spun": "spun",
     "split": "split", "shut": "shut", "let": "let", "read": "read", "meant": "meant", "mean": "meant",
+    "did": "done", "do": "done", "went": "gone", "go": "gone",
 }
 #: Irregular past tenses of base verbs ("When did X begin?" → "X began").
 _PAST = {
@@ -58,7 +59,11 @@ _PAST = {
     "become": "became", "grow": "grew", "know": "knew", "see": "saw", "speak": "spoke", "teach": "taught",
     "bring": "brought", "send": "sent", "get": "got", "go": "went", "do": "did", "have": "had",
     "stand": "stood", "split": "split", "read": "read", "mean": "meant",
+    "found": "founded",  # to found (a company); "found" as the past of "find" is not a base form
 }
+#: Forms that are already participles / past tenses: kept as given ("When was X written?" → "X was written").
+_PARTICIPLE_FORMS = frozenset(_PARTICIPLES.values())
+_PAST_FORMS = frozenset(_PAST.values())
 
 
 @dataclass(frozen=True)
@@ -106,20 +111,24 @@ class QuestionForm:
 
 
 def participle(verb: str) -> str:
-    """Past participle of an English verb given as past tense or base form ("invented", "write" → "written")."""
+    """Past participle of an English verb given as past tense, base form or participle ("invented", "write",
+    "written" → "written")."""
     v = verb.casefold()
     if v in _PARTICIPLES:
         return _PARTICIPLES[v]
-    if v.endswith("ed"):
+    if v in _PARTICIPLE_FORMS or v.endswith("ed"):
         return v
     return past(v)
 
 
 def past(verb: str) -> str:
-    """Simple past of a base-form verb ("develop" → "developed", "create" → "created", "apply" → "applied")."""
+    """Simple past of a base-form verb ("develop" → "developed", "create" → "created", "apply" → "applied"); a past
+    form is kept ("began", "invented"), but not a base form in -eed ("succeed" → "succeeded")."""
     v = verb.casefold()
     if v in _PAST:
         return _PAST[v]
+    if v in _PAST_FORMS or (v.endswith("ed") and not v.endswith("eed")):
+        return v
     if v.endswith("e"):
         return v + "d"
     if len(v) > 2 and v.endswith("y") and v[-2] not in "aeiou":

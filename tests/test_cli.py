@@ -219,6 +219,32 @@ def test_min_words_help_says_max_words_wins():
     assert "max wins: the answer stops at --max-words" in helps["min_words"]
 
 
+def _commands(cmd, path=()):
+    """``(path, command)`` of every command under the click command ``cmd`` (typer ships its own click)."""
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, (*path, name)) if hasattr(sub, "commands") else [((*path, name), sub)]
+
+
+def test_help_at_80_columns_shows_every_option_name_in_full():
+    """`overlay ask --help` at 80 columns cut "--refuse-distance-multilingual" to "--refuse-distance-m…" (an option
+    name a user copies into a command line, a flow or the docs)."""
+    import re
+
+    import typer.main
+
+    from overlay_core.cli import app
+
+    for path, cmd in _commands(typer.main.get_command(app)):
+        res = _cli(*path, "--help", env={"COLUMNS": "80"})
+        assert res.exit_code == 0, res.output
+        assert max(len(line) for line in res.stdout.splitlines()) <= 80 and "…" not in res.stdout, res.stdout
+        names = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+        # a row opens with the option's name (after the required column's "*"), its --no- form beside or below it
+        rows = [re.match(r"│ (?:[* ]  )?(--\S+)(?: +(--\S+))?", line) for line in res.stdout.splitlines()]
+        shown = {name for m in rows if m for name in m.groups() if name}
+        assert names == shown - {"--help"}, (path, res.stdout)
+
+
 def test_ask_enqueue_creates_the_review_database_that_review_reads(env_home, tmp_path):
     """--enqueue creates the queue (the one command that may); max_words below min_words: max wins."""
     db = tmp_path / "queue.sqlite3"

@@ -341,6 +341,39 @@ def test_a_missing_path_among_others_is_built_around_but_fails_the_command(tmp_p
                                                 "check the path"
 
 
+def test_a_missing_path_among_others_is_named_in_json_mode_too(tmp_path):
+    """`--json`: the report on stdout names the missing paths (``missing_paths``) and stderr still says the error;
+    both used to say nothing of it, only the exit code 1 did."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha is a test document about nothing.\n")
+    home = tmp_path / "h"
+    p = subprocess.run([OVERLAY, "build", str(docs), "typo", "--json", "--home", str(home)], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    report = json.loads(p.stdout)
+    assert report["missing_paths"] == ["typo"] and [Path(f["file"]).name for f in report["files"]] == ["a.md"]
+    assert p.stderr.strip().splitlines()[-1] == "error: no such file or folder: typo (the other paths were built); " \
+                                                "check the path"
+    p = subprocess.run([OVERLAY, "build", str(docs), "--json", "--home", str(home)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and p.stderr == "" and json.loads(p.stdout)["missing_paths"] == []
+
+
+def test_building_the_same_folder_again_with_json_reports_that_nothing_was_ingested(tmp_path):
+    """The second `overlay build docs --json` reuses the cached build; its ``ingest`` used to repeat the first
+    build's counts (1 added) as if it had embedded the passage again."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Alpha\n\nAlpha is a test document about nothing.\n")
+    cmd = [OVERLAY, "build", str(docs), "--json", "--home", str(tmp_path / "h")]
+    first, again = (json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout)
+                    for _ in range(2))
+    assert first["cached"] is False and first["ingest"]["added"] == 1
+    assert again["cached"] is True and (again["ingest"]["added"], again["ingest"]["unchanged"]) == (0, 1)
+    assert again["last_build_ingest"] == first["ingest"] == first["last_build_ingest"]
+
+
 def test_an_empty_folder_is_named_in_one_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

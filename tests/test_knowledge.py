@@ -18,6 +18,21 @@ def test_cached_build_is_reused(home_copy):
     assert report["cached"] is True
 
 
+def test_a_cached_build_reports_what_it_ingested_nothing(home_copy):
+    """A cached build's ``ingest`` used to repeat the first build's counts, as if it had embedded them again; it
+    is this run's (nothing written), and the build that made the stored knowledge is ``last_build_ingest``."""
+    built = json.loads(state_paths(home_copy).report.read_text())["ingest"]
+    assert built["added"] > 0
+    report = build_knowledge(home_copy, headwords=SUBSET, order=3)
+    assert report["cached"] is True and report["last_build_ingest"] == built
+    ing = report["ingest"]
+    assert ing["added"] == ing["updated"] == ing["removed"] == 0
+    assert ing["unchanged"] + ing["skipped_empty"] == ing["total"] == report["n_passages"] == built["total"]
+    assert set(ing) == set(built)
+    rebuilt = build_knowledge(home_copy, headwords=SUBSET, order=3, rebuild=True)
+    assert rebuilt["cached"] is False and rebuilt["last_build_ingest"] == rebuilt["ingest"]
+
+
 def test_table_of_an_older_format_version_is_rebuilt_without_embedding_again(home_copy):
     paths = state_paths(home_copy)
     table = AdjacencyTable.load(paths.adjacency)

@@ -21,6 +21,8 @@ from overlay_core.text import words
     ("When was COBOL designed?", "when", "COBOL", "COBOL was designed", "year"),
     ("In what year was Perl released?", "when", "Perl", "Perl was released", "year"),
     ("When did Unix begin?", "when", "Unix", "Unix began", "year"),
+    ("When was Foo written?", "when", "Foo", "Foo was written", "year"),  # not "Foo was writtened"
+    ("When was the photo taken?", "when", "photo", "the photo was taken", "year"),
     ("Where was Unix developed?", "where", "Unix", "Unix was developed", "place"),
     ("Which company developed Java?", "which", "Java", "Java was developed", "any"),
     ("What port does HTTP use?", "what", "HTTP", "HTTP uses", "any"),
@@ -78,6 +80,22 @@ def test_verb_forms():
     assert [third_person(v) for v in ("use", "support", "do", "carry", "have")] == ["uses", "supports", "does", "carries", "has"]
     assert [base_form(v) for v in ("maintains", "uses", "carries", "pushes", "has", "goes", "discusses")] == \
         ["maintain", "use", "carry", "push", "have", "go", "discuss"]
+
+
+def test_a_verb_given_in_the_form_asked_for_is_kept():
+    """``participle("written")`` used to be "writtened" ("When was X written?" -> "X was writtened"), and ``past``
+    added -ed to a past form the same way ("When did Unix began?" -> "Unix beganed")."""
+    from overlay_core.questions import _PARTICIPLES
+
+    assert (participle("written"), participle("wrote"), participle("invented")) == ("written", "written", "invented")
+    assert [participle(v) for v in ("taken", "given", "drawn", "begun", "done", "gone")] == \
+        ["taken", "given", "drawn", "begun", "done", "gone"]
+    assert all(participle(v) == v for v in _PARTICIPLES.values())
+    assert [participle(v) for v in ("did", "went", "stood")] == ["done", "gone", "stood"]
+    assert [past(v) for v in ("began", "wrote", "stood", "invented", "read")] == \
+        ["began", "wrote", "stood", "invented", "read"]
+    # base forms that end like past forms keep their -ed: "Which company did Jobs found?" -> "Jobs founded"
+    assert [past(v) for v in ("found", "succeed", "need")] == ["founded", "succeeded", "needed"]
 
 
 def test_material_drops_dictionary_furniture_but_keeps_the_words():
