@@ -109,6 +109,28 @@ def test_a_russian_question_no_passage_bears_on_is_declined_in_russian(reasoner)
     assert res["passages"]  # the best passages are still shown
 
 
+def test_a_name_in_latin_letters_no_passage_writes_declines_a_russian_question(reasoner):
+    res = reasoner.answer("Кто основал проект Ubuntu?")  # close to «Проект Debian был создан …», but not about it
+    assert res["refused"] and res["answer"] == DECLINED["ru"]
+    assert res["refusal"].startswith("'Ubuntu' (written in Latin letters: a name) occurs in none"), res["refusal"]
+    # a name the passages write is no reason to decline («GNU Mach» is in hurd.txt)
+    assert not reasoner.answer("Поверх какого микроядра работает Hurd в системе GNU?")["refused"]
+
+
+def test_only_russian_questions_are_checked_for_names_in_latin_letters():
+    from types import SimpleNamespace
+
+    from overlay_core.questions import analyze
+    from overlay_core.stages.opening import unwritten_names
+
+    passages = [SimpleNamespace(text="Пакет aptitude; файл /etc/hosts; проект GNU/Linux.")]
+    for q in ("Что такое aptitude?", "Что лежит в /etc/hosts?", "Кто написал GNU/Linux?", "Кто такой Сид?",
+              "Who founded Ubuntu?"):
+        assert unwritten_names(q, analyze(q), passages) is None, q
+    assert "'RISC-V'" in unwritten_names("Поддерживает ли Debian RISC-V?", analyze("Поддерживает ли Debian RISC-V?"),
+                                         passages)
+
+
 def test_overlay_build_and_ask_from_the_command_line_in_russian(ru_home, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -3,6 +3,7 @@ definition, a frame taken from the question) and the yes/no word of a yes/no que
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 
@@ -40,6 +41,32 @@ def unknown_words(question: str, form, hits) -> str | None:
         return None
     return ("none of the words of the question (besides 'what is' etc.) occur in the retrieved passages; ask about "
             "a term of the corpus, or ingest documents that cover it")
+
+
+_LATIN = re.compile(r"[A-Za-z]")
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+
+
+def unwritten_names(question: str, form, passages) -> str | None:
+    """Why a Russian question is declined when a word it writes in Latin letters — the name of what it asks about
+    («Ubuntu», «RISC-V», «snapd», «C») — occurs in none of the passages the answer would be read from, else None.
+
+    In Russian text a switch to Latin letters marks a name (a product, a standard, a command); a passage that never
+    writes it does not answer about it, however close its sentences are («Кто основал проект Ubuntu?» is not
+    answered from a sentence about GNU). Words are compared whole and case-blind (``T.words`` keeps «GNU/Linux»,
+    «/etc/hosts» one word). English questions have the subject checks of :func:`refusal` instead.
+    Measured on the Russian FAQ set (docs/russian.md §5)."""
+    if form.lang != "ru":
+        return None
+    names = [w for w in T.words(question) if _LATIN.search(w) and not _CYRILLIC.search(w) and not T.is_punct(w)]
+    if not names:
+        return None
+    known = {w.casefold() for p in passages for w in T.words(p.text)}
+    missing = [w for w in dict.fromkeys(names) if w.casefold() not in known]
+    if not missing:
+        return None
+    return (f"{', '.join(repr(w) for w in missing)} (written in Latin letters: a name) occurs in none of the "
+            "retrieved passages; ask about a name the documents use, or ingest documents that cover it")
 
 
 def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, *,
