@@ -164,11 +164,14 @@ def ensure_home(set_name: str, home: Path | None, log=print) -> Path:
     """The state folder for ``set_name``: ``home`` if given, else the set's default (:data:`SET_DOCUMENTS`) or
     ``$OVERLAY_HOME`` / ``./.overlay``. A document set's folder is built from its bundled documents when it holds
     no knowledge yet, as ``overlay build PATH --home HOME [--embedder E]`` run from the current folder would (a
-    minute or less)."""
+    minute or less), and its table again when it was built with other word-token rules (seconds)."""
     folder, pattern, exclude, default, embedder = SET_DOCUMENTS.get(set_name, (None,) * 5)
     if home is None:
         home = default or Path(os.environ.get("OVERLAY_HOME", REPO / ".overlay"))
-    if folder is not None and not (home / "knowledge.json").is_file():
+    from overlay_core.knowledge import folder_state_paths, table_current
+
+    stale = (home / "knowledge.json").is_file() and not table_current(folder_state_paths(home).adjacency)
+    if folder is not None and (stale or not (home / "knowledge.json").is_file()):
         from overlay_core.documents import load_paths
         from overlay_core.knowledge import build_knowledge
 

@@ -146,8 +146,9 @@ def text_sections(text: str) -> list[Section]:
     A line ``# Title`` (1–6 ``#``) is a heading of that level; a single line underlined with ``===`` (level 1)
     or ``---``/``~~~``/``^^^`` (level 2) is a heading; any other line made of one repeated mark (an overline,
     a rule) is dropped. The file's first line is its title (a level-1 heading) when it is short (≤ 10 words,
-    ≤ 80 characters), ends no sentence and a blank line follows it: "Заря" over "Заря — это программа …" was
-    read as the first sentence's first word ("Заря Заря — это …"). Everything else is kept verbatim, line
+    ≤ 80 characters), ends no sentence (a closing quote may end it: «Ботанический сад «Лесная поляна»») and a blank
+    line follows it: "Заря" over "Заря — это программа …" was read as the first sentence's first word ("Заря Заря —
+    это …"). Everything else is kept verbatim, line
     breaks included.
     """
     sections: list[Section] = []
@@ -159,7 +160,7 @@ def text_sections(text: str) -> list[Section]:
             and any(ln.strip() for ln in lines[first + 2:]):
         title = lines[first].strip()
         if len(title) <= 80 and len(title.split()) <= 10 and not title.startswith("#") \
-                and title[-1] not in _ENDS + _CLOSERS + ",":
+                and title.rstrip(_CLOSERS)[-1:] not in _ENDS + ",":  # «Сад «Поляна»» is a title; 'Hi.»' is not
             path, lines = [title], lines[first + 1:]
 
     def flush() -> None:

@@ -355,10 +355,10 @@ def language_selectors(selector, model_ru: str | Path | None = "auto", **kw) -> 
     """The ``selectors`` argument of :class:`overlay_core.reasoner.Reasoner` for Russian questions, beside the
     default ``selector`` (an :class:`~overlay_core.selector.LLMSelector`).
 
-    ``model_ru``: ``"auto"`` -> gemma-3-270m (:data:`overlay_core.models.RUSSIAN_MODEL`, it reads Russian; measured in
-    docs/russian.md) when its package is installed and ``selector`` runs the default SmolLM2 file, else none;
-    ``None``/``""``/``"same"`` -> none (``selector`` scores Russian questions too); a .gguf path or a model name ->
-    that model. The model is loaded on the first Russian question (``get_selector(model_ru, **kw)``); a path is
+    ``model_ru`` (names case-blind): ``"auto"`` or ``""`` -> gemma-3-270m (:data:`overlay_core.models.RUSSIAN_MODEL`,
+    it reads Russian; measured in docs/russian.md) when its package is installed and ``selector`` runs the default
+    SmolLM2 file, else none; ``None``/``"same"`` -> none (``selector`` scores Russian questions too); a .gguf path
+    or a model name -> that model. The model is loaded on the first Russian question (``get_selector(model_ru, **kw)``); a path is
     checked now.
 
     Raises:
@@ -368,19 +368,28 @@ def language_selectors(selector, model_ru: str | Path | None = "auto", **kw) -> 
     from .selector import _resolve_model_path, default_model_path, get_selector
 
     choice = "same" if model_ru is None else str(model_ru).strip()
-    if choice == "auto":
+    key = choice.casefold()
+    if key in ("", "auto"):  # an empty value (an unset variable) is the default, not "same"
         path = getattr(selector, "model_path", None)
         try:
             is_default = path is not None and Path(path) == default_model_path()
         except ModelError:
             is_default = False
-        choice = RUSSIAN_MODEL if is_default and model_available(RUSSIAN_MODEL) else "same"
-    if choice in ("", "same"):
+        key = RUSSIAN_MODEL if is_default and model_available(RUSSIAN_MODEL) else "same"
+    if key == "same":
         return {}
-    if choice in MODELS and not model_available(choice):
-        raise ModelError(f"the Russian selector model {choice!r} is not installed ({MODELS[choice]}); install it, "
-                         "or use --model-ru same")
-    target = choice if choice in MODELS else _resolve_model_path(choice)  # a named model is assembled on first use
+    if key in MODELS:
+        if not model_available(key):
+            raise ModelError(f"the Russian selector model {key!r} is not installed ({MODELS[key]}); install it, "
+                             "or use --model-ru same")
+        target = key  # a named model is assembled on first use
+    else:
+        try:
+            target = _resolve_model_path(choice)  # a mistyped path fails now, not at the first Russian question
+        except ModelError as exc:
+            why = str(exc).split(";")[0]
+            raise ModelError(f"--model-ru / OVERLAY_MODEL_RU {choice!r}: {why}; give auto, same, "
+                             f"{', '.join(MODELS)} or a .gguf file") from exc
     return {"ru": functools.partial(get_selector, target, **kw)}
 
 

@@ -47,8 +47,8 @@ _GEMMA_PARTS = [(f"{_GEMMA_PACKAGE}_part{i + 1}", f"{_GEMMA_FILE}.part{i:02d}") 
 
 
 def is_model_name(value) -> bool:
-    """True if ``value`` is one of :data:`MODELS`' names (not a file path)."""
-    return isinstance(value, str) and value.strip() in MODELS
+    """True if ``value`` is one of :data:`MODELS`' names, case-blind (not a file path)."""
+    return isinstance(value, str) and value.strip().casefold() in MODELS
 
 
 def model_available(name: str) -> bool:
@@ -67,7 +67,7 @@ def model_path(name: str) -> Path:
         ModelError: unknown name, the model's package is not installed, or its files do not give the pinned
             hash (the message names the package to reinstall).
     """
-    name = name.strip()
+    name = name.strip().casefold()
     if name == "smollm2":
         from .selector import default_model_path
         return default_model_path()

@@ -22,9 +22,9 @@ yes/no word) and whether it is declined. Each step then runs the configured stag
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from . import text as T

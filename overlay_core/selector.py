@@ -231,7 +231,8 @@ _backend_ready = False
 #: -> logging level. llama-cpp-python 0.3.36's own callback maps the older enum (INFO 1, WARN 2, ERROR 3): it
 #: prints warnings as errors (e.g. gemma-3's "control-looking token" at every load) and drops real errors.
 _GGML_LEVELS = {0: logging.CRITICAL, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-_log_state = {"level": logging.CRITICAL}
+_log_state: dict = {"level": logging.CRITICAL, "capture": None}  # capture: a list while a model loads
+_load_lock = threading.Lock()
 _log_callback = None  # the ctypes callback must stay referenced while llama.cpp holds it
 
 
@@ -250,7 +251,10 @@ def _llama():
             def _log(level, text, user_data):  # pragma: no cover - called from C
                 lvl = _log_state["level"] if level == 5 else _GGML_LEVELS.get(level, logging.ERROR)
                 _log_state["level"] = lvl
-                if llama_logger.logger.isEnabledFor(lvl):
+                capture = _log_state["capture"]
+                if capture is not None:
+                    capture.append((lvl, text.decode("utf-8", "replace")))
+                elif llama_logger.logger.isEnabledFor(lvl):
                     print(text.decode("utf-8", "replace"), end="", flush=True, file=sys.stderr)
 
             _log_callback = _log
@@ -416,11 +420,20 @@ class LLMSelector:
         # chosen, and where the hypervisor does not enable AMX tile state (this project's VMs) its
         # first `tilezero` raises SIGILL.  Q4_1 has no repacked kernel anyway.
         mparams.use_extra_bufts = False
-        model = ll.llama_model_load_from_file(str(self.model_path).encode("utf-8"), mparams)
+        with _load_lock:  # llama.cpp's error lines of a failed load become the error's last words, not stderr noise
+            _log_state["capture"] = captured = []
+            try:
+                model = ll.llama_model_load_from_file(str(self.model_path).encode("utf-8"), mparams)
+            finally:
+                _log_state["capture"] = None
         if not model:
+            said = " ".join(t.strip() for lvl, t in captured if lvl >= logging.ERROR and t.strip())
             raise ModelError(f"llama.cpp could not load the GGUF model {self.model_path}; check that the file is a "
-                             "complete GGUF of an architecture supported by llama-cpp-python 0.3.36, or pass "
-                             "another model_path")
+                             "complete GGUF of an architecture supported by llama-cpp-python 0.3.36, or give "
+                             "another model" + (f" (llama.cpp: {said[-300:]})" if said else ""))
+        for lvl, text in captured:  # a load that worked: its messages as the logger's level allows
+            if logging.getLogger("llama-cpp-python").isEnabledFor(lvl):
+                print(text, end="", flush=True, file=sys.stderr)
         self._model = model
         self._vocab = ll.llama_model_get_vocab(model)
         self.n_vocab = int(ll.llama_vocab_n_tokens(self._vocab))
@@ -1103,8 +1116,8 @@ def _resolve_model_path(model_path: str | Path | None) -> Path:
         return named_model_path(model_path)
     path = Path(model_path).expanduser()
     if not path.exists():
-        raise ModelError(f"GGUF model file {path} does not exist; give an existing .gguf file, or no model "
-                         f"path at all for the bundled {DEFAULT_MODEL_FILE}")
+        raise ModelError(f"GGUF model file {path} does not exist; give an existing .gguf file or a model name "
+                         "(smollm2, gemma-3-270m), or none for the default smollm2")
     if not path.is_file():
         raise ModelError(f"GGUF model path {path} is not a file; pass a .gguf file")
     try:

@@ -16,7 +16,8 @@ Convention (all of Overlay uses exactly this):
      ``i.e.``, ``U.S.``, ``Ph.D.``), so it never reads as a sentence end;
   4. a run of letters/digits/underscore (any script: Latin, Cyrillic, CJK …) with inner
      ``-``, ``'``, ``’``, ``/`` or ``.`` joins between word characters (``e-mail``, ``don't``,
-     ``TCP/IP``, ``I/O``, ``OS/2``, ``3.14``, ``index.html``), a leading ``.`` or ``/`` when it
+     ``TCP/IP``, ``I/O``, ``OS/2``, ``3.14``, ``index.html``) and ``,`` between digits (a decimal comma
+     ``1,8``, digit groups ``2,147,483,647``: "1, 8" would read as two numbers), a leading ``.`` or ``/`` when it
      starts a word (``.NET``, ``/dev/null``) and a trailing ``++`` or ``#`` (``C++``, ``C#``);
   5. a single non-space, non-word character (punctuation, symbols, emoji, with any
      following ZWJ/variation-selector continuation).
@@ -49,15 +50,16 @@ NO_SPACE_AFTER = frozenset("([{«")
 SENTENCE_END = frozenset(".!?")
 
 #: Version of the word-token rules; stored in every adjacency table's build parameters.
-TOKENIZATION = ("overlay_core.text.words/2 (NFC, case kept; URLs, e-mail addresses, dotted abbreviations, "
-                "slash and dot compounds, leading ./ and trailing ++/# one token)")
+TOKENIZATION = ("overlay_core.text.words/3 (NFC, case kept; URLs, e-mail addresses, dotted abbreviations, "
+                "slash and dot compounds, digits joined by a comma, leading ./ and trailing ++/# one token)")
 
 _WORD_RE = re.compile(
     r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"]*[^\s<>\".,;:!?)\]}'\u2019]"  # URL with a scheme
     r"|\w+(?:[.+-]\w+)*@\w+(?:[.-]\w+)+"  # e-mail address
     r"|(?:[^\W\d_]{1,2}\.){2,}(?!\w)"  # dotted abbreviation: e.g. i.e. U.S. Ph.D.
     r"|(?:(?<![\w.])[./](?=\w))?"  # a word may start with "." or "/" (.NET, /dev/null)
-    r"\w+(?:(?:[-'\u2019/]|\.(?=\w))\w+)*"  # words, with inner hyphens/apostrophes/slashes/dots
+    r"\w+(?:(?:[-'\u2019/]|\.(?=\w)|(?<=\d),(?=\d))\w+)*"  # words, with inner hyphens/apostrophes/slashes/dots,
+    # and a comma between digits (1,8; 2,147,483,647)
     r"(?:(?:\+\+|#)(?![\w+#]))?"  # C++, C#
     r"|[^\w\s][\u200d\ufe0f\U0001f3fb-\U0001f3ff]*(?:(?<=\u200d)[^\w\s][\u200d\ufe0f]*)*"  # one symbol (+emoji joins)
 )

@@ -21,7 +21,9 @@ unknown keys are kept in ``extra`` and written back after the known ones). JSON 
      "evidence": [{"passage", "rank", "relevance", "parts", "text"}]   (sentences that bear on the question),
      "refused": bool, "frame": {"kept", "words", "rule", "source" | "why", "anchored_in"} (only when answered),
      "answer_words": [str], "refusal": str (why the question was declined; only when refused),
-     "stop_reason": str (a :class:`StopReason` value; "declined: <refusal>" when refused), "timings_ms": {...}}
+     "stop_reason": str (a :class:`StopReason` value; "declined: <refusal>" when refused), "timings_ms": {...},
+     "selector": {"model": GGUF file name, "why": "" for the default selector, else why this one, e.g. "the selector
+                  of Russian questions"} (written by the reasoner after the known keys; kept in ``extra``)}
 
 :func:`to_markdown` renders it for people (one table per step, the chosen word in bold);
 :func:`to_rows` flattens it into one row per candidate for a table view.

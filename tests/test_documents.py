@@ -184,6 +184,11 @@ def test_plain_text_headings_and_rules():
     assert text_sections("It works.\n\nMore.\n")[0].headings == []
     assert text_sections("Intro without a stop\nruns on.\n\nMore.\n")[0].headings == []
     assert text_sections("One line\n")[0].headings == []
+    # a title may end in a closing quote (a name in «ёлочки» or "quotes"); a quoted sentence may not
+    assert text_sections("Ботанический сад «Лесная поляна»\n\nСад открылся в 1965 году.\n")[0].headings == [
+        "Ботанический сад «Лесная поляна»"]
+    assert text_sections('Garden "Meadow"\n\nIt opened.\n')[0].headings == ['Garden "Meadow"']
+    assert text_sections("Он сказал «Привет.»\n\nИ ушёл.\n")[0].headings == []
 
 
 def test_text_or_binary():

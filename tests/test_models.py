@@ -78,6 +78,13 @@ def test_russian_questions_get_gemma_beside_the_default_model_only():
     assert language_selectors(other, "auto") == {}  # a user's own model scores every language
     with pytest.raises(ModelError, match="does not exist"):
         language_selectors(sel, "/nonexistent/ru.gguf")  # checked now, not at the first Russian question
+    # names are case-blind; an empty value (an unset variable) is the default, not "same"
+    assert language_selectors(sel, "Same") == {} and language_selectors(sel, " GEMMA-3-270M ")["ru"].args == (
+        "gemma-3-270m",)
+    assert language_selectors(sel, "")["ru"].args == ("gemma-3-270m",)
+    with pytest.raises(ModelError, match=r"^--model-ru / OVERLAY_MODEL_RU 'llama': .* does not exist; give auto, "
+                                         r"same, smollm2, gemma-3-270m or a \.gguf file$"):
+        language_selectors(sel, "llama")
 
 
 class _Sel:
@@ -105,6 +112,17 @@ def test_loading_gemma_prints_nothing_on_stderr():
                        env=dict(os.environ))
     assert p.returncode == 0, p.stderr
     assert p.stderr == ""
+
+
+def test_a_truncated_gguf_is_one_error_line_with_llama_cpps_reason_and_nothing_else_on_stderr(tmp_path):
+    trunc = tmp_path / "trunc.gguf"
+    trunc.write_bytes(M.model_path("gemma-3-270m").read_bytes()[:4096])
+    p = subprocess.run([sys.executable, "-c", "import sys; from overlay_core.errors import ModelError\n"
+                        "from overlay_core.selector import LLMSelector\n"
+                        f"try:\n    LLMSelector({str(trunc)!r})\nexcept ModelError as e:\n    print(e)"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.stderr == "", p.stderr  # llama.cpp's own lines are not printed before the error
+    assert "could not load the GGUF model" in p.stdout and "(llama.cpp: gguf_init" in p.stdout, p.stdout
 
 
 def test_a_mistyped_russian_model_is_one_error_line_even_for_an_english_question(foldoc_home, tmp_path):

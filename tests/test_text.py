@@ -50,6 +50,10 @@ def test_urls_emails_abbreviations_and_numbers_are_one_token():
         "Lisp", ",", "e.g.", "Scheme", ";", "i.e.", ",", "U.S.", "rules", ".", "E.g.", "Ph.D."]
     assert T.words("Version 3.14 of index.html and src.doc.ic.ac.uk.") == [
         "Version", "3.14", "of", "index.html", "and", "src.doc.ic.ac.uk", "."]
+    # a comma between digits joins them (a decimal comma, digit groups): "1, 8" would read as two numbers
+    assert T.words("вмещает 1,8 литра; up to 2,147,483,647 rows; 1, 8; x1,y2") == [
+        "вмещает", "1,8", "литра", ";", "up", "to", "2,147,483,647", "rows", ";", "1", ",", "8", ";", "x1", ",", "y2"]
+    assert T.join(T.words("Резервуар вмещает 1,8 литра.")) == "Резервуар вмещает 1,8 литра."
     # an abbreviation is a word, not a sentence end; joined text reads as written
     assert not T.is_punct("e.g.") and "e.g." not in T.SENTENCE_END
     for text in ("Lisp, e.g. Scheme; i.e., U.S. rules.", "cleaner (http://vax.co.uk/).", "Version 3.14 costs 2.0."):
