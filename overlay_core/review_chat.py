@@ -223,7 +223,8 @@ class ReviewChat:
 
         Returns:
             A :class:`ChatReply`. A command that cannot be carried out gives ``action="error"`` and a one-line text
-            saying what to type; nothing is written then. Errors of the answer function propagate.
+            saying what to type; nothing is written then. An :class:`~overlay_core.errors.OverlayError` of the
+            answer function gives ``action="error"`` and its message too; other exceptions propagate.
         """
         session = str(session or "").strip() or DEFAULT_SESSION
         try:
