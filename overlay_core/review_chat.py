@@ -458,9 +458,12 @@ def _step_line(s: Step) -> str:
                   None)
     parts = [f"**{s.step}** {s.chosen}" + (f" ({chosen_score:.2f})" if chosen_score is not None else "")]
     parts.append(f"runner-up: {runner.word} ({runner.score:.2f})" if runner else "no runner-up")
-    touched = [f"`{vid}` ({c.word})" for c in s.candidates for vid in c.verdicts]
+    touched: dict[str, list[str]] = {}  # verdict id -> the candidates it touched (spans share a first word)
+    for c in s.candidates:
+        for vid in c.verdicts:
+            touched.setdefault(vid, []).append(c.word)
     if touched:
-        parts.append("verdicts: " + ", ".join(touched))
+        parts.append("verdicts: " + ", ".join(f"`{vid}` ({', '.join(ws)})" for vid, ws in touched.items()))
     return "- " + " · ".join(parts)
 
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(60)
 
 #: step -> (prev, [(word, base score)]): 'A hash table is a data structure .'
 _STEPS = {1: ("is", [("a", -1.0), ("the", -1.5), ("an", -2.0)]),
-          2: ("a", [("data structure", -0.5), ("table", -1.1), ("list", -3.0)]),
+          2: ("a", [("data structure", -0.5), ("data", -0.8), ("table", -1.1), ("list", -3.0)]),
           3: ("structure", [(".", -0.2), ("that", -0.9)])}
 
 
@@ -116,7 +116,7 @@ def test_ask_reject_ask_revert_ask(env):
     assert first.action == "question" and first.item_id.startswith("it_")
     assert first.text.startswith("A hash table is a data structure .")
     assert "Sources: FOLDOC:hash table; FOLDOC:table" in first.text
-    assert "- **2** data structure (-0.50) · runner-up: table (-1.10)" in first.text
+    assert "- **2** data structure (-0.50) · runner-up: data (-0.80)" in first.text
     assert "`reject N why`" in first.text.splitlines()[-1] and first.item_id in first.text.splitlines()[-1]
     assert chat.current_item("s1") == first.item_id
 
@@ -133,7 +133,9 @@ def test_ask_reject_ask_revert_ask(env):
 
     second = say("What is a hash table?")
     assert second.text.startswith("A hash table is a table")
-    assert f"verdicts: `{rej.verdict_id}` (data structure)" in second.text
+    # one verdict touched both candidates that start with "data" (the edge a -> data): named once
+    assert f"- **2** table (-1.10) · runner-up: list (-3.00) · verdicts: `{rej.verdict_id}` (data structure, data)" \
+        in second.text
     assert chat.current_item("s1") == second.item_id != first.item_id
 
     rev = say("revert")
@@ -145,7 +147,7 @@ def test_ask_reject_ask_revert_ask(env):
     third = say("What is a hash table?")
     assert third.text.startswith("A hash table is a data structure .")
     # the edge still lists the verdict and its revert (G is back to 0): the trace names what touched it
-    assert f"`{rej.verdict_id}` (data structure), `{rev.verdict_id}` (data structure)" in third.text
+    assert f"`{rej.verdict_id}` (data structure, data), `{rev.verdict_id}` (data structure, data)" in third.text
 
 
 def test_correct_and_approve_and_revert_by_id(env):
