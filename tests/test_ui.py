@@ -399,8 +399,8 @@ CHAT_FLOW = "overlay_expert_chat"
 
 def send_in_playground(driver, text: str, marker: str, shot: str) -> str:
     """Send ``text`` in the open flow's Playground; return the first new AI message that contains ``marker``."""
-    shown = [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="input-chat-playground"]') if e.is_displayed()]
-    if not shown:
+    boxes = driver.find_elements(By.CSS_SELECTOR, '[data-testid="input-chat-playground"]')
+    if not [e for e in boxes if e.is_displayed()]:
         driver.find_element(By.CSS_SELECTOR, '[data-testid="playground-btn-flow-io"]').click()
     box = wait_for(lambda: [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="input-chat-playground"]')
                             if e.is_displayed()], 30, "the Playground input", driver, shot)[0]
