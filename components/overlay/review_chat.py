@@ -85,8 +85,10 @@ class OverlayReviewChat(OverlayNode, Component):
             from lfx.services.deps import session_scope
 
             async with session_scope() as db:
-                row = (await db.execute(text('SELECT username FROM "user" WHERE id = :id'),
-                                        {"id": str(user_id).replace("-", "")})).first()
+                # ids are CHAR(32) hex in LangFlow's SQLite and uuid in PostgreSQL: compare both as dashless text
+                row = (await db.execute(text('SELECT username FROM "user" '
+                                             "WHERE REPLACE(CAST(id AS TEXT), '-', '') = :id"),
+                                        {"id": str(user_id).replace("-", "").lower()})).first()
             return str(row[0]) if row else ""
         except Exception:  # noqa: BLE001 - no server database here: the node asks for a Reviewer instead
             return ""
