@@ -149,6 +149,15 @@ def flows() -> dict[str, dict]:
         "item_id, reviewer, kind, step, word, comment) and apply it to the accumulator.",
         {ci: "ChatInput", av: "OverlayApplyVerdict", co: "ChatOutput"}, {},
         [(ci, "message", av, "item_id"), (av, "summary", co, "input_value")])
+    rc = "OverlayReviewChat-00001"
+    out["overlay_expert_chat"] = _build(
+        reg, "Overlay Expert Chat", "Ask, then judge the answer in the chat: reject 2 wrong word, approve, "
+        "correct 3 to WORD, revert, queue, show it_…, help. A verdict counts in the next answer.",
+        {ci: "ChatInput", kb: "OverlayKnowledgeBase", adj: "OverlayAdjacencyTable", sel: "OverlayLLMSelector",
+         acc: "OverlayScoreAccumulator", rc: "OverlayReviewChat", co: "ChatOutput"}, {},
+        [(ci, "message", rc, "message"), (kb, "knowledge_base", rc, "knowledge_base"),
+         (adj, "adjacency_table", rc, "adjacency_table"), (sel, "llm_selector", rc, "llm_selector"),
+         (acc, "score_accumulator", rc, "score_accumulator"), (rc, "reply", co, "input_value")])
     bk = "OverlayBuildKnowledge-00001"
     out["overlay_build_knowledge"] = _build(
         reg, "Overlay Build Knowledge", "Ingest the bundled FOLDOC dictionary (or your documents) into ChromaDB and "

@@ -16,7 +16,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PORT="${1:-7860}"
 HOST=127.0.0.1
-LANGFLOW="$ROOT/.venv/bin/langflow"
+# OVERLAY_VENV: the environment to run LangFlow from (default <repo>/.venv; a git worktree has none of its own).
+LANGFLOW="${OVERLAY_VENV:-$ROOT/.venv}/bin/langflow"
 
 if [ ! -x "$LANGFLOW" ]; then
   echo "error: $LANGFLOW not found; install the project environment first: make install" >&2

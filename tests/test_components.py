@@ -1,6 +1,8 @@
 """Each Overlay node as LangFlow builds it: instantiate, set inputs, call the output methods."""
 
 import ast
+import asyncio
+import re
 import importlib.util
 import sys
 from pathlib import Path
@@ -93,3 +95,32 @@ def test_apply_verdict_rejects_a_json_list_and_empty_reviewer(env_home):
         load("apply_verdict")(item_id='["x"]', reviewer="alice").apply()
     with pytest.raises(InputError, match="reviewer"):
         load("apply_verdict")(item_id="it_x", reviewer="  ").apply()
+
+
+def test_review_chat_node_reject_changes_the_next_answer_and_revert_restores_it(env_home):
+    def say(text):
+        # a new node per message, as every Playground message is a new run (the accumulator file is read again)
+        node = load("review_chat")(
+            message=text, knowledge_base=load("knowledge_base")().build_knowledge_base(),
+            adjacency_table=load("adjacency_table")().build_table(),
+            llm_selector=load("llm_selector")(model_path="").build_selector(),
+            score_accumulator=load("score_accumulator")().build_accumulator(), reviewer="alice", session="t1")
+        return asyncio.run(node.reply()).text
+
+    def step_word(text, n):
+        return next(line for line in text.splitlines() if line.startswith(f"- **{n}** ")).split(" · ")[0]
+
+    first = say("What is a hash table?")
+    assert first.startswith("A hash table is") and "`reject N why`" in first
+    rej = say("reject 2 wrong word")
+    vid = re.search(r"verdict `(vd_[0-9a-f]{16})`", rej).group(1)
+    assert "**Rejected** step 2 of `it_" in rej and " -> " in rej and ": -100" in rej
+    second = say("What is a hash table?")
+    assert step_word(second, 2) != step_word(first, 2) and vid in second
+    rev = say("revert")
+    assert f"**Reverted** `{vid}`" in rev and ": +100" in rev
+    third = say("What is a hash table?")
+    assert third.splitlines()[0] == first.splitlines()[0]
+    assert "no reviewer: fill in Reviewer" in asyncio.run(load("review_chat")(
+        message="approve", knowledge_base=None, adjacency_table=None, llm_selector=None,
+        score_accumulator=load("score_accumulator")().build_accumulator(), reviewer="", session="t1").reply()).text

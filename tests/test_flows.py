@@ -21,7 +21,7 @@ def test_flow_files_are_up_to_date():
 
 
 @pytest.mark.parametrize("name", ["overlay_answer", "overlay_answer_for_review", "overlay_review",
-                                  "overlay_build_knowledge", "overlay_inspect", "overlay_lab"])
+                                  "overlay_expert_chat", "overlay_build_knowledge", "overlay_inspect", "overlay_lab"])
 def test_flow_is_well_formed(name):
     flow = json.loads((FLOWS / f"{name}.json").read_text())
     nodes = {n["id"]: n for n in flow["data"]["nodes"]}
@@ -113,6 +113,17 @@ def test_review_flow_applies_a_json_verdict(env_home):
     text = _run("overlay_review.json", json.dumps({"item_id": item, "reviewer": "carol", "kind": "reject", "step": 0}),
                 env_home)
     assert "recorded" in text and "-100" in text
+
+
+def test_expert_chat_flow_a_typed_reject_reaches_the_next_run_in_the_same_process(env_home):
+    # one process, as a LangFlow server: the Score Accumulator node must read the file the verdict was written to
+    tweaks = {"OverlayReviewChat-00001": {"reviewer": "dana", "session": "flow-test"}}
+    first = _run("overlay_expert_chat.json", "What is a hash table?", env_home, tweaks)
+    assert first.startswith("A hash table is") and "**Steps**" in first
+    rej = _run("overlay_expert_chat.json", "reject 2 wrong word", env_home, tweaks)
+    vid = re.search(r"verdict `(vd_[0-9a-f]{16})` by dana", rej).group(1)
+    second = _run("overlay_expert_chat.json", "What is a hash table?", env_home, tweaks)
+    assert second.splitlines()[0] != first.splitlines()[0] and vid in second
 
 
 def test_inspect_flow_reports_the_gguf_model(tmp_path, monkeypatch):

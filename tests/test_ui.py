@@ -388,3 +388,73 @@ def test_a_source_deleted_and_a_guard_added_on_the_canvas_change_the_next_trace(
     assert "| corpus" not in text, "a candidate still came from the deleted corpus source"
     assert f"holds the banned word '{banned}' (ban-words)" in text
     assert banned not in [w.strip(".,").casefold() for w in _answer(text).split()[4:]], _answer(text)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Issue 17: review in the chat — ask, reject step 2 by typing, ask again, revert, ask again (no CLI, no JSON)
+# --------------------------------------------------------------------------------------------------------------
+
+CHAT_FLOW = "overlay_expert_chat"
+
+
+def send_in_playground(driver, text: str, marker: str, shot: str) -> str:
+    """Send ``text`` in the open flow's Playground; return the first new AI message that contains ``marker``."""
+    boxes = driver.find_elements(By.CSS_SELECTOR, '[data-testid="input-chat-playground"]')
+    if not [e for e in boxes if e.is_displayed()]:
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="playground-btn-flow-io"]').click()
+    box = wait_for(lambda: [e for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="input-chat-playground"]')
+                            if e.is_displayed()], 30, "the Playground input", driver, shot)[0]
+    before = len(driver.execute_script(AI_MESSAGES_JS))
+    box.click()
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+    done = wait_for(lambda: [m for m in driver.execute_script(AI_MESSAGES_JS)[before:] if marker in m],
+                    240, f"the Playground reply to {text!r} (with {marker!r})", driver, shot)
+    return done[-1]
+
+
+def _step_line(text: str, n: int) -> str:
+    """The reply's line for step ``n`` without its verdicts: ``- **n** word (score) · runner-up: …``."""
+    line = next((ln for ln in text.splitlines() if ln.startswith(f"- **{n}** ")), None)
+    assert line, f"no step {n} in the reply:\n{text[:2000]}"
+    return line.split(" · verdicts:")[0]
+
+
+def test_expert_reviews_in_the_playground_reject_then_revert(browser, langflow_server):
+    flow = load_flow(ROOT / "flows" / f"{CHAT_FLOW}.json")
+    open_flow(browser, langflow_server, flow["id"], len(flow["data"]["nodes"]), "17-chat")
+    try:
+        first = send_in_playground(browser, QUESTION, "Review item `it_", "17-chat")
+        browser.execute_script(SCROLL_TO_LAST_AI_JS)
+        screenshot(browser, "17-chat-1-answer-with-steps")
+        rej = send_in_playground(browser, "reject 2 wrong word", "**Rejected**", "17-chat")
+        screenshot(browser, "17-chat-2-reject-confirmed")
+        second = send_in_playground(browser, QUESTION, "Review item `it_", "17-chat")
+        browser.execute_script(SCROLL_TO_LAST_AI_JS)
+        screenshot(browser, "17-chat-3-changed-word-and-verdict")
+        rev = send_in_playground(browser, "revert", "**Reverted**", "17-chat")
+        screenshot(browser, "17-chat-4-revert-confirmed")
+        third = send_in_playground(browser, QUESTION, "Review item `it_", "17-chat")
+        browser.execute_script(SCROLL_TO_LAST_AI_JS)
+        screenshot(browser, "17-chat-5-original-answer")
+    finally:
+        close_playground(browser)
+
+    assert first.startswith("A hash table is") and "**Steps**" in first, first[:1500]
+    # the verdict reply names the item, the step and its word, the verdict id, the reviewer and the edge delta
+    m = re.search(r"\*\*Rejected\*\* step 2 of `(it_[0-9a-f]{16})`: “([^”]+)” \(after “([^”]+)”\) — "
+                  r"verdict `(vd_[0-9a-f]{16})` by (\S+) \(wrong word\)\.", rej)
+    assert m, rej
+    item, word, prev, vid, reviewer = m.groups()
+    assert item in first and reviewer == "langflow", rej  # the Reviewer field is empty: the LangFlow user
+    assert f"- {prev} -> {word.split()[0]}: -100" in rej, rej
+    assert _step_line(first, 2).startswith(f"- **2** {word} ")
+    assert _step_line(second, 2) != _step_line(first, 2), (second[:1500], first[:1500])
+    assert vid in _step_line_with_verdicts(second, 2), second[:2000]
+    assert f"**Reverted** `{vid}` (reject step 2 of `{item}`)" in rev and f"- {prev} -> {word.split()[0]}: +100" in rev
+    assert third.splitlines()[0] == first.splitlines()[0], (third[:800], first[:800])
+    assert _step_line(third, 2) == _step_line(first, 2)
+
+
+def _step_line_with_verdicts(text: str, n: int) -> str:
+    return next(ln for ln in text.splitlines() if ln.startswith(f"- **{n}** "))

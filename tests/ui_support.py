@@ -11,6 +11,10 @@ through ``--components-path`` only: every test that sees an Overlay node on this
 test of the CLI flag (the environment variable is tested separately, see
 ``tests/test_langflow_failures.py``).
 
+In a git worktree without its own ``.venv``, set ``OVERLAY_VENV`` to the environment LangFlow runs from (e.g. the
+main checkout's ``.venv``); the server still loads this checkout's components, flows and ``overlay_core`` (its
+``PYTHONPATH`` comes first).
+
 Browser: Debian's ``chromium`` + ``chromium-driver`` (``apt-get install -y chromium chromium-driver``),
 driven by Selenium with the system chromedriver; nothing is downloaded. Screenshots and the server log
 go to ``artifacts/ui/`` (gitignored).
