@@ -23,7 +23,6 @@ embedded by the embedder that built the passages.
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import json
 import os
@@ -358,8 +357,8 @@ def language_selectors(selector, model_ru: str | Path | None = "auto", **kw) -> 
     ``model_ru`` (names case-blind): ``"auto"`` or ``""`` -> gemma-3-270m (:data:`overlay_core.models.RUSSIAN_MODEL`,
     it reads Russian; measured in docs/russian.md) when its package is installed and ``selector`` runs the default
     SmolLM2 file, else none; ``None``/``"same"`` -> none (``selector`` scores Russian questions too); a .gguf path
-    or a model name -> that model. The model is loaded on the first Russian question (``get_selector(model_ru, **kw)``); a path is
-    checked now.
+    or a model name -> that model. The model is loaded on the first Russian question (``get_selector(model_ru,
+    **kw)``); a path is checked now.
 
     Raises:
         ModelError: ``model_ru`` names a missing/unreadable file or an unknown model.

@@ -111,8 +111,8 @@ import importlib.util
 import logging
 import math
 import os
-import threading
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
