@@ -399,14 +399,20 @@ def _candidate_prefix(st: Step | None, text: str, item_id: str) -> tuple[str, st
     """``(candidate word, comment)``: the longest run of leading words of ``text`` that is a candidate of ``st``."""
     assert st is not None
     words = text.split()
-    by_text = {ot.normalize(c.word).casefold(): c.word for c in st.candidates if c.blocked is None}
+    first = st.chosen_words[:1]  # a correction's edge starts with its first word: one shared with the chosen
+    by_text = {ot.normalize(c.word).casefold(): c for c in st.candidates if c.blocked is None}
     for n in range(len(words), 0, -1):
-        hit = by_text.get(ot.normalize(" ".join(words[:n])).strip("“”\"'«»").casefold())
-        if hit is not None:
+        cand = by_text.get(ot.normalize(" ".join(words[:n])).strip("“”\"'«»").casefold())
+        if cand is not None:
+            hit = cand.word
             if hit == st.chosen:
                 _fail(f"step {st.step} already chose “{hit}”; type `approve {st.step}` to confirm it")
+            if first and cand.words[:1] == first:
+                _fail(f"“{hit}” begins with “{first[0]}”, the word step {st.step} chose, so it cannot replace it; "
+                      f"type `reject {st.step}` to count the chosen word as wrong")
             return hit, " ".join(words[n:])
-    others = [c.word for c in st.candidates if c.blocked is None and c.word != st.chosen][:8]
+    others = [c.word for c in st.candidates if c.blocked is None and c.word != st.chosen
+              and not (first and c.words[:1] == first)][:8]
     _fail(f"“{words[0] if words else text}” is not a candidate at step {st.step} of {item_id}; "
           f"type `correct {st.step} to WORD` with one of: {', '.join(others) or '(none)'}")
 
@@ -440,6 +446,12 @@ def render_answer(t: Trace, item_id: str, *, question: str | None = None, status
         lines += ["**Steps** (chosen word · runner-up with its score · verdicts on the candidates):", ""]
         lines += [_step_line(s) for s in steps]
         lines.append("")
+    stopped = next((s for s in t.steps if s.chosen is None), None)
+    if stopped is not None:  # e.g. a verdict penalized every candidate: say so, and which verdicts
+        why = next((c.blocked for c in stopped.candidates if c.blocked), None) or t.stop_text or "no candidate"
+        vids = list(dict.fromkeys(v for c in stopped.candidates for v in c.verdicts))
+        lines += [f"**Stopped at step {stopped.step}:** {why}"
+                  + (f" (verdicts {', '.join(f'`{v}`' for v in vids)})" if vids else ""), ""]
     if verdicts:
         lines += ["**Verdicts:**", ""]
         for v in verdicts:

@@ -230,3 +230,27 @@ def test_no_current_item_and_help(env):
     assert fake.calls == 0
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(events_t)).scalar() == 0
+
+
+def test_a_correction_to_a_span_that_begins_with_the_chosen_word_is_refused_and_not_offered(env):
+    chat, store, acc, fake, say = env
+    say("What is a hash table?")  # step 2 chose "data structure"; "data" begins with the same word
+    r = say("correct 2 to data")
+    assert r.action == "error" and "“data” begins with “data”, the word step 2 chose" in r.text
+    assert "type `reject 2`" in r.text and _count(store) == 0
+    offered = say("correct 2 to banana").text
+    assert "one of: table, list" in offered and "data" not in offered.split("one of:")[1]
+
+
+def test_an_answer_stopped_by_verdicts_says_so_and_names_them():
+    from overlay_core.review_chat import render_answer
+    from overlay_core.trace import Trace
+
+    blocked = {"word": "is", "words": ["is"], "source": "corpus", "blocked": "every candidate rejected by review",
+               "verdicts": ["vd_00000000000000aa"]}
+    t = Trace.from_dict({"question": "q", "answer": "For example, group proxy", "trace": [
+        {"step": 2, "prev": "proxy", "context": ["proxy"], "chosen": None, "chosen_words": [], "source": None,
+         "candidates": [blocked], "latency_ms": {}}], "stop_reason": "every candidate rejected by review"})
+    text = render_answer(t, "it_00000000000000bb")
+    assert ("**Stopped at step 2:** every candidate rejected by review (verdicts `vd_00000000000000aa`)"
+            in text), text
