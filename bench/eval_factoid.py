@@ -170,8 +170,8 @@ def ensure_home(set_name: str, home: Path | None, log=print) -> Path:
         home = default or Path(os.environ.get("OVERLAY_HOME", REPO / ".overlay"))
     from overlay_core.knowledge import folder_state_paths, table_current
 
-    stale = (home / "knowledge.json").is_file() and not table_current(folder_state_paths(home).adjacency)
-    if folder is not None and (stale or not (home / "knowledge.json").is_file()):
+    built = (home / "knowledge.json").is_file()
+    if folder is not None and (not built or not table_current(folder_state_paths(home).adjacency)):
         from overlay_core.documents import load_paths
         from overlay_core.knowledge import build_knowledge
 

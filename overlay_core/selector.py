@@ -1108,7 +1108,7 @@ def default_threads() -> int:
 
 
 def _resolve_model_path(model_path: str | Path | None) -> Path:
-    from .models import is_model_name, model_path as named_model_path
+    from .models import MODELS, is_model_name, model_path as named_model_path
 
     if model_path is None or (isinstance(model_path, str) and not model_path.strip()):
         return default_model_path()
@@ -1117,7 +1117,7 @@ def _resolve_model_path(model_path: str | Path | None) -> Path:
     path = Path(model_path).expanduser()
     if not path.exists():
         raise ModelError(f"GGUF model file {path} does not exist; give an existing .gguf file or a model name "
-                         "(smollm2, gemma-3-270m), or none for the default smollm2")
+                         f"({', '.join(MODELS)}), or none for the default smollm2")
     if not path.is_file():
         raise ModelError(f"GGUF model path {path} is not a file; pass a .gguf file")
     try:

@@ -398,7 +398,8 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
     for p in t.passages:
         lines.append(f"| {p.rank} | {_fmt(p.source)} | {_fmt(p.distance)} | `{p.id}` "
                      f"| {_fmt(p.text[:120] + ('…' if len(p.text) > 120 else ''))} |")
-    lines += ["", _form_line(t)] + ([_selector_line(t)] if _selector_line(t) else [])
+    selector = _selector_line(t)
+    lines += ["", _form_line(t)] + ([selector] if selector else [])
     if t.refused:
         lines += ["", f"**Declined:** {t.refusal or ''}"]
     if t.evidence:
@@ -475,8 +476,9 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     for p in t.passages:
         out.append(f"  passage [{p.rank}] {p.source} (distance {p.distance:.3f}) id={p.id}")
     out.append("  " + _form_line(t).replace("**", ""))
-    if _selector_line(t):
-        out.append("  " + _selector_line(t).replace("**", ""))
+    selector = _selector_line(t)
+    if selector:
+        out.append("  " + selector.replace("**", ""))
     for e in t.evidence[:3]:
         cross = (f"; words {e.parts['lexical']:.2f}, cross-encoder {e.parts['cross_encoder']:.2f}"
                  + (f" (rescaled {e.parts['cross_rank']:.2f})" if "cross_rank" in e.parts else "")
