@@ -222,6 +222,9 @@ def ask(
             check_enqueue_db(db, home)
         if json_out and markdown:
             raise InputError("--json and --markdown are two output formats; choose one")
+        if not question.strip():  # before the state folder is looked for: this is the mistake to name
+            raise InputError("the question is empty; ask something like 'What is a hash table?' "
+                             "(«Что такое хеш-таблица?»)")
         settings, weights = _pick(ReasonerSettings, setting_values), _pick(ScoreWeights, setting_values)
         reasoner = make_reasoner(home, model_path=model, weights=weights, settings=settings, server_url=server_url,
                                  model_ru=model_ru)

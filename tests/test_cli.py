@@ -364,3 +364,9 @@ def test_building_one_file_after_a_folder_warns_that_the_others_left_the_table(t
     assert "the adjacency table is now built from this build only" in note, p.stderr
     assert note.endswith("To keep them, build every path together (`overlay build A B …`); `overlay build --rebuild` "
                          "starts the store from this corpus only.")
+
+
+def test_an_empty_question_is_named_before_a_missing_state_folder(tmp_path):
+    p = run("ask", "  ", home=tmp_path / "none")
+    assert_clear_error(p, "the question is empty")
+    assert "state folder" not in p.stderr
