@@ -157,6 +157,10 @@ def build(
                   "still be declined ('the nearest passage is at distance … > refuse_distance_multilingual'): "
                   "--embedder e5-small --rebuild retrieves better and embeds slower (docs/russian.md)",
                   highlight=False, soft_wrap=True)
+    elif report.get("documents_language") == "mixed":
+        err.print(f"some documents are in Russian: embedded with {report.get('embedder')}, which reads English and "
+                  "Russian (the default minilm reads English only); give --embedder minilm --rebuild for English "
+                  "questions only", highlight=False, soft_wrap=True)
     if "files" in report:
         status = [f["status"] for f in report["files"]]
         files = f"{len(status)} file" + ("s" if len(status) != 1 else "")

@@ -791,18 +791,25 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
 #: The embedder a new knowledge base of documents in a language other than English is built with when no
 #: ``--embedder`` is given: ``use-multilingual`` is a main dependency and embeds ~12x faster than ``e5-small``,
 #: which retrieves better (docs/russian.md) and is one ``--embedder e5-small`` away.
-LANGUAGE_EMBEDDERS = {"ru": "use-multilingual"}
+LANGUAGE_EMBEDDERS = {"ru": "use-multilingual", "mixed": "use-multilingual"}
+
+
+#: Share of passages written in Russian from which a mostly English folder is built with a multilingual embedder:
+#: below it the Russian texts are a few quotations, above it questions in Russian are expected.
+MIXED_SHARE = 0.1
 
 
 def documents_language(texts: Iterable[str], sample: int = 200) -> str:
-    """``"ru"`` when the first ``sample`` texts hold more Cyrillic than Latin letters, else ``"en"``."""
-    cyr = lat = 0
+    """The language of the first ``sample`` texts: ``"ru"`` when they hold more Cyrillic than Latin letters;
+    ``"mixed"`` when at least :data:`MIXED_SHARE` of them are themselves more Cyrillic than Latin (three English
+    files and two Russian ones); else ``"en"``."""
+    cyr = lat = n = n_ru = 0
     for i, t in enumerate(texts):
         if i >= sample:
             break
-        for ch in t:
-            if "\u0400" <= ch <= "\u04ff":
-                cyr += 1
-            elif "a" <= ch <= "z" or "A" <= ch <= "Z":
-                lat += 1
-    return "ru" if cyr > lat else "en"
+        c = sum("\u0400" <= ch <= "\u04ff" for ch in t)
+        la = sum("a" <= ch <= "z" or "A" <= ch <= "Z" for ch in t)
+        cyr, lat, n, n_ru = cyr + c, lat + la, n + 1, n_ru + (c > la)
+    if cyr > lat:
+        return "ru"
+    return "mixed" if n and n_ru / n >= MIXED_SHARE else "en"

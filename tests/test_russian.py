@@ -49,6 +49,27 @@ def reasoner(ru_home):
 def test_documents_language_is_read_from_the_letters():
     assert documents_language(["Проект Debian был создан в 1993 году (Debian Project)."]) == "ru"
     assert documents_language(["The Debian Project was founded in 1993 (Проект Debian)."]) == "en"
+    english = ["The Debian Project was founded in 1993 by Ian Murdock."] * 3
+    russian = ["Проект Debian был создан в 1993 году Иэном Мёрдоком."] * 2
+    # three English files and two Russian ones: Russian questions are expected, the embedder must read both
+    assert documents_language(english + russian) == "mixed"
+    assert documents_language(english * 10 + russian[:1]) == "en"  # one Russian quotation in 31 passages
+
+
+def test_a_folder_of_english_and_russian_documents_is_embedded_with_a_multilingual_model(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("hurd.txt", "pakety.txt"):
+        (docs / name).write_text(DOCS[name], encoding="utf-8")
+    for i, text in enumerate(["The Zephyr Toolkit is a small library for drawing diagrams.",
+                              "Quokka is an embedded key-value database written in Rust.",
+                              "The Heron protocol is a messaging protocol for sensor networks."]):
+        # more Latin letters than Cyrillic ones over the folder: not a Russian folder, yet two files are Russian
+        (docs / f"en{i}.txt").write_text((text + " ") * 6 + "\n", encoding="utf-8")
+    p = subprocess.run([str(Path(sys.executable).parent / "overlay"), "build", str(docs), "--home",
+                        str(tmp_path / "home")], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "embedder use-multilingual" in p.stderr and "some documents are in Russian" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize("question,key,kind", [
