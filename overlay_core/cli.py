@@ -338,9 +338,27 @@ _mount_optional()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A mistyped command line (click's usage errors: a bad value such as ``--max-words abc``, a missing option or
+    argument, an unknown option) is one ``error:`` line naming the option and pointing at ``--help``, exit code 2
+    — not click's boxed usage block. ``overlay`` alone still prints the help. (typer 0.26 vendors click as
+    ``typer._click``; tests/test_cli.py guards these lines.)"""
+    from typer._click import exceptions as click
+
     try:
-        app()
+        rv = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        path = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "overlay"
+        print_error(f"{exc.format_message().rstrip('.')} (see `{path} --help`)")
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        err.print("Aborted.", highlight=False)
+        sys.exit(1)
     except OverlayError as exc:  # raised outside a command's own handler
         print_error(exc)
         sys.exit(2)
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -310,6 +310,36 @@ def _redact(url: str) -> str:
         return "<database url>"
 
 
+def check_verdict(item_id: str, *, reviewer: str, kind: str, step: int | None = None, word: str | None = None,
+                  new_edge: bool = False, comment: str = "", rubric: Mapping[str, int] | None = None
+                  ) -> tuple[str, str, str | None, str, str | None]:
+    """The checks :meth:`ReviewStore.verdict` makes before it reads the database, for callers that check first
+    (the CLI names a bad ``--kind`` before a missing database). Returns ``(item_id, reviewer, word, comment,
+    rubric_json)`` normalized; raises InputError as :meth:`ReviewStore.verdict` documents."""
+    reviewer = _check_reviewer(reviewer)
+    item_id = _check_id(item_id, "review item")
+    if kind not in KINDS:
+        raise InputError(f"unknown verdict kind {kind!r}; use one of {', '.join(KINDS)} (or revert a verdict)")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise InputError(f"step must be an integer step number or None, got {step!r}")
+    if not isinstance(comment, str):
+        raise InputError(f"comment must be a string, got {type(comment).__name__}")
+    comment = ot.utf8_safe(comment)
+    if not isinstance(new_edge, bool):
+        raise InputError(f"new_edge must be True or False, got {new_edge!r}")
+    rubric_json = _check_rubric(rubric)
+    if kind != "correct" and (word is not None or new_edge):
+        given = [f"`kind={kind!r}`"] + ([f"`word={word!r}`"] if word is not None else []) + (["`new_edge=True`"] if new_edge else [])
+        raise InputError(f"`word` and `new_edge` are only for a correction, `kind='correct'` (got {', '.join(given)})")
+    if kind == "correct":
+        if step is None:
+            raise InputError("a correction needs the step it corrects (`step=N`)")
+        if not isinstance(word, str) or not word.strip():
+            raise InputError("a correction needs the word that should have been chosen (`word=WORD`)")
+        word = ot.normalize(word).strip()
+    return item_id, reviewer, word, comment, rubric_json
+
+
 class ReviewStore:
     """The review queue and the append-only verdict log (see module docstring).
 
@@ -554,27 +584,9 @@ class ReviewStore:
             InputError: empty reviewer, unknown kind, ill-typed arguments, bad rubric.
             Nothing is written when any of these is raised.
         """
-        reviewer = _check_reviewer(reviewer)
-        item_id = _check_id(item_id, "review item")
-        if kind not in KINDS:
-            raise InputError(f"unknown verdict kind {kind!r}; use one of {', '.join(KINDS)} (or revert a verdict)")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-            raise InputError(f"step must be an integer step number or None, got {step!r}")
-        if not isinstance(comment, str):
-            raise InputError(f"comment must be a string, got {type(comment).__name__}")
-        comment = ot.utf8_safe(comment)
-        if not isinstance(new_edge, bool):
-            raise InputError(f"new_edge must be True or False, got {new_edge!r}")
-        rubric_json = _check_rubric(rubric)
-        if kind != "correct" and (word is not None or new_edge):
-            given = [f"`kind={kind!r}`"] + ([f"`word={word!r}`"] if word is not None else []) + (["`new_edge=True`"] if new_edge else [])
-            raise InputError(f"`word` and `new_edge` are only for a correction, `kind='correct'` (got {', '.join(given)})")
-        if kind == "correct":
-            if step is None:
-                raise InputError("a correction needs the step it corrects (`step=N`)")
-            if not isinstance(word, str) or not word.strip():
-                raise InputError("a correction needs the word that should have been chosen (`word=WORD`)")
-            word = ot.normalize(word).strip()
+        item_id, reviewer, word, comment, rubric_json = check_verdict(
+            item_id, reviewer=reviewer, kind=kind, step=step, word=word, new_edge=new_edge, comment=comment,
+            rubric=rubric)
         verdict_id = _new_id("vd")
         with self._write() as conn, conn.begin():
             row = conn.execute(sa.select(items_t.c.trace_json).where(items_t.c.id == item_id)).first()

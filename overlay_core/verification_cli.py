@@ -412,7 +412,11 @@ def verdict_cmd(
     home: Optional[Path] = HomeOpt,
 ) -> None:
     """Give a verdict on an item (whole answer or one step); prints the verdict id."""
+    from .verification import check_verdict
+
     try:
+        check_verdict(item_id, reviewer=reviewer, kind=kind, step=step, word=word, new_edge=new_edge,
+                      comment=comment, rubric=parse_rubric(rubric))  # a bad --kind before a missing database
         with _store(db, home, ctx) as store:
             vid = store.verdict(item_id, reviewer=reviewer, kind=kind, step=step, word=word, new_edge=new_edge,
                                 comment=comment, rubric=parse_rubric(rubric))

@@ -113,6 +113,9 @@ def test_review_verdict_for_unknown_item(env_home):
     assert_clear_error(run(*args, home=env_home), f"no review database at {db} (the default: reviews.sqlite3 in "
                        "$OVERLAY_HOME)", "`overlay ask --enqueue QUESTION`")
     assert not db.exists()  # a verdict on an empty queue could never succeed: nothing is created
+    # a mistyped kind is named first, not hidden behind the missing database
+    assert_clear_error(run(*args[:-1], "rejec", home=env_home), "unknown verdict kind 'rejec'")
+    assert not db.exists()
     ReviewStore(db).close()
     assert_clear_error(run(*args, home=env_home), "unknown review item 'it_doesnotexist'")
 
@@ -206,6 +209,22 @@ def _cli(*args, env=None):
 def test_ask_setting_errors_name_the_flag(tmp_path, args, message):
     res = _cli("ask", "What is TCP?", *args, env={"OVERLAY_HOME": str(tmp_path / "h")})
     assert res.exit_code == 2 and res.stdout == "" and res.stderr == message
+    assert not (tmp_path / "h").exists()
+
+
+@pytest.mark.parametrize("args,line", [
+    (["ask", "What is TCP?", "--max-words", "abc"],
+     "error: Invalid value for '--max-words': 'abc' is not a valid integer (see `overlay ask --help`)"),
+    (["ask", "What is TCP?", "--bogus"], "error: No such option: --bogus (see `overlay ask --help`)"),
+    (["ask"], "error: Missing argument 'QUESTION' (see `overlay ask --help`)"),
+    (["review", "verdict", "it_x", "--kind", "reject"],
+     "error: Missing option '--reviewer' (see `overlay review verdict --help`)"),
+    (["nosuch"], "error: No such command 'nosuch' (see `overlay --help`)"),
+])
+def test_a_mistyped_command_line_is_one_line(tmp_path, args, line):
+    """click's usage errors are one line naming the option and pointing at --help (not its boxed usage block)."""
+    p = run(*args, home=tmp_path / "h", timeout=120)
+    assert (p.returncode, p.stdout, p.stderr) == (2, "", line + "\n")
     assert not (tmp_path / "h").exists()
 
 
