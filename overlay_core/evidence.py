@@ -244,6 +244,36 @@ def _type_match(form: QuestionForm, sent: list[str]) -> bool:
     return False
 
 
+#: Personal pronouns that open a sentence about what the sentence before it was about ("The Zephyr Toolkit is a
+#: small library … It was written by Marta Kowalski"): :func:`refers_back`. "This"/"These" are left out: they are
+#: as often determiners ("This toolkit …") as pronouns.
+_ANAPHORS = frozenset({"it", "he", "she", "they"})
+
+
+def opens_with(subject: str, sent: list[str]) -> bool:
+    """True when ``sent`` (word tokens) opens with ``subject``'s words, case-folded, after at most an article:
+    "The Zephyr Toolkit is a small library" opens with "Zephyr Toolkit" — the sentence is *about* it."""
+    key = [w.casefold() for w in T.words(subject) if not T.is_punct(w)]
+    words = [w.casefold() for w in sent]
+    if words[:1] and words[0] in ("the", "a", "an") and key[:1] != words[:1]:
+        words = words[1:]
+    return bool(key) and words[: len(key)] == key
+
+
+def refers_back(sent: list[str]) -> bool:
+    """True when ``sent`` (word tokens) opens with a personal pronoun used as its subject ("It was written by …",
+    "He joined …"): the sentence is about what the sentence before it was about."""
+    return len(sent) > 1 and sent[0].casefold() in _ANAPHORS and not T.is_punct(sent[1])
+
+
+def read_as(subject: str, sent: list[str]) -> list[str]:
+    """``sent`` with its opening pronoun replaced by ``subject``'s words ("It was written by Marta Kowalski" →
+    "Zephyr Toolkit was written by Marta Kowalski"): how a model that reads one sentence at a time (the
+    cross-encoder) is shown a sentence whose referent is in the sentence before it."""
+    words = [w for w in T.words(subject) if not T.is_punct(w)]
+    return [*words, *sent[1:]] if words and refers_back(sent) else list(sent)
+
+
 @dataclass
 class Sentence:
     """One sentence of the answer material of a retrieved passage, with its relevance to the question.

@@ -483,7 +483,8 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
         cross = (f"; words {e.parts['lexical']:.2f}, cross-encoder {e.parts['cross_encoder']:.2f}"
                  + (f" (rescaled {e.parts['cross_rank']:.2f})" if "cross_rank" in e.parts else "")
                  if "cross_encoder" in e.parts and "lexical" in e.parts else "")
-        out.append(f"  relevant sentence (passage [{e.rank}], relevance {e.relevance:.2f}{cross}): {e.text}")
+        back = "; its opening pronoun read as the subject" if e.parts.get("refers_back") else ""
+        out.append(f"  relevant sentence (passage [{e.rank}], relevance {e.relevance:.2f}{cross}{back}): {e.text}")
     if t.prefix:
         out.append(f"  start (from the question): {' '.join(t.prefix)}")
     for st in t.steps:

@@ -316,6 +316,31 @@ def test_build_from_documents_then_ask_a_factoid_question(docs, tmp_path):
         assert any(Path(p["source"].rsplit(":", 1)[0]).parent == docs.resolve() for p in res["passages"])
 
 
+def test_answers_from_sections_and_sentences_that_name_the_subject_only_once(tmp_path):
+    """From a new user's walk: the fact in a sentence that opens with "It" (its subject named in the sentence
+    before), and a definition in a section farther from the question than the same document's History."""
+    from overlay_core.knowledge import make_reasoner
+
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The Zephyr Toolkit is a small library for drawing diagrams. It was written by Marta "
+                                "Kowalski in 2015 at the University of Gdansk.\nThe toolkit is released under the MIT "
+                                "license.\n")
+    (docs / "b.md").write_text("# Quokka Database\n\nQuokka is an embedded key-value database written in Rust. It "
+                               "stores data in a log-structured merge tree.\n\n## History\n\nQuokka was created by "
+                               "Daniel Ortega in 2019. Version 2.0 added transactions.\n")
+    (docs / "c.md").write_text("# Heron Protocol\n\nThe Heron protocol is a messaging protocol for sensor networks. "
+                               "It uses UDP port 5701 and encrypts every message with AES.\n")
+    build_documents([docs], home)
+    r = make_reasoner(home)
+    for question, expected in [
+            ("Who wrote the Zephyr Toolkit?", "The Zephyr Toolkit was written by Marta Kowalski"),
+            ("What is Quokka?", "Quokka is an embedded key-value database written in Rust."),
+            ("What is the Heron protocol?", "The Heron protocol is a messaging protocol for sensor networks.")]:
+        answer = r.answer(question)["answer"]
+        assert answer.startswith(expected), (question, answer)
+
+
 def test_no_loadable_file_is_one_clear_error(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"\x00")
     p = subprocess.run([OVERLAY, "build", str(tmp_path), "--home", str(tmp_path / "h")], capture_output=True,

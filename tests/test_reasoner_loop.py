@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from overlay_core import text as T
 from overlay_core.accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
 from overlay_core.adjacency import Edge
 from overlay_core.reasoner import Reasoner
@@ -323,6 +324,33 @@ def test_a_section_headed_with_an_article_is_about_the_term_without_it():
     assert not about(p, "zephyr")
     aliased = RetrievedPassage("a", "x: y", 0.4, {"headword": "x", "aliases": '["The Widget"]'})
     assert about(aliased, "widget")
+
+
+def test_a_sentence_opening_with_a_pronoun_is_about_the_subject_of_the_sentence_before():
+    """"It was written by Marta Kowalski" after "The Zephyr Toolkit is …" is about the Zephyr Toolkit: the
+    cross-encoder reads it with the subject in the pronoun's place; "This toolkit …" (a determiner) is not a
+    pronoun, and a pronoun after a sentence about something else is not read as the subject."""
+    from overlay_core import evidence as E
+
+    first, second = T.words("The Zephyr Toolkit is a small library."), T.words("It was written by Marta Kowalski.")
+    assert E.opens_with("Zephyr Toolkit", first) and not E.opens_with("Zephyr Toolkit", second)
+    assert E.refers_back(second) and not E.refers_back(T.words("This toolkit is small."))
+    assert T.join(E.read_as("Zephyr Toolkit", second)) == "Zephyr Toolkit was written by Marta Kowalski."
+    assert E.read_as("Zephyr Toolkit", first) == first
+
+
+def test_a_passage_that_defines_the_term_is_ranked_first_for_a_definition():
+    """"What is Quokka?": the section that says "Quokka is an embedded key-value database" comes before its nearer
+    "History" section ("Quokka was created by …" is no definition) — for definitions only."""
+    from overlay_core.stages.ranking import defines, rank_passages
+
+    history = RetrievedPassage("h", "history: Quokka was created by Daniel Ortega in 2019.", 0.26, {"headword": "history"})
+    main = RetrievedPassage("m", "quokka database: Quokka is an embedded key-value database.", 0.36,
+                            {"headword": "quokka database"})
+    assert defines(main, "Quokka") and not defines(history, "Quokka")
+    assert defines(RetrievedPassage("e", "eniac: ENIAC was an early computer.", 0.3, {}), "ENIAC")
+    assert [p.id for p in rank_passages([history, main], "Quokka", definition=True)] == ["m", "h"]
+    assert [p.id for p in rank_passages([history, main], "Quokka")] == ["h", "m"]
 
 
 @pytest.mark.parametrize("cross,declined", [(0.0005, True), (0.2, False)])

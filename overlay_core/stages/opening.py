@@ -157,6 +157,8 @@ def start(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, table
 def subject_prefix(subject: str, passages, table) -> list[str]:
     """``[article] + subject words + "is"``, the subject spelled as the passages spell it.
 
+    A passage sentence that opens "The <subject> is/are" gives the opening as it stands ("The Heron protocol is").
+
     FOLDOC's headwords are lower-cased ("tcp", "unix"), so the spelling is taken from the first
     occurrence of the term inside a passage body ("TCP", "Unix"); an article is added only for a
     lower-case noun that the corpus uses with that article (an edge ``a -> word`` in ``table``: "A hash table
@@ -169,6 +171,12 @@ def subject_prefix(subject: str, passages, table) -> list[str]:
     n = len(key)
     fallback = None
     inner_found = False
+    for p in passages:  # a passage that defines it with "the": "The Heron protocol is a messaging protocol …"
+        toks = T.words(p.text)
+        for i in range(1, len(toks) - n):
+            if (toks[i - 1].casefold() == "the" and toks[i + n].casefold() in ("is", "are")
+                    and [w.casefold() for w in toks[i:i + n]] == key and (i < 2 or toks[i - 2] in (*T.SENTENCE_END, ":"))):
+                return ["The", *toks[i:i + n], toks[i + n].casefold()]
     for p in passages:
         toks = T.words(p.text)
         begin = toks.index(":") + 1 if ":" in toks[:12] else 0  # skip the "headword:" label

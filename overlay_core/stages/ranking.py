@@ -42,14 +42,38 @@ def about(h, key: str) -> bool:
     return False
 
 
-def rank_passages(hits, subject: str | None) -> list:
+#: Words after a term that make a sentence define it ("Quokka is an embedded key-value database"); "was"/"were"
+#: only before an article ("ENIAC was an early computer", not "Quokka was created by …").
+_COPULAS = frozenset({"is", "are", "—", "–", "это", "является", "являются"})
+_PAST_COPULAS = frozenset({"was", "were"})
+
+
+def defines(h, subject: str) -> bool:
+    """True when a sentence of passage ``h``'s body opens with ``subject`` (after at most an article) and a copula:
+    "Quokka is an embedded key-value database written in Rust." defines Quokka (a document section headed "Quokka
+    Database" is not *about* "Quokka" by its headword, yet it holds the definition)."""
+    toks = E.body_tokens(h.text)
+    n = len([w for w in T.words(subject) if not T.is_punct(w)])
+    for a, b in E.sentences(toks):
+        sent = toks[a:b]
+        if E.opens_with(subject, sent):
+            rest = sent[n + (1 if sent[0].casefold() in ("the", "a", "an") and len(sent) > n else 0):]
+            if rest[:1] and (rest[0].casefold() in _COPULAS or (
+                    rest[0].casefold() in _PAST_COPULAS and rest[1:2] and rest[1].casefold() in ("a", "an", "the"))):
+                return True
+    return False
+
+
+def rank_passages(hits, subject: str | None, *, definition: bool = False) -> list:
     """Passages whose headword (or alias) is the asked term first, then by distance.
 
     Among the passages about the term, the entry's first chunk comes first (it opens the
     definition; later chunks only continue it), and a *stub* (fewer than :data:`STUB_WORDS` words
     after its ``headword:`` label, e.g. the closing citation chunk "vax: [Jargon File]") comes after
     the passages that say something: it names the term, so it is close to the question, but
-    there is nothing to answer from.
+    there is nothing to answer from. For a ``definition`` question ("What is Quokka?"), a passage that
+    :func:`defines` the term comes before the others not about it by headword (a document's "History" section
+    can be nearer by embedding than the section that says what Quokka is).
     """
     if not subject:
         return list(hits)
@@ -62,7 +86,8 @@ def rank_passages(hits, subject: str | None) -> list:
         c = (h.metadata or {}).get("chunk", 0)
         return 0 if c in (0, "0") else 1
 
-    return sorted(hits, key=lambda h: (not about(h, key), stub(h), chunk(h), h.distance))
+    return sorted(hits, key=lambda h: (not about(h, key), not (definition and defines(h, subject)), stub(h), chunk(h),
+                                       h.distance))
 
 
 def retrieve(kb, question: str, s: ReasonerSettings) -> tuple[list, list]:
@@ -74,11 +99,12 @@ def retrieve(kb, question: str, s: ReasonerSettings) -> tuple[list, list]:
     embedding alone). Both lists hold ``RetrievedPassage`` objects.
     """
     hits = kb.query(question, k=max(3 * s.top_k, 10))
-    subject = analyze(question).subject
+    form = analyze(question)
+    subject = form.subject
     if subject and not any(about(h, subject.casefold()) for h in hits):
         # the entry named by the question can be far from it by embedding ("What does CLUT stand for?"
         # is near other questions, not near "clut: colour look-up table …"): fetch it by its headword
         seen = {h.id for h in hits}
         hits = hits + [h for h in kb.query(question, k=s.top_k, where={"headword": subject.casefold()})
                        if h.id not in seen]
-    return rank_passages(hits, subject)[: s.top_k], hits
+    return rank_passages(hits, subject, definition=form.is_definition)[: s.top_k], hits

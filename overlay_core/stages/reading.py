@@ -33,14 +33,22 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
     sents: list[list[E.Sentence]] = []
     sent_of: list[list[int]] = []
     key = form.subject.casefold() if form.subject else None
+    # "It was written by Marta Kowalski" after "The Zephyr Toolkit is …" is about the Zephyr Toolkit: its subject
+    # is the one of the sentence before (English personal pronouns only: E.refers_back)
+    subject = T.words(form.subject) if form.subject and form.lang == "en" and not form.opens_with_subject else []
     for r, tk in enumerate(toks):
         is_about = bool(key) and about(passages[r], key)
         # the headings a document passage stands under (metadata "headings": "Orbitdesk Server > Releases")
         context = T.words(str((passages[r].metadata or {}).get("headings") or ""))
         ss, owner = [], [-1] * len(tk)
+        carried = False  # the sentence before is about the subject: it opens with it, or refers back to it
         for j, (a, b) in enumerate(ranges[r]):
+            back = carried and E.refers_back(tk[a:b])
             rel, parts = (0.0, {}) if form.opens_with_subject else E.relevance(
-                form, tk[a:b], about_subject=is_about, weights=weights, context=context)
+                form, tk[a:b], about_subject=is_about, weights=weights, context=context + subject if back else context)
+            if back:
+                parts["refers_back"] = 1.0
+            carried = bool(subject) and (back or E.opens_with(form.subject, tk[a:b]))
             ss.append(E.Sentence(r, a, b, rel, parts))
             owner[a:b] = [j] * (b - a)
         sents.append(ss)
@@ -48,7 +56,9 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
     flat = [x for ss in sents for x in ss]
     if s.cross_encoder and not form.opens_with_subject and flat:
         labels = [E.split_label(p.text)[0] for p in passages]
-        read = [E.labelled(labels[x.passage], T.join(toks[x.passage][x.start:x.end])) for x in flat]
+        read = [E.labelled(labels[x.passage], T.join(E.read_as(form.subject, toks[x.passage][x.start:x.end])
+                                                     if "refers_back" in x.parts else toks[x.passage][x.start:x.end]))
+                for x in flat]
         if form.lang == "en":
             from ..cross_encoder import get_cross_encoder
 
