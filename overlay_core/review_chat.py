@@ -247,7 +247,8 @@ class ReviewChat:
                                      model_fingerprint=str(result.get("model", "")),
                                      index_fingerprint=str(result.get("index", "")))
         self._event(session, "asked", item_id, "")
-        text = render_answer(Trace.from_dict(result, "the answer's trace", partial=True), item_id)
+        t = Trace.from_dict(result, "the answer's trace", partial=True)
+        text = render_answer(t, item_id, known=self.known_verdicts(t))
         return ChatReply(text=text, action="question", item_id=item_id, result=result)
 
     # ------------------------------------------------------------------ commands
@@ -269,8 +270,9 @@ class ReviewChat:
         item = self._item(cmd.ref)
         self._event(session, "shown", item.id, "")
         verdicts = self.store.verdicts(item.id)
-        text = render_answer(Trace.from_dict(item.trace, f"item {item.id}", partial=True), item.id,
-                             question=item.question, status=item.status, verdicts=verdicts)
+        t = Trace.from_dict(item.trace, f"item {item.id}", partial=True)
+        text = render_answer(t, item.id, question=item.question, status=item.status, verdicts=verdicts,
+                             known=self.known_verdicts(t))
         return ChatReply(text=text, action="show", item_id=item.id)
 
     def _cmd_approve(self, cmd: Command, session: str, reviewer: str) -> ChatReply:
@@ -299,6 +301,8 @@ class ReviewChat:
             _fail(f"{item.id} chose no words (the question was declined): nothing to {cmd.name}")
         if cmd.name == "correct":
             word, comment = _candidate_prefix(st, cmd.word, item.id)
+        standing = [v for v in self.store.verdicts(item.id) if v.kind not in ("revert", cmd.name)
+                    and v.step == cmd.step and not v.reverted_by]
         vid = self.store.verdict(item.id, reviewer=reviewer, kind=cmd.name, step=cmd.step, word=word,
                                  comment=comment)
         self._event(session, "verdict", vid, reviewer)
@@ -313,6 +317,10 @@ class ReviewChat:
         lines = [f"**{verb}** {what} — verdict `{vid}` by {reviewer}" + (f" ({comment})" if comment else "") + ".",
                  "", "Accumulator changes:", ""]
         lines += _delta_lines(applied)
+        if standing:  # both count: their deltas add up on the same edges
+            lines += ["", "Also standing on " + (f"step {cmd.step}" if cmd.step is not None else "the whole answer")
+                      + ": " + ", ".join(f"`{v.id}` ({v.kind} by {v.reviewer})" for v in standing)
+                      + " — both verdicts count; `revert vd_…` withdraws one."]
         lines += ["", "Ask the question again to see the effect; `revert` cancels this verdict."]
         return ChatReply(text="\n".join(lines), action=cmd.name, item_id=item.id, verdict_id=vid, applied=applied)
 
@@ -385,6 +393,17 @@ class ReviewChat:
             conn.execute(events_t.insert().values(session_id=ot.utf8_safe(session), event=event, ref_id=ref_id,
                                                   reviewer=ot.utf8_safe(reviewer), created_at=_now()))
 
+    def known_verdicts(self, t: Trace) -> dict[str, Verdict]:
+        """The log entry now of each verdict id a candidate of ``t`` carries (ids not in this database — an
+        accumulator shared with another — are left out)."""
+        out = {}
+        for vid in dict.fromkeys(v for st in t.steps for c in st.candidates for v in c.verdicts):
+            try:
+                out[vid] = self.store.get_verdict(vid)
+            except OverlayError:
+                pass
+        return out
+
     def current_item(self, session: str | None) -> str | None:
         """The id of the session's current item, or None."""
         return self._latest(str(session or "").strip() or DEFAULT_SESSION, ("asked", "shown"))
@@ -428,10 +447,12 @@ def _delta_lines(applied: list[dict]) -> list[str]:
 
 
 def render_answer(t: Trace, item_id: str, *, question: str | None = None, status: str | None = None,
-                  verdicts: list[Verdict] | None = None) -> str:
+                  verdicts: list[Verdict] | None = None, known: Mapping[str, Verdict] | None = None) -> str:
     """The chat reply for an answer: the answer, its sources, one line per step, the item id and the commands.
 
-    A step line: ``**N** chosen · runner-up: WORD (score) · verdicts: vd_… (word)``.
+    A step line: ``**N** chosen · runner-up: WORD (score) · verdicts: vd_… (word)``. ``known`` (verdict id ->
+    its log entry now, :meth:`ReviewChat.known_verdicts`) labels a verdict reverted since and leaves out revert
+    entries (their compensating deltas are on the same edges).
     """
     lines = []
     if question is not None:
@@ -444,7 +465,7 @@ def render_answer(t: Trace, item_id: str, *, question: str | None = None, status
     steps = [s for s in t.steps if s.chosen is not None]
     if steps:
         lines += ["**Steps** (chosen word · runner-up with its score · verdicts on the candidates):", ""]
-        lines += [_step_line(s) for s in steps]
+        lines += [_step_line(s, known or {}) for s in steps]
         lines.append("")
     stopped = next((s for s in t.steps if s.chosen is None), None)
     if stopped is not None:  # e.g. a verdict penalized every candidate: say so, and which verdicts
@@ -464,7 +485,7 @@ def render_answer(t: Trace, item_id: str, *, question: str | None = None, status
     return "\n".join(lines)
 
 
-def _step_line(s: Step) -> str:
+def _step_line(s: Step, known: Mapping[str, Verdict]) -> str:
     chosen_score = next((c.score for c in s.candidates if c.word == s.chosen), None)
     runner = next((c for c in s.candidates if c.word != s.chosen and c.blocked is None and c.score is not None),
                   None)
@@ -473,9 +494,15 @@ def _step_line(s: Step) -> str:
     touched: dict[str, list[str]] = {}  # verdict id -> the candidates it touched (spans share a first word)
     for c in s.candidates:
         for vid in c.verdicts:
-            touched.setdefault(vid, []).append(c.word)
+            if getattr(known.get(vid), "kind", None) != "revert":
+                touched.setdefault(vid, []).append(c.word)
+
+    def gone(vid: str) -> str:
+        by = getattr(known.get(vid), "reverted_by", None)
+        return f"; reverted by `{by}`" if by else ""
+
     if touched:
-        parts.append("verdicts: " + ", ".join(f"`{vid}` ({', '.join(ws)})" for vid, ws in touched.items()))
+        parts.append("verdicts: " + ", ".join(f"`{vid}` ({', '.join(ws)}{gone(vid)})" for vid, ws in touched.items()))
     return "- " + " · ".join(parts)
 
 

@@ -146,8 +146,9 @@ def test_ask_reject_ask_revert_ask(env):
 
     third = say("What is a hash table?")
     assert third.text.startswith("A hash table is a data structure .")
-    # the edge still lists the verdict and its revert (G is back to 0): the trace names what touched it
-    assert f"`{rej.verdict_id}` (data structure, data), `{rev.verdict_id}` (data structure, data)" in third.text
+    # the edge still carries the verdict (G is back to 0): named as reverted, its revert entry not listed apart
+    assert f"`{rej.verdict_id}` (data structure, data; reverted by `{rev.verdict_id}`)" in third.text
+    assert f"`{rev.verdict_id}` (" not in third.text
 
 
 def test_correct_and_approve_and_revert_by_id(env):
@@ -165,6 +166,19 @@ def test_correct_and_approve_and_revert_by_id(env):
     assert r.action == "revert" and f"- a -> table: {-CORRECT_BONUS:+g}" in r.text
     assert "no verdict left to revert" in say("revert").text
     assert Accumulator(acc).global_score("a", "table") == 0.0
+
+
+def test_a_verdict_against_a_standing_one_says_both_count(env):
+    chat, store, acc, fake, say = env
+    say("What is a hash table?")
+    app = say("approve 2")
+    assert "Also standing" not in app.text
+    rej = say("reject 2 after all")
+    assert rej.action == "reject"
+    assert (f"Also standing on step 2: `{app.verdict_id}` (approve by alice) — both verdicts count; "
+            "`revert vd_…` withdraws one.") in rej.text
+    say(f"revert {app.verdict_id}")
+    assert "Also standing" not in say("reject 2 once more").text  # the approval is withdrawn; rejects agree
 
 
 def test_queue_and_show(env):
