@@ -450,6 +450,112 @@ def negation(words: list[str]) -> str | None:
     return None
 
 
+#: Digits of the number words a claim may be spelled with ("eight-bit" = "8-bit"): :func:`contrast`.
+_DIGITS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
+           "nine": "9", "ten": "10", "twelve": "12", "sixteen": "16", "thirty-two": "32", "sixty-four": "64"}
+#: Words that say how many, of which one contradicts another in the same place ("many registers", "very few
+#: registers"): :func:`contrast`.
+_QUANTITY = frozenset({"many", "few", "several", "numerous"})
+
+
+def _claim_value(word: str) -> str:
+    """``word`` as a claimed value is compared: case-folded, a leading number word as digits ("Eight-bit" → "8-bit")."""
+    f = word.casefold()
+    for name, digit in _DIGITS.items():
+        if f == name or f.startswith(name + "-"):
+            return digit + f[len(name):]
+    return f
+
+
+def _claim_kind(word: str) -> str | None:
+    """What kind of claimed value ``word`` is: ``"number"`` ("32-bit", "1969"), ``"quantity"`` ("many", "few"),
+    ``"name"`` (capitalised: "Windows", "Unix"), or None (any other word: never a contrast)."""
+    v = _claim_value(word)
+    if any(c.isdigit() for c in v):
+        return "number"
+    if v in _QUANTITY:
+        return "quantity"
+    if word[:1].isupper() and word[:1].isalpha() and word != "I":
+        return "name"
+    return None
+
+
+def contrast(question: list[str], sent: list[str], passage: list[str] = ()) -> tuple[str, str] | None:
+    """``(asked, said)`` when ``sent`` (word tokens) says another value in the place of one the yes/no
+    ``question`` (word tokens) claims, else None: "Did the 8080 have a 32-bit address bus?" — "the 8080 had a 16-bit
+    address bus" gives ``("32-bit", "16-bit")``; "Was Perl originally developed for Windows?" — "Originally
+    developed for Unix" gives ``("Windows", "Unix")``; "many registers" — "very few registers".
+
+    A claimed value is a number, a quantity word or a name (:func:`_claim_kind`) that ``sent`` does not hold (nor,
+    for a name, ``passage``: the passage's own name is often only in its label). The place is its neighbour: the
+    question's word after it follows a word of the same kind in ``sent``, or the word before it precedes one (a
+    stop word as the neighbour counts only with the next word out matching too: "developed for"). One value that
+    begins with the other is a variant of it ("80386DX", "80386"), not a contrast. Any other content word contrasts
+    only in the very same frame: a strong neighbour on one side and the same word on the other ("a client to server
+    protocol" — "a server to server protocol")."""
+    said = {_claim_value(w) for w in sent}
+    known = {w.casefold() for w in passage}
+    _irregular = {"has": "have", "had": "have", "does": "do", "did": "do"}
+
+    def same(a: str, b: str) -> bool:  # one word in two forms ("store", "stores", "stored"; "have", "has")
+        a, b = _irregular.get(a.casefold(), a.casefold()), _irregular.get(b.casefold(), b.casefold())
+        return a == b or stem(a) == stem(b) or any(a + x == b or b + x == a for x in ("s", "es", "d", "ed", "ing"))
+
+    def beside(qi: int, sj: int, step: int) -> bool:  # the question's neighbour of qi matches the sentence's of sj
+        qn, sn = qi + step, sj + step
+        if not (0 < qn < len(question) and 0 <= sn < len(sent)) or T.is_punct(question[qn]):
+            return False
+        if not same(question[qn], sent[sn]):
+            return False
+        if question[qn].casefold() in STOP_WORDS:  # "for", "the": one more word out must match too
+            qn2, sn2 = qn + step, sn + step
+            return (0 < qn2 < len(question) and 0 <= sn2 < len(sent) and not T.is_punct(question[qn2])
+                    and question[qn2].casefold() not in STOP_WORDS and same(question[qn2], sent[sn2]))
+        return True
+
+    def plain(qi: int, sj: int, step: int) -> bool:  # the next word on that side is the same, whatever it is
+        qn, sn = qi + step, sj + step
+        return 0 < qn < len(question) and 0 <= sn < len(sent) and same(question[qn], sent[sn])
+
+    for i in range(1, len(question)):
+        c = question[i]
+        kind = _claim_kind(c)
+        if kind is None and not T.is_punct(c) and c.isalpha() and c.casefold() not in STOP_WORDS and not any(
+                same(c, w) for w in sent):
+            # any other word: another word in the very same frame, both sides ("a client to server protocol" —
+            # "a server to server protocol"; "use static typing" — "uses dynamic typing")
+            for j, w in enumerate(sent):
+                if (w.isalpha() and w.casefold() not in STOP_WORDS and not same(w, c)
+                        and ((beside(i, j, 1) and plain(i, j, -1)) or (beside(i, j, -1) and plain(i, j, 1)))):
+                    return c, w
+            continue
+        if kind is None or T.is_punct(c) or _claim_value(c) in said or (kind == "name" and c.casefold() in known):
+            continue
+        v = _claim_value(c)
+        for j, w in enumerate(sent):
+            u = _claim_value(w)
+            # one value beginning with the other is a variant, not another value ("80386DX" and "80386")
+            if _claim_kind(w) == kind and not (u.startswith(v) or v.startswith(u)) and (
+                    beside(i, j, 1) or beside(i, j, -1)):
+                return c, w
+    return None
+
+
+def negation_of(question: list[str], words: list[str], window: int = 4) -> str | None:
+    """The first negating word of ``words`` (word tokens; see :func:`negation`) with a content word of ``question``
+    (by stem) within ``window`` words of it, or None: "SQLite does not enforce the length" negates "Does SQLite
+    enforce …?"; "it is object-oriented and … has no arbitrary restrictions" does not negate "Is Python
+    object-oriented?" (its "no" is about restrictions)."""
+    asked = {stem(w) for w in question if not T.is_punct(w) and w.casefold() not in STOP_WORDS}
+    for i, w in enumerate(words):
+        if negation([w]) is None:
+            continue
+        near = words[max(0, i - window):i] + words[i + 1:i + 1 + window]
+        if any(stem(x) in asked for x in near if not T.is_punct(x)):
+            return w
+    return None
+
+
 #: Negative prefixes of a word that denies a question word («некоммерческой» for «коммерческой»,
 #: "non-commercial" for "commercial"): :func:`negated_term`.
 _NEGATIVE_PREFIXES = ("не", "non-", "non")
@@ -459,7 +565,8 @@ def negated_term(question: list[str], words: list[str]) -> str | None:
     """The first word of ``words`` (word tokens) that is a word of ``question`` with a negative prefix
     («некоммерческой» for «коммерческой», "non-profit" for "profit"), compared by stem; None if there is none.
     A question word that itself carries the prefix is not a negation of anything."""
-    asked = {stem(w) for w in question if not T.is_punct(w) and len(w) > 2}
+    # a hyphenated question word counts by its parts too ("for-profit" is denied by "non-profit")
+    asked = {stem(p) for w in question if not T.is_punct(w) and len(w) > 2 for p in {w, *w.split("-")} if len(p) > 2}
     for w in words:
         f = w.casefold()
         for pre in _NEGATIVE_PREFIXES:

@@ -446,6 +446,22 @@ def two_products(tmp_path_factory) -> Path:
     return home
 
 
+@pytest.mark.parametrize("question,start", [
+    ("Is Quillmark written in Rust?", None),  # no passage writes "Rust": neither yes nor no
+    ("Does Quillmark store documents as plain text?", "Yes, Quillmark stores documents as plain text"),
+])
+def test_a_yes_no_question_about_a_name_no_passage_writes_is_declined(two_products, question, start):
+    a = subprocess.run([OVERLAY, "ask", "--json", "--home", str(two_products), question], capture_output=True,
+                       text=True, timeout=600)
+    assert a.returncode == 0, a.stderr
+    res = json.loads(a.stdout)
+    if start is None:
+        assert res["refused"] and "'Rust' (a name in the question) occurs in none of the retrieved passages" \
+            in res["refusal"], res
+    else:
+        assert res["answer"].startswith(start) and not res["refused"], res["answer"]
+
+
 @pytest.mark.parametrize("question,key,other", [
     # known defect: both rows open "Version: 2.0;" and the answer goes on in the row of the better-ranked passage
     # (passage support outweighs the relevance its headings give the Orbitdesk row); restricting a shared opening to

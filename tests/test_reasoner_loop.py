@@ -339,6 +339,46 @@ def test_a_sentence_opening_with_a_pronoun_is_about_the_subject_of_the_sentence_
     assert E.read_as("Zephyr Toolkit", first) == first
 
 
+@pytest.mark.parametrize("question,sentence,want", [
+    # another value in the place the question claims one: a number, a quantity word, a name, a word in one frame
+    ("Did the 8080 have a 32-bit address bus?", "the 8080 had a 16-bit address bus and an 8-bit data bus.",
+     ("32-bit", "16-bit")),
+    ("Did the 6502 have many registers?", "the 6502 had very few registers.", ("many", "few")),
+    ("Was Perl originally developed for Windows?", "Originally developed for Unix, it is now available.",
+     ("Windows", "Unix")),
+    ("Is SMTP a client to server protocol?", "it is a server to server protocol.", ("client", "server")),
+    # the same value, in other words or another form: no contrast
+    ("Does the 8088 have an 8-bit data bus?", "the Intel 8088 was a version with an eight-bit external data bus.", None),
+    ("Does the Intel 80386DX have a 32-bit data bus?", "a version of the Intel 80386 with a 32-bit data bus.", None),
+    ("Does Quillmark store documents as plain text?", "Quillmark stores documents as plain text.", None),
+    ("Was EDSAC completed in England?", "the EDSAC was completed in 1949 at Cambridge in England.", None),
+])
+def test_a_yes_no_claim_contradicted_in_its_own_place(question, sentence, want):
+    from overlay_core import evidence as E
+
+    assert E.contrast(T.words(question), T.words(sentence)) == want
+
+
+def test_a_negation_answers_no_only_about_the_questions_words():
+    from overlay_core import evidence as E
+
+    q = T.words("Is Python object-oriented?")
+    assert E.negation_of(q, T.words("It is object-oriented and supports packages, modules, classes, a good C "
+                                    "interface and has no arbitrary restrictions.")) is None
+    assert E.negation_of(T.words("Does SQLite enforce the length of a VARCHAR?"),
+                         T.words("SQLite does not enforce the length of a VARCHAR.")) == "not"
+    assert E.negated_term(T.words("Is Unicode maintained by a for-profit company?"),
+                          T.words("maintained by the non-profit consortium Unicode Inc.")) == "non-profit"
+
+
+def test_a_yes_no_question_is_retrieved_by_the_name_it_asks_about():
+    from overlay_core.stages.ranking import yes_no_name
+
+    assert yes_no_name("Is Python object-oriented?") == "Python"
+    assert yes_no_name("Did the 6502 have many registers?") == "6502"
+    assert yes_no_name("Can I run it on a Mac?") is None
+
+
 def test_a_passage_that_defines_the_term_is_ranked_first_for_a_definition():
     """"What is Quokka?": the section that says "Quokka is an embedded key-value database" comes before its nearer
     "History" section ("Quokka was created by …" is no definition) — for definitions only."""
@@ -351,6 +391,10 @@ def test_a_passage_that_defines_the_term_is_ranked_first_for_a_definition():
     assert defines(RetrievedPassage("e", "eniac: ENIAC was an early computer.", 0.3, {}), "ENIAC")
     assert [p.id for p in rank_passages([history, main], "Quokka", definition=True)] == ["m", "h"]
     assert [p.id for p in rank_passages([history, main], "Quokka")] == ["h", "m"]
+    # a later chunk of a file not about the term is ranked by its distance, not after every first chunk
+    later = RetrievedPassage("l", "regatta: The regatta was started by Harriet Voss.", 0.35, {"chunk": 1})
+    first = RetrievedPassage("f", "onboarding: New staff meet the team.", 0.79, {"chunk": 0})
+    assert [p.id for p in rank_passages([first, later], "Lantern Regatta")] == ["l", "f"]
 
 
 @pytest.mark.parametrize("cross,declined", [(0.0005, True), (0.2, False)])

@@ -54,7 +54,8 @@ def unwritten_names(question: str, form, passages) -> str | None:
     In Russian text a switch to Latin letters marks a name (a product, a standard, a command); a passage that never
     writes it does not answer about it, however close its sentences are («Кто основал проект Ubuntu?» is not
     answered from a sentence about GNU). Words are compared whole and case-blind (``T.words`` keeps «GNU/Linux»,
-    «/etc/hosts» one word). English questions have the subject checks of :func:`refusal` instead.
+    «/etc/hosts» one word). English questions have the subject checks of :func:`refusal` and, for yes/no,
+    :func:`unsaid_claim` instead.
     Measured on the Russian FAQ set (docs/russian.md §5)."""
     if form.lang != "ru":
         return None
@@ -67,6 +68,26 @@ def unwritten_names(question: str, form, passages) -> str | None:
         return None
     return (f"{', '.join(repr(w) for w in missing)} (written in Latin letters: a name) occurs in none of the "
             "retrieved passages; ask about a name the documents use, or ingest documents that cover it")
+
+
+def unsaid_claim(question: str, form, passages, ev: Evidence, s: ReasonerSettings) -> str | None:
+    """Why an English yes/no question is declined when a name it claims something with (a capitalised word after its
+    first: "Is Quillmark written in Rust?") occurs in none of the passages and the most relevant sentence says no
+    other value in its place (:func:`overlay_core.evidence.contrast`: "Originally developed for Unix" answers "Was
+    Perl developed for Windows?" with No): neither yes nor no is in the passages. Else None."""
+    if form.lang != "en" or form.kind != "yes-no":
+        return None
+    q = T.words(question)
+    names = [w for w in q[1:] if w[:1].isupper() and w[:1].isalpha() and w != "I"]
+    known = {w.casefold() for p in passages for w in T.words(p.text)}
+    missing = [w for w in dict.fromkeys(names) if w.casefold() not in known]
+    if not missing:
+        return None
+    top = next((x for x in ev.ranked() if bears(x, s, ev)), None)
+    if top is not None and E.contrast(q, ev.toks[top.passage][top.start:top.end], ev.toks[top.passage]):
+        return None
+    return (f"{', '.join(repr(w) for w in missing)} (a name in the question) occurs in none of the retrieved passages: "
+            "they say neither yes nor no; ask about a name the documents use, or ingest documents that cover it")
 
 
 def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, *,
@@ -214,8 +235,9 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
     model prefers "Yes" whatever it read; the relevant sentence that follows is the evidence. With
     ``s.yes_no_negation``, when the most relevant sentence that bears on the question holds a negation
     the question does not ("Does SQLite enforce the length of a VARCHAR?" — "SQLite does not enforce
-    the length of a VARCHAR."), "Yes," is blocked and the trace names the word and the sentence; when it holds
-    none, "No," is blocked (the answer goes on to copy that sentence: "No, <an affirmative sentence>" would
+    the length of a VARCHAR."), or (English) another value in the place of the one the question claims ("a 16-bit
+    address bus" for "a 32-bit address bus?", :func:`overlay_core.evidence.contrast`), "Yes," is blocked and the
+    trace names the word and the sentence; when it holds none, "No," is blocked (the answer goes on to copy that sentence: "No, <an affirmative sentence>" would
     contradict itself). A negation is a negating word or a question word with a negative prefix
     («некоммерческой» for «коммерческой», :func:`overlay_core.evidence.negated_term`). Sets
     ``ev.yes_no_basis`` to the sentence read.
@@ -229,9 +251,14 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
     q_words = T.words(question)
     if s.yes_no_negation and top is not None and E.negation(q_words) is None:
         sent = ev.toks[top.passage][top.start:top.end]
-        word = E.negation(sent) or E.negated_term(q_words, sent)
+        # English: a negation about the question's words (a "no" about something else does not answer no)
+        word = (E.negation_of(q_words, sent) if form.lang == "en" else E.negation(sent)) or E.negated_term(q_words, sent)
+        other = E.contrast(q_words, sent, ev.toks[top.passage]) if form.lang == "en" and word is None else None
         if word is not None:
             drafts[1].blocked = f"the most relevant sentence negates the question ({word!r}): {T.join(sent)}"
+        elif other is not None:
+            drafts[1].blocked = (f"the most relevant sentence says {other[1]!r} where the question says {other[0]!r}: "
+                                 f"{T.join(sent)}")
         else:
             drafts[0].blocked = f"the most relevant sentence affirms the question (no negation): {T.join(sent)}"
     tp = time.perf_counter()

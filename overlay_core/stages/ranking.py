@@ -71,9 +71,9 @@ def rank_passages(hits, subject: str | None, *, definition: bool = False) -> lis
     definition; later chunks only continue it), and a *stub* (fewer than :data:`STUB_WORDS` words
     after its ``headword:`` label, e.g. the closing citation chunk "vax: [Jargon File]") comes after
     the passages that say something: it names the term, so it is close to the question, but
-    there is nothing to answer from. For a ``definition`` question ("What is Quokka?"), a passage that
-    :func:`defines` the term comes before the others not about it by headword (a document's "History" section
-    can be nearer by embedding than the section that says what Quokka is).
+    there is nothing to answer from. Then, for a ``definition`` question ("What is Quokka?"), a passage that
+    :func:`defines` the term comes first (a document's "History" section can be nearer by embedding than the
+    section that says what Quokka is); then by distance.
     """
     if not subject:
         return list(hits)
@@ -86,21 +86,43 @@ def rank_passages(hits, subject: str | None, *, definition: bool = False) -> lis
         c = (h.metadata or {}).get("chunk", 0)
         return 0 if c in (0, "0") else 1
 
-    return sorted(hits, key=lambda h: (not about(h, key), not (definition and defines(h, subject)), stub(h), chunk(h),
-                                       h.distance))
+    def rank(h) -> tuple:
+        on_term = about(h, key)
+        # the entry's own order (stubs last, its first chunk first) holds among the passages about the term only:
+        # elsewhere a later chunk of a file is as good as a first one (a document's second chunk at distance 0.35
+        # ranked after every first chunk at 0.8, so it was never read)
+        return (not on_term, on_term and stub(h), chunk(h) if on_term else 0,
+                not (definition and defines(h, subject)), h.distance)
+
+    return sorted(hits, key=rank)
+
+
+def yes_no_name(question: str) -> str | None:
+    """The name an English yes/no question asks about: its first run of capitalised words or numbers after the
+    opening verb ("Is Python object-oriented?" → "Python"; "Did the 6502 have …" → "6502"), or None. Retrieval
+    fetches and ranks first the entries about it, as for a question's subject ("Python" is the asked thing; a
+    passage near "object-oriented" says nothing about it)."""
+    run: list[str] = []
+    for w in T.words(question)[1:]:
+        if (w[:1].isupper() and w[:1].isalpha() and w != "I") or (w[:1].isdigit() and not T.is_punct(w)):
+            run.append(w)
+        elif run or w.casefold() not in ("the", "a", "an"):
+            break
+    return " ".join(run) or None
 
 
 def retrieve(kb, question: str, s: ReasonerSettings) -> tuple[list, list]:
     """The passages an answer to ``question`` is built from: ``(top_k ranked passages, all hits)``.
 
     Over-fetches ``max(3 * top_k, 10)`` nearest passages from ``kb`` (anything with ``query(text, k, where=)``)
-    plus, when none of them is about the asked term, the passages whose headword is that term; then ranks them
+    plus, when none of them is about the asked term (the question's subject; an English yes/no question's
+    :func:`yes_no_name`), the passages whose headword is that term; then ranks them
     (:func:`rank_passages`: in a 14k-entry corpus the defining entry is often not among the 3 nearest by
     embedding alone). Both lists hold ``RetrievedPassage`` objects.
     """
     hits = kb.query(question, k=max(3 * s.top_k, 10))
     form = analyze(question)
-    subject = form.subject
+    subject = form.subject or (yes_no_name(question) if form.kind == "yes-no" and form.lang == "en" else None)
     if subject and not any(about(h, subject.casefold()) for h in hits):
         # the entry named by the question can be far from it by embedding ("What does CLUT stand for?"
         # is near other questions, not near "clut: colour look-up table …"): fetch it by its headword
