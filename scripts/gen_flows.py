@@ -111,6 +111,45 @@ def _columns(flow: dict) -> None:
             n["position"] = {"x": n["position"]["x"] + len(_STAGE_COLUMNS) * width, "y": 0}
 
 
+#: The MCP tool name of the answer tool flow (``action_name``; LangFlow's project MCP server lists it so).
+TOOL_NAME = "overlay_answer"
+
+
+def _as_tool(flow: dict, reasoner: str) -> dict:
+    """Make ``flow`` an MCP tool whose arguments are the question and the reasoner's main settings.
+
+    LangFlow builds a flow tool's input schema from the fields of the flow's *input* nodes
+    (``langflow.helpers.flow.json_schema_from_flow``) and turns the arguments back into tweaks of those nodes
+    (``get_flow_input_tweaks``); a node counts as an input when its saved ``is_input`` is true. So the reasoner is
+    marked ``is_input`` (it still takes its question from Chat Input: a run only feeds the chat text to Chat Input
+    nodes) and its main settings — the ones not under "advanced" — get ``api_editable`` (the API toggle of the node's
+    Inspector), which makes them, with Chat Input's ``input_value``, the whole schema: no handle, no preview field.
+    Each such field's tooltip, the argument's description, also gets its range and default (the schema has no
+    bounds); Chat Input's ``input_value`` (the question argument) says it is the question. The flow is saved ticked as a tool (``mcp_enabled``) under :data:`TOOL_NAME`.
+    """
+    from overlay_core.settings import ReasonerSettings, specs
+    from overlay_core.tool_reply import MAIN_SETTINGS
+
+    node = next(n for n in flow["data"]["nodes"] if n["id"] == reasoner)["data"]["node"]
+    node["is_input"] = True
+    template = node["template"]
+    for s in specs(ReasonerSettings):
+        if s.name not in MAIN_SETTINGS:
+            continue
+        field = template[s.input]
+        field["api_editable"] = True
+        lo, hi = (f"{b:g}" for b in s.bounds)
+        field["info"] = f"{field['info']} ({s.type.__name__} {lo}-{hi}; default {s.default:g})"
+    chat_in = next(n for n in flow["data"]["nodes"] if n["data"]["type"] == "ChatInput")["data"]["node"]
+    chat_in["template"]["input_value"]["info"] = "The question, e.g. 'What is a hash table?'."
+    flow.update(mcp_enabled=True, action_name=TOOL_NAME,
+                action_description="Answer a question from Overlay's knowledge base (FOLDOC by default), word by "
+                                   "word with a traced reasoner. Returns the answer, its sources and the settings "
+                                   "used. Optional arguments change the main settings for this call, e.g. "
+                                   "max_words (answer length) or top_k (passages retrieved).")
+    return flow
+
+
 def flows() -> dict[str, dict]:
     from overlay_core.stages.specs import default_feature_specs, default_guard_specs, default_source_specs
 
@@ -139,6 +178,12 @@ def flows() -> dict[str, dict]:
         reg, "Overlay Answer", "Ask a question: Overlay answers word by word from FOLDOC and shows the trace.",
         {**answer_nodes, co: "ChatOutput"}, stage_config, answer_edges + [(rsn, "answer", co, "input_value")])
     ev = "OverlayExpertVerification-00001"
+    tr = "OverlayToolReply-00001"
+    out["overlay_answer_tool"] = _as_tool(_build(
+        reg, "Overlay Answer Tool", "The answer flow for MCP clients and agents: ask a question, optionally change "
+        "the main settings, get the answer with its sources and the settings used (no trace tables).",
+        {**answer_nodes, tr: "OverlayToolReply", co: "ChatOutput"}, stage_config,
+        answer_edges + [(rsn, "trace", tr, "trace"), (tr, "reply", co, "input_value")]), rsn)
     out["overlay_answer_for_review"] = _build(
         reg, "Overlay Answer For Review", "Answer a question and put the answer with its trace in the review queue.",
         {**answer_nodes, ev: "OverlayExpertVerification", co: "ChatOutput"}, stage_config,

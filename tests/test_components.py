@@ -40,6 +40,22 @@ def test_one_component_class_per_file_with_docs(path):
     assert node["data"]["node"]["template"]
 
 
+
+@pytest.mark.parametrize("stem", ["knowledge_base", "adjacency_table", "llm_selector", "score_accumulator"])
+def test_a_service_node_draws_its_handle_and_its_preview_side_by_side(stem):
+    """LangFlow draws a node's outputs behind a dropdown unless they are grouped, and choosing the preview there
+    deleted the edge from the handle to the reasoner without a word (issue 17). Grouped outputs are all drawn; the
+    preview output and the inputs only it reads say "Preview:" and the inputs sit under advanced."""
+    cls = load(stem)
+    handle, *previews = cls.outputs
+    assert all(o.group_outputs for o in cls.outputs), [o.name for o in cls.outputs if not o.group_outputs]
+    assert not handle.display_name.startswith("Preview") and previews
+    assert all(o.display_name.startswith("Preview: ") for o in previews)
+    preview_inputs = [i for i in cls.inputs if i.display_name.startswith("Preview: ")]
+    assert all(i.advanced and i.info.startswith("Only for the Preview output") for i in preview_inputs)
+    node = cls().to_frontend_node()["data"]["node"]
+    assert all(o["group_outputs"] for o in node["outputs"])
+
 def test_reasoner_node_with_service_nodes(env_home):
     kb = load("knowledge_base")(query="What is a hash table?", top_k=2)
     adj = load("adjacency_table")(word="hash table", top_n=5)

@@ -20,7 +20,7 @@ def test_flow_files_are_up_to_date():
     assert p.returncode == 0, p.stderr[-2000:]
 
 
-@pytest.mark.parametrize("name", ["overlay_answer", "overlay_answer_for_review", "overlay_review",
+@pytest.mark.parametrize("name", ["overlay_answer", "overlay_answer_tool", "overlay_answer_for_review", "overlay_review",
                                   "overlay_expert_chat", "overlay_build_knowledge", "overlay_inspect", "overlay_lab"])
 def test_flow_is_well_formed(name):
     flow = json.loads((FLOWS / f"{name}.json").read_text())

@@ -182,6 +182,11 @@ class LangflowServer:
 
         return httpx.post(self.url + path, timeout=kw.pop("timeout", ANSWER_TIMEOUT), **kw)
 
+    def patch(self, path: str, **kw) -> Any:
+        import httpx
+
+        return httpx.patch(self.url + path, timeout=kw.pop("timeout", 60), **kw)
+
     def delete(self, path: str, **kw) -> Any:
         import httpx
 

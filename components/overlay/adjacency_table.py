@@ -12,19 +12,25 @@ from overlay_core.text import words
 
 class OverlayAdjacencyTable(OverlayNode, Component):
     display_name = "Adjacency Table"
-    description = "Weighted n-gram links (previous word(s) -> next word) with provenance, from the state folder."
+    description = ("Which word tends to follow which in the passages, and where each link was seen. Feeds the "
+                   "Overlay Reasoner; the Preview output lists the next words of a word you type.")
     icon = "network"
     name = "OverlayAdjacencyTable"
 
     inputs = [
-        MessageTextInput(name="word", display_name="Look Up", value="hash",
-                         info="One word (bigram context) or two words (trigram context) to see their next words."),
-        IntInput(name="top_n", display_name="Top-N", value=10, info="How many next words to show."),
+        # preview-only inputs: advanced and named "Preview: …", so they do not read as settings of the answer
+        MessageTextInput(name="word", display_name="Preview: Look Up", value="hash", advanced=True,
+                         info="Only for the Preview output (answers do not use it): one word (bigram context) or two "
+                              "words (trigram context) whose next words to list."),
+        IntInput(name="top_n", display_name="Preview: Next Words Listed", value=10, advanced=True,
+                 info="Only for the Preview output: how many next words to list."),
         StrInput(**STATE_FOLDER_INPUT),
     ]
+    # group_outputs: both handles drawn at once. Without it LangFlow shows one output at a time behind a dropdown,
+    # and choosing the preview there silently deleted the edge to the reasoner.
     outputs = [
-        Output(display_name="Adjacency Table", name="adjacency_table", method="build_table"),
-        Output(display_name="Next Words", name="next_words", method="lookup"),
+        Output(display_name="Adjacency Table", name="adjacency_table", method="build_table", group_outputs=True),
+        Output(display_name="Preview: Next Words", name="next_words", method="lookup", group_outputs=True),
     ]
 
     def build_table(self) -> AdjacencyTable:

@@ -10,8 +10,8 @@ from overlay_core.stages.specs import SOURCES, SourceSpec
 
 class OverlayCandidateSource(OverlayNode, Component):
     display_name = "Candidate Source"
-    description = ("Proposes candidate words to the Overlay Reasoner. Connect it to the reasoner's Candidate "
-                   "Sources; delete the node to switch the source off.")
+    description = ("Suggests possible next words to the Overlay Reasoner, from one place (the passages, the "
+                   "whole corpus, words reviewers added, your glossary). Delete the node to stop this source.")
     icon = "list-plus"
     name = "OverlayCandidateSource"
 

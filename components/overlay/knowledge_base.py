@@ -11,8 +11,8 @@ from overlay_core.retrieval import KnowledgeBase, get_knowledge_base
 
 class OverlayKnowledgeBase(OverlayNode, Component):
     display_name = "Knowledge Base"
-    description = ("Passages in ChromaDB (offline MiniLM embeddings). Optionally ingests documents from "
-                   "File, Directory or Split Text; previews what a query retrieves.")
+    description = ("The passages answers are drawn from, searched by meaning on this computer. Connect File, "
+                   "Directory or Split Text to add your documents; the Preview output shows what a question finds.")
     icon = "database"
     name = "OverlayKnowledgeBase"
 
@@ -20,20 +20,26 @@ class OverlayKnowledgeBase(OverlayNode, Component):
         HandleInput(name="documents", display_name="Documents", input_types=["Data", "JSON", "Message", "DataFrame", "Table"],
                     is_list=True, required=False,
                     info="Optional documents to upsert (from File, Directory or Split Text). Unchanged ones are not rewritten."),
-        MessageTextInput(name="query", display_name="Preview Query", value="What is a hash table?",
-                         info="A question whose retrieved passages are shown in the Passages output."),
-        IntInput(name="top_k", display_name="Top-k", value=3, info="How many passages the preview retrieves."),
+        # preview-only inputs: advanced and named "Preview: …" (the reasoner's own Passages setting retrieves)
+        MessageTextInput(name="query", display_name="Preview: Question", value="What is a hash table?", advanced=True,
+                         info="Only for the Preview output (answers do not use it): a question whose retrieved "
+                              "passages to list."),
+        IntInput(name="top_k", display_name="Preview: Passages Listed", value=3, advanced=True,
+                 info="Only for the Preview output: how many passages to list (answers use the reasoner's "
+                      "'Passages (top-k)')."),
         StrInput(**STATE_FOLDER_INPUT),
         StrInput(name="collection", display_name="Collection", value="overlay", advanced=True,
-                 info="ChromaDB collection name."),
+                 info="ChromaDB collection name (passages are embedded offline with MiniLM)."),
         StrInput(name="server_url", display_name="Chroma Server URL", value="", advanced=True,
                  info="e.g. http://127.0.0.1:8000 to use a Chroma server; empty = embedded store in the state folder."),
         BoolInput(name="ingest", display_name="Ingest Documents", value=True, advanced=True,
                   info="Upsert the connected documents before answering."),
     ]
+    # group_outputs: both handles drawn at once (a dropdown of outputs deletes the edge of the one not chosen)
     outputs = [
-        Output(display_name="Knowledge Base", name="knowledge_base", method="build_knowledge_base"),
-        Output(display_name="Passages", name="passages", method="preview"),
+        Output(display_name="Knowledge Base", name="knowledge_base", method="build_knowledge_base",
+               group_outputs=True),
+        Output(display_name="Preview: Passages", name="passages", method="preview", group_outputs=True),
     ]
 
     def _kb(self) -> KnowledgeBase:

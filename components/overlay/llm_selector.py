@@ -10,15 +10,16 @@ from overlay_core.selector import LLMSelector, get_selector
 
 class OverlayLLMSelector(OverlayNode, Component):
     display_name = "LLM Selector"
-    description = ("Scores each candidate word by its log-probability under a local GGUF model (llama.cpp), "
-                   "with the shared prompt evaluated once. Default model: SmolLM2-135M-Instruct.")
+    description = ("A small language model on this computer rates how well each candidate word continues the "
+                   "answer. It only chooses among the candidates; it never writes. Default: SmolLM2-135M-Instruct.")
     icon = "cpu"
     name = "OverlayLLMSelector"
 
     inputs = [
         StrInput(name="model_path", display_name="Model Path", value="",
-                 info="A .gguf file, or a model shipped in a package: smollm2 (SmolLM2-135M-Instruct, the default "
-                      "when empty) or gemma-3-270m (reads Russian)."),
+                 info="Empty = smollm2 (SmolLM2-135M-Instruct); gemma-3-270m also reads Russian; or the path of "
+                      "a .gguf model file. The rating is the candidate's log-probability under the model "
+                      "(llama.cpp), the shared prompt evaluated once."),
         IntInput(name="n_ctx", display_name="Context Length", value=2048, advanced=True,
                  info="Tokens the model sees at once (prompt + passages + answer)."),
         IntInput(name="n_threads", display_name="Threads", value=0, advanced=True,
@@ -26,9 +27,10 @@ class OverlayLLMSelector(OverlayNode, Component):
         IntInput(name="n_batch", display_name="Batch Size", value=512, advanced=True,
                  info="Tokens per llama_decode call during prompt processing."),
     ]
+    # group_outputs: both handles drawn at once (a dropdown of outputs deletes the edge of the one not chosen)
     outputs = [
-        Output(display_name="LLM Selector", name="llm_selector", method="build_selector"),
-        Output(display_name="Model Info", name="model_info", method="model_info"),
+        Output(display_name="LLM Selector", name="llm_selector", method="build_selector", group_outputs=True),
+        Output(display_name="Preview: Model Info", name="model_info", method="model_info", group_outputs=True),
     ]
 
     def build_selector(self) -> LLMSelector:

@@ -11,19 +11,22 @@ from overlay_core.node_base import STATE_FOLDER_INPUT, OverlayNode
 
 class OverlayScoreAccumulator(OverlayNode, Component):
     display_name = "Score Accumulator"
-    description = ("Holds G[edge], what the expert verdicts added to each edge (word pair); the Verdicts feature "
-                   "counts it in the score. The weights are on the Feature nodes.")
+    description = ("Remembers what reviewers' verdicts did to each word pair (a rejected 'hash → table' counts "
+                   "against it next time). The weights of the score are on the Feature nodes.")
     icon = "sigma"
     name = "OverlayScoreAccumulator"
 
     inputs = [
-        IntInput(name="show", display_name="Edges Shown", value=20, advanced=True,
-                 info="How many edges with verdicts the Edges output lists."),
+        IntInput(name="show", display_name="Preview: Word Pairs Listed", value=20, advanced=True,
+                 info="Only for the Preview output: how many word pairs with verdicts to list. G[edge] is the sum "
+                      "of the verdicts' deltas on a pair (edge); the Verdicts feature counts it in the score."),
         StrInput(**STATE_FOLDER_INPUT),
     ]
+    # group_outputs: both handles drawn at once (a dropdown of outputs deletes the edge of the one not chosen)
     outputs = [
-        Output(display_name="Score Accumulator", name="score_accumulator", method="build_accumulator"),
-        Output(display_name="Edges", name="edges", method="edges"),
+        Output(display_name="Score Accumulator", name="score_accumulator", method="build_accumulator",
+               group_outputs=True),
+        Output(display_name="Preview: Word Pairs", name="edges", method="edges", group_outputs=True),
     ]
 
     def build_accumulator(self) -> ScoreAccumulator:
