@@ -88,7 +88,8 @@ def decode_text(data: bytes, *, html: bool = False) -> str:
     """The text of a file's bytes, or :class:`DocumentError` for a binary file.
 
     Encoding: a byte-order mark (UTF-8/16/32) wins; then, for HTML, the declared ``<meta charset>``; then
-    UTF-8; then Windows-1252 (the usual legacy encoding of Western text, a superset of ISO 8859-1's printable
+    UTF-8; then a legacy Cyrillic encoding when the charset detector names one (Windows-1251, KOI8-R, …:
+    :func:`_cyrillic_codec`); then Windows-1252 (the usual legacy encoding of Western text, a superset of ISO 8859-1's printable
     characters). Binary: a NUL byte in the first :data:`SNIFF_BYTES` bytes (without a UTF-16/32 byte-order
     mark; git's rule), or more than a third of the first :data:`SNIFF_BYTES` characters being control
     characters other than tab, newlines, form feed, backspace and escape (Perl's ``-B`` file test).
@@ -106,6 +107,9 @@ def decode_text(data: bytes, *, html: bool = False) -> str:
     if b"\x00" in data[:SNIFF_BYTES]:
         raise DocumentError("a binary file with a text extension (it holds NUL bytes); not ingested")
     codecs = ["utf-8", "cp1252"]
+    cyrillic = _cyrillic_codec(data)
+    if cyrillic:  # before Windows-1252, which decodes any byte (Russian in Windows-1251 read as "Çàìåòêè")
+        codecs.insert(1, cyrillic)
     if html:
         from bs4.dammit import EncodingDetector
 
@@ -119,6 +123,26 @@ def decode_text(data: bytes, *, html: bool = False) -> str:
             continue
     raise DocumentError("not text in UTF-8 or Windows-1252 (nor a declared encoding); convert it to UTF-8, "
                         "or it is a binary file with a text extension")
+
+
+#: Legacy Cyrillic encodings a file that is not UTF-8 may be in (Russian text saved by older Windows tools).
+_CYRILLIC_CODECS = frozenset({"windows-1251", "cp1251", "koi8-r", "koi8_r", "cp866", "ibm866", "iso-8859-5",
+                              "iso8859_5", "mac-cyrillic", "mac_cyrillic"})
+
+
+def _cyrillic_codec(data: bytes) -> str | None:
+    """The legacy Cyrillic encoding of ``data`` as the charset detector (``charset_normalizer`` through
+    BeautifulSoup's ``UnicodeDammit``) guesses it, or None: its other guesses are not trusted (German Windows-1252
+    text is guessed "macturkish"), so a non-Cyrillic file still falls back to Windows-1252."""
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        pass
+    from bs4.dammit import UnicodeDammit
+
+    guess = (UnicodeDammit(data[:SNIFF_BYTES * 4]).original_encoding or "").lower()
+    return guess if guess in _CYRILLIC_CODECS else None
 
 
 def _refuse_controls(text: str) -> str:

@@ -194,6 +194,11 @@ def test_plain_text_headings_and_rules():
 def test_text_or_binary():
     assert decode_text("UTF-16 from Notepad\n".encode("utf-16")) == "UTF-16 from Notepad\n"  # NULs, but a BOM
     assert decode_text("café".encode("cp1252")) == "café"
+    # Russian saved by an older Windows tool is read as Russian, not as "Çàìåòêè"; German Windows-1252 stays German
+    ru = "Заметки: Штуковину изобрёл Пётр Иванов в 1890 году. Она работает на паре."
+    assert decode_text(ru.encode("cp1251")) == ru and decode_text(ru.encode("koi8-r")) == ru
+    de = "Straße, Größe und Übermaß: Müller schrieb das Buch."
+    assert decode_text(de.encode("cp1252")) == de
     assert decode_text(b'<meta charset="iso-8859-15"><p>\xa4</p>', html=True).endswith("<p>€</p>")
     assert decode_text(b"\x1b[31mred\x1b[0m log line\n").startswith("\x1b")  # escape codes are text
     with pytest.raises(DocumentError, match="binary file with a text extension .it holds NUL bytes"):
