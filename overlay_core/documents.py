@@ -615,10 +615,16 @@ def iter_files(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*")
-                           if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            inside = sorted(f for f in p.rglob("*") if not any(part.startswith(".") for part in f.relative_to(p).parts))
+            for f in inside:  # a link to nothing is named, not dropped silently
+                if f.is_symlink() and not f.exists():
+                    yield f, "a symbolic link to a file that does not exist"
+            files = [f for f in inside if f.is_file()]
         elif p.is_file():
             files = [p]
+        elif p.is_symlink():
+            yield p, "a symbolic link to a file that does not exist"
+            continue
         else:
             yield p, "no such file or folder"
             continue

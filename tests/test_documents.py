@@ -191,6 +191,14 @@ def test_plain_text_headings_and_rules():
     assert text_sections("Он сказал «Привет.»\n\nИ ушёл.\n")[0].headings == []
 
 
+def test_a_dangling_link_in_a_folder_is_named(tmp_path):
+    (tmp_path / "a.md").write_text("# Alpha\n\nAlpha is a test document.\n")
+    (tmp_path / "dangling.md").symlink_to(tmp_path / "nothing.md")
+    passages, problems = load_paths([tmp_path])
+    assert len(passages) == 1
+    assert problems == [(str(tmp_path / "dangling.md"), "a symbolic link to a file that does not exist")]
+
+
 def test_text_or_binary():
     assert decode_text("UTF-16 from Notepad\n".encode("utf-16")) == "UTF-16 from Notepad\n"  # NULs, but a BOM
     assert decode_text("café".encode("cp1252")) == "café"
