@@ -326,9 +326,12 @@ def load_table(path: str | Path):
     path = Path(path)
     if not path.exists():
         if not path.parent.exists():
+            import shlex
+
             raise StateFileError(f"the state folder {path.parent} does not exist (check --home / $OVERLAY_HOME "
                                  "for a typo); to build the knowledge there: `overlay build --home "
-                                 f"{path.parent}` (or run the Build Knowledge flow)")
+                                 f"{shlex.quote(str(path.parent))} [PATH…]` (your documents, or none for FOLDOC; or "
+                                 "run the Build Knowledge flow)")
         import shlex
 
         # the folder is named: a bare `overlay build` would build into ./.overlay, not where this answer looks
