@@ -354,6 +354,22 @@ def test_answers_from_sections_and_sentences_that_name_the_subject_only_once(tmp
         assert answer.startswith(expected), (question, answer)
 
 
+def test_a_yes_no_answer_is_read_from_the_sentence_that_names_the_claim(tmp_path):
+    """"Does TideLog support macOS?": the sentence that writes "macOS" answers, not the more relevant one about the
+    systems it does support (that one gave "Yes, TideLog runs on Windows 11 …", blocking the right No)."""
+    from overlay_core.knowledge import make_reasoner
+
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    docs.mkdir()
+    (docs / "faq.md").write_text("# TideLog FAQ\n\n## Which operating systems are supported?\n\nTideLog runs on "
+                                 "Windows 11 and on Ubuntu 22.04. macOS is not supported.\n\n## Who wrote it?\n\n"
+                                 "TideLog was written in Rust by a team led by Anjali Rao.\n")
+    build_documents([docs], home)
+    r = make_reasoner(home)
+    assert r.answer("Does TideLog support macOS?")["answer"] == "No, macOS is not supported."
+    assert r.answer("Does TideLog support Windows 11?")["answer"].startswith("Yes, TideLog runs on Windows 11")
+
+
 def test_no_loadable_file_is_one_clear_error(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"\x00")
     p = subprocess.run([OVERLAY, "build", str(tmp_path), "--home", str(tmp_path / "h")], capture_output=True,

@@ -16,7 +16,7 @@ from ..trace import Step
 from .base import Draft, Evidence
 from .features import best_of, candidate_row, step_record
 from .prompting import continuation
-from .ranking import about
+from .ranking import about, yes_no_name
 from .reading import MULTILINGUAL_EMBEDDERS, bears, expansions
 
 _ARTICLES = {"a", "an", "the"}
@@ -78,12 +78,12 @@ def unsaid_claim(question: str, form, passages, ev: Evidence, s: ReasonerSetting
     if form.lang != "en" or form.kind != "yes-no":
         return None
     q = T.words(question)
-    names = [w for w in q[1:] if w[:1].isupper() and w[:1].isalpha() and w != "I"]
+    names = _names(q)
     known = {w.casefold() for p in passages for w in T.words(p.text)}
     missing = [w for w in dict.fromkeys(names) if w.casefold() not in known]
     if not missing:
         return None
-    top = next((x for x in ev.ranked() if bears(x, s, ev)), None)
+    top = yes_no_basis(question, form, ev, s)
     if top is not None and E.contrast(q, ev.toks[top.passage][top.start:top.end], ev.toks[top.passage]):
         return None
     return (f"{', '.join(repr(w) for w in missing)} (a name in the question) occurs in none of the retrieved passages: "
@@ -227,6 +227,29 @@ def subject_prefix(subject: str, passages, table) -> list[str]:
     return prefix + ["is"]
 
 
+def _names(words: list[str]) -> list[str]:
+    """The words after the first of a question (word tokens) that are written as names: with a capital letter
+    anywhere ("Rust", "macOS", "TideLog"), not "I"."""
+    return [w for w in words[1:] if any(c.isupper() for c in w) and w != "I" and not T.is_punct(w)]
+
+
+def yes_no_basis(question: str, form: QuestionForm, ev: Evidence, s: ReasonerSettings):
+    """The sentence a yes/no answer is read from: the most relevant one that bears on the question and, in English,
+    writes every name the question makes its claim with (the names besides the asked-about one,
+    :func:`~.ranking.yes_no_name`: "Does TideLog support macOS?" is read from "macOS is not supported." rather than
+    the more relevant "TideLog runs on Windows 11 and on Ubuntu 22.04."); the most relevant bearing one when none
+    does; None when none bears."""
+    bearing = [x for x in ev.ranked() if bears(x, s, ev)]
+    if form.lang == "en":
+        # the names the claim is made with: not the one asked about (often only in the passage's heading)
+        asked = {w.casefold() for w in T.words(yes_no_name(question) or "")}
+        names = {w.casefold() for w in _names(T.words(question))} - asked
+        for x in bearing:
+            if names <= {w.casefold() for w in ev.toks[x.passage][x.start:x.end]}:
+                return x
+    return bearing[0] if bearing else None
+
+
 def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s: ReasonerSettings, *,
                 selector, table, accumulator, weights) -> Step:
     """Step 0 of a yes/no question: the LLM chooses "Yes," or "No," by its calibrated score.
@@ -245,7 +268,7 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
     ts = time.perf_counter()
     no, yes = YES_NO.get(form.lang, YES_NO["en"])
     drafts = [Draft((no, ","), ["yes-no"]), Draft((yes, ","), ["yes-no"])]
-    top = next((x for x in ev.ranked() if bears(x, s, ev)), None)
+    top = yes_no_basis(question, form, ev, s)
     if s.yes_no_negation and top is not None:
         ev.yes_no_basis = (top.passage, top.start, top.end)
     q_words = T.words(question)
