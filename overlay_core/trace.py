@@ -31,6 +31,7 @@ unknown keys are kept in ``extra`` and written back after the known ones). JSON 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -410,6 +411,8 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
             lines.append(f"| [{e.rank}] | {_fmt(e.relevance)} | {parts} | {_fmt(e.text)} |")
     if t.prefix:
         lines += ["", f"**Start (from the question):** {' '.join(t.prefix)}"]
+    if t.steps:
+        lines += ["", COLUMNS_LEGEND]
     for st in t.steps:
         chosen = (f"**{st.chosen}** ({st.source}, " if st.chosen is not None
                   else "nothing chosen (" + ("every candidate blocked, " if st.candidates else "no candidate, "))
@@ -443,6 +446,110 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
                 f"{', '.join(_fmt(w) for w in ws[:3])}{' …' if len(ws) > 3 else ''} ({why})"
                 for why, ws in list(hidden.items())[:6]) + (" …" if len(hidden) > 6 else "")]
     lines += ["", f"**Stopped:** {t.stop_text or ''}"]
+    return "\n".join(lines)
+
+
+#: plain words for the trace's columns, shown once above the full tables (Trace View, ``overlay ask --markdown``)
+COLUMNS_LEGEND = (
+    "**Columns:** *source* = where the candidate came from (corpus = the adjacency table, passage/span = a "
+    "retrieved passage); *p_adj* = how often this word followed the previous one in the documents (0-1); "
+    "*ctx* = how well the retrieved passages back it (0-1); *rel* = how relevant its sentence is to the question "
+    "(0-1); *llm* = the language model's score (log-probability, higher is likelier); *glob* = the experts' "
+    "verdicts on this word pair (0 = none); *score* = the weighted sum that decides; *verdicts* = the verdicts "
+    "behind glob; *passages* = how many passages hold it; *note* = why it was blocked.")
+
+#: the chat column of the LangFlow Playground holds ~65 characters of text: a compact step line stays within it
+COMPACT_WIDTH = 64
+#: feature -> what it means when it made the chosen candidate win over the runner-up (a few plain words)
+_WHY = {"adj": "usual next word", "ctx": "passages back it", "llm": "model's pick", "glob": "expert verdicts",
+        "rel": "fits the question"}
+
+
+def _contributions(c: Candidate, weights: Mapping[str, float]) -> dict[str, float]:
+    """Each feature's share of ``c.score`` (the accumulator's sum, overlay_core.accumulator); absent = 0."""
+    w = {k: float(weights.get(f"w_{k}", 1.0)) for k in _WHY}
+    adj = math.log(max(c.p_adj, 1e-9)) if c.p_adj else 0.0
+    return {"adj": w["adj"] * adj, "ctx": w["ctx"] * c.ctx, "llm": w["llm"] * (c.llm or 0.0),
+            "glob": w["glob"] * c.glob, "rel": w["rel"] * c.rel}
+
+
+def _why(chosen: Candidate | None, runner: Candidate | None, weights: Mapping[str, float]) -> str:
+    """A few words on why ``chosen`` beat ``runner``: the feature that added the most to its lead."""
+    if chosen is None:
+        return ""
+    if chosen.verdicts:
+        return "expert verdicts"
+    if runner is None:
+        return "only candidate"
+    a, b = _contributions(chosen, weights), _contributions(runner, weights)
+    best = max(_WHY, key=lambda k: a[k] - b[k])
+    return _WHY[best] if a[best] - b[best] > 0 else "higher score"
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def to_compact(result: Trace | Mapping, *, sources_shown: int = 5,
+               where_full: str = "the full candidate tables: the reasoner's Trace Table output, "
+                                 "or its Trace output into a Trace View node") -> str:
+    """The chat reply: the answer, its sources, one short line per step, then the run's settings.
+
+    Every step line is at most :data:`COMPACT_WIDTH` characters of text (Markdown marks aside), so it fits the
+    Playground chat column without a horizontal scroll: ``- **N** chosen — not runner · why``. The full candidate
+    tables are :func:`to_markdown`; ``where_full`` tells the reader where to find them.
+    """
+    t = _as_trace(result)
+    lines = [t.answer or (f"(declined) {t.refusal}" if t.refused else "(no answer)"), ""]
+    sources = list(dict.fromkeys(p.source for p in t.passages if p.source))
+    if sources:
+        more = f" (+{len(sources) - sources_shown} more)" if len(sources) > sources_shown else ""
+        lines += ["**Sources:** " + "; ".join(sources[:sources_shown]) + more, ""]
+    if t.refused:
+        lines += [f"**Declined:** {t.refusal or ''}", ""]
+    if t.prefix:
+        lines += [f"**Start (from the question):** {_clip(' '.join(t.prefix), COMPACT_WIDTH - 28)}", ""]
+    if t.steps:
+        lines += ["**Steps** (chosen — not the runner-up · why):", ""]
+    for st in t.steps:
+        live = [c for c in st.candidates if c.blocked is None and c.score is not None]
+        chosen = next((c for c in st.candidates if c.word == st.chosen), None)
+        if st.chosen is None:
+            first = next((c for c in st.candidates if c.blocked), None)
+            why = f"all blocked ({first.blocked})" if first else "no candidate"
+            lines.append("- " + _clip(f"{st.step} nothing chosen: {why}", COMPACT_WIDTH))
+            continue
+        runner = next((c for c in live if c.word != st.chosen), None)
+        why = _why(chosen, runner, t.weights)
+        head = f"{st.step} "
+        rest = f" · {why}"
+        room = COMPACT_WIDTH - len(head) - len(rest)
+        if runner is not None:
+            word = _clip(st.chosen, max(8, room * 3 // 5 - 3))
+            other = _clip(runner.word, max(6, room - len(word) - 7))
+            lines.append(f"- **{st.step}** {word} — not *{other}*{rest}")
+        else:
+            lines.append(f"- **{st.step}** {_clip(st.chosen, max(8, room))}{rest}")
+    # two wrapping lines, not tables: which sources proposed, and the rules that blocked (why a word is missing)
+    kinds = list(dict.fromkeys(k for st in t.steps for c in st.candidates for k in (c.source or "").split("+") if k))
+    blocked: dict[str, int] = {}
+    for st in t.steps:
+        for c in st.candidates:
+            if c.blocked:
+                blocked[c.blocked] = blocked.get(c.blocked, 0) + 1
+    if kinds:
+        lines += ["", "**Candidates from:** " + ", ".join(kinds)]
+    if blocked:
+        top = sorted(blocked.items(), key=lambda kv: -kv[1])
+        lines += ["", "**Blocked:** " + "; ".join(f"{why} ×{n}" for why, n in top[:4])
+                  + (f"; {len(top) - 4} more rules" if len(top) > 4 else "")]
+    lines += ["", f"**Stopped:** {t.stop_text or ''}", "", f"*Full trace:* {where_full}.", "",
+              f"**Question:** {t.question}"]
+    if t.settings:
+        lines += ["", "**Settings:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in t.settings.items())]
+    if t.weights:
+        lines += ["", "**Weights:** " + ", ".join(f"{k}={_fmt(v)}" for k, v in t.weights.items())]
     return "\n".join(lines)
 
 

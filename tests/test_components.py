@@ -71,14 +71,17 @@ def test_reasoner_node_with_service_nodes(env_home):
         score_accumulator=acc.build_accumulator(), max_words=6, min_words=3)
     msg = reasoner.build_answer()
     assert msg.text.startswith("A hash table is")
-    assert "**Step 0**" in msg.text and "| candidate |" in msg.text
+    # answer first, one short line per step; the full tables are the Trace / Trace Table outputs (issue 17)
+    assert "**Sources:** FOLDOC:hash table" in msg.text and "\n- **0** " in msg.text
+    assert "| candidate |" not in msg.text and "Trace View" in msg.text
     trace = reasoner.build_trace()
     assert trace.data["settings"]["max_words"] == 6
     table = reasoner.build_trace_table()
     assert table["chosen"].sum() == len(trace.data["trace"])
     assert reasoner.status.startswith("answer: ")
     view = load("trace_view")(trace=trace, max_candidates=3)
-    assert "**Step 0**" in view.render().text
+    full = view.render().text
+    assert "**Step 0**" in full and "| candidate |" in full and "*p_adj* = how often" in full
     # Feature nodes set the weights: a feature not connected counts 0
     only_llm = load("overlay_reasoner")(
         question="What is a hash table?", knowledge_base=kb.build_knowledge_base(),

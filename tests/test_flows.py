@@ -48,7 +48,7 @@ def _run(flow: str | Path, question: str, home: Path, tweaks=None) -> dict:
 def test_answer_flow_runs_and_tweaks_change_node_inputs(env_home):
     text = _run("overlay_answer.json", "What is a hash table?", env_home)
     assert text.startswith("A hash table is")
-    assert "**Step 0**" in text and "**Passages**" in text
+    assert "\n- **0** " in text and "**Sources:** FOLDOC:hash table" in text and "| candidate |" not in text
     short = _run("overlay_answer.json", "What is a hash table?", env_home,
                  tweaks={"OverlayReasoner-00001": {"max_words": 3, "block_ngram": 2}})
     assert "max_words=3" in short and "block_ngram=2" in short
@@ -100,7 +100,7 @@ def test_lfx_run_cli_prints_answer_and_trace(env_home):
     p = subprocess.run([str(BIN / "lfx"), "run", "--format", "text", str(FLOWS / "overlay_answer.json"),
                         "What is a compiler?"], capture_output=True, text=True, env=env, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert p.stdout.startswith("A compiler is") and "**Step 0**" in p.stdout
+    assert p.stdout.startswith("A compiler is") and "\n- **0** " in p.stdout
 
 
 def test_review_flow_applies_a_json_verdict(env_home):

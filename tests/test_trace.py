@@ -136,3 +136,45 @@ def test_the_step_that_chose_the_sentence_says_how_it_weighed_the_llm():
     assert "llm=-1.000 (weighed x0.1, choosing the sentence)" in to_text(trace)
     assert "choosing the sentence: llm weighed ×0.1" in to_markdown(trace)
     assert Trace.from_dict(trace).to_dict()["trace"][0]["llm_share"] == 0.1
+
+
+# ---------------------------------------------------------------------- the chat reply (issue 17)
+import re
+
+from overlay_core.trace import COMPACT_WIDTH, to_compact
+
+
+def test_compact_reply_leads_with_the_answer_and_keeps_every_step_line_narrow():
+    """The Playground reply: the answer, its sources, one line per step (chosen, runner-up, why) no wider than
+    the chat column, where the full tables are, then the settings; no table."""
+    long_word = "a data structure that maps keys to values through a hash function over an array of buckets"
+    steps = [{"step": 0, "context": ["is"], "chosen": long_word, "source": "span",
+              "candidates": [dict(_cand(long_word, 5.0), ctx=1.0), _cand("the longest runner-up span of them all, "
+                                                                         "really very long indeed", 2.0)]},
+             {"step": 1, "context": ["buckets"], "chosen": ".", "source": "corpus", "candidates": [_cand(".", 1.0)]},
+             {"step": 2, "context": ["by"], "chosen": None, "source": None,
+              "candidates": [_cand("Ada", None, blocked="repeats the 3-gram 'a b c'")]}]
+    result = {"question": "What is a hash table?", "answer": "A hash table is " + long_word + ".",
+              "settings": {"max_words": 30}, "weights": {"w_adj": 0.5, "w_ctx": 6.0, "w_llm": 1.0},
+              "passages": [{"rank": 1, "id": "p1", "source": "FOLDOC:hash table", "text": "…"}],
+              "stop_reason": "sentence end", "trace": steps}
+    text = to_compact(result)
+    lines = text.splitlines()
+    assert lines[0] == result["answer"] and lines[2] == "**Sources:** FOLDOC:hash table"
+    step_lines = [ln for ln in lines if ln.startswith("- ")]
+    assert len(step_lines) == 3 and "|" not in text
+    assert all(len(re.sub(r"[*]", "", ln)) - 2 <= COMPACT_WIDTH for ln in step_lines), step_lines
+    assert step_lines[0].startswith("- **0** a data structure") and "— not *the long" in step_lines[0]
+    assert step_lines[0].endswith("· passages back it")  # ctx 1.0 × 6 beat the runner-up's 0
+    assert step_lines[1] == "- **1** . · only candidate"
+    assert step_lines[2].startswith("- 2 nothing chosen: all blocked (repeats")
+    assert "**Candidates from:** corpus\n" in text and "**Blocked:** repeats the 3-gram 'a b c' ×1" in text
+    assert "Trace View" in text and "**Settings:** max_words=30" in text and "**Question:** What is a hash" in text
+
+
+def test_full_tables_explain_their_columns_once():
+    result = {"question": "q", "answer": "a w0", "trace": [{"step": s, "context": ["a"], "chosen": "w0",
+                                                             "source": "corpus", "candidates": [_cand("w0", 1.0)]}
+                                                            for s in range(3)]}
+    md = to_markdown(result)
+    assert md.count("**Columns:**") == 1 and "*glob* = the experts' verdicts" in md

@@ -305,13 +305,15 @@ CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-bac
                "--window-size=1600,1000", "--force-device-scale-factor=1"]
 
 
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory):
-    """A headless Chromium (Selenium + the system chromedriver) with a fresh profile, for the whole session."""
+def chromium_missing() -> str | None:
+    """None when Debian's chromium and chromedriver are installed, else one line saying what to install."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing: install Debian's browser with "
-                    "`apt-get install -y chromium chromium-driver` (or deselect these tests: -m 'not browser')")
+    return (f"{', '.join(missing)} missing: install Debian's browser with "
+            "`apt-get install -y chromium chromium-driver`") if missing else None
+
+
+def new_browser(profile: Path):
+    """A headless Chromium (Selenium + the system chromedriver) with the fresh profile folder ``profile``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -319,14 +321,25 @@ def browser(tmp_path_factory):
     opts.binary_location = str(CHROMIUM)
     for a in CHROME_ARGS:
         opts.add_argument(a)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    opts.add_argument(f"--user-data-dir={profile}")
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):  # the screenshots left must all come from this session
-        old.unlink()
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER), log_output=str(ARTIFACTS / "chromedriver.log")),
                               options=opts)
     driver.set_page_load_timeout(120)
+    return driver
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    """A headless Chromium (Selenium + the system chromedriver) with a fresh profile, for the whole session."""
+    missing = chromium_missing()
+    if missing:
+        pytest.fail(f"{missing} (or deselect these tests: -m 'not browser')")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):  # the screenshots left must all come from this session
+        old.unlink()
+    driver = new_browser(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:
@@ -384,3 +397,62 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, driver=Non
         where = f"; screenshot {screenshot(driver, (shot or 'timeout') + '-timeout')}"
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{where}"
                 + (f"; last error: {str(last_exc).splitlines()[0]}" if last_exc else ""))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Playground (shared by tests/test_ui.py and bench/playground.py)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: the test ids of the chat's AI messages (LangFlow writes the message text into the id)
+AI_MESSAGES_JS = """return Array.from(document.querySelectorAll('[data-testid^="chat-message-AI-"]'))
+                     .map(e => e.getAttribute('data-testid').slice('chat-message-AI-'.length));"""
+#: the reply's end (overlay_core.trace.to_compact and to_markdown both end their trace part with it)
+ANSWER_DONE = "**Stopped:**"
+
+
+def open_flow(driver, server, flow_id: str, n_nodes: int, shot: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server.url}/flow/{flow_id}")
+    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".react-flow__node")) >= n_nodes, 90,
+             f"{n_nodes} nodes drawn on /flow/{flow_id}", driver, shot)
+
+
+def playground_input(driver, shot: str):
+    """The Playground's chat input (the Playground is opened when it is closed)."""
+    from selenium.webdriver.common.by import By
+
+    css = '[data-testid="input-chat-playground"]'
+    if not [e for e in driver.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]:
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="playground-btn-flow-io"]').click()
+    return wait_for(lambda: [e for e in driver.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()], 30,
+                    "the Playground input", driver, shot)[0]
+
+
+def send_in_playground(driver, text: str, marker: str, shot: str, timeout: float = 240) -> str:
+    """Send ``text`` in the open flow's Playground; return the first new AI message that contains ``marker``."""
+    from selenium.webdriver.common.keys import Keys
+
+    box = playground_input(driver, shot)
+    before = len(driver.execute_script(AI_MESSAGES_JS))
+    box.click()
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+    # The AI message appears empty first and is filled when the flow finishes.
+    done = wait_for(lambda: [m for m in driver.execute_script(AI_MESSAGES_JS)[before:] if marker in m],
+                    timeout, f"the Playground reply to {text!r} (with {marker!r})", driver, shot)
+    return done[-1]
+
+
+def ask_in_playground(driver, question: str, shot: str) -> str:
+    """Open the Playground, send ``question``, wait for the new AI message to be complete; return its text."""
+    return send_in_playground(driver, question, ANSWER_DONE, shot)
+
+
+def close_playground(driver) -> None:
+    from selenium.webdriver.common.by import By
+
+    for b in driver.find_elements(By.CSS_SELECTOR, '[data-testid="playground-close-button"]'):
+        if b.is_displayed():
+            b.click()
+            return

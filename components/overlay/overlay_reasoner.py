@@ -12,7 +12,7 @@ from overlay_core.node_base import OverlayNode
 from overlay_core.reasoner import Reasoner
 from overlay_core.settings import ReasonerSettings, from_inputs, node_inputs
 from overlay_core.stages.specs import build_guards, build_sources, weights_from_features
-from overlay_core.trace import to_markdown, to_rows
+from overlay_core.trace import to_compact, to_rows
 
 #: LangFlow input class of each kind of setting (overlay_core.settings.node_inputs)
 _INPUT = {"int": IntInput, "float": FloatInput, "bool": BoolInput, "dropdown": DropdownInput}
@@ -58,6 +58,8 @@ class OverlayReasoner(OverlayNode, Component):
         *[_INPUT[d.pop("kind")](**d) for d in node_inputs(ReasonerSettings)],
     ]
     outputs = [
+        # Answer: the answer, its sources and one short line per step (fits the Playground chat column);
+        # Trace (into a Trace View node) and Trace Table: every candidate with its numbers
         Output(display_name="Answer", name="answer", method="build_answer"),
         Output(display_name="Trace", name="trace", method="build_trace"),
         Output(display_name="Trace Table", name="trace_table", method="build_trace_table"),
@@ -92,8 +94,10 @@ class OverlayReasoner(OverlayNode, Component):
 
     def build_answer(self) -> Message:
         r = self._run()
+        # answer first, one short line per step: the full Markdown tables (tens of KB per answer) made every
+        # message of a long Playground chat slow to re-render; they are the Trace / Trace Table outputs
         warning = "".join(f"**Warning:** {w}\n\n" for w in r.get("warnings", []))
-        return Message(text=f"{warning}{r['answer']}\n\n---\n\n{to_markdown(r)}")
+        return Message(text=warning + to_compact(r))
 
     def build_trace(self) -> Data:
         return Data(data=self._run())
