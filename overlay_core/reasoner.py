@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -206,6 +206,16 @@ class Reasoner:
             result.refused, result.refusal, result.stop_reason = True, refusal, StopReason.DECLINED
             result.timings_ms = {**times, "total": 1000 * (time.perf_counter() - t0)}
             return result
+        # the LLM steps of one answer run together, on a cache that holds nothing of other answers
+        # (LLMSelector.session: answers equal lone answers; concurrent answers overlap only retrieval and reading)
+        # (a SelectorPool's session yields the instance this answer holds)
+        session = selector.session() if hasattr(selector, "session") else nullcontext(selector)
+        with session as held:
+            return self._steps(result, question, form, passages, ev, prompt, held, s, times, t0)
+
+    def _steps(self, result: Trace, question: str, form, passages, ev, prompt: str, selector, s, times: dict,
+               t0: float) -> Trace:
+        """The opening words and the word steps of an answer that was not declined; fills and returns ``result``."""
         prefix, frame_note = O.start(form, passages, ev, s, self.table)
         result.prefix, result.frame = list(prefix), frame_note
         turn = Turn(question, form, passages, ev, s, list(prefix), framed=bool(frame_note.get("kept")),

@@ -423,3 +423,13 @@ def test_more_candidates_than_sequences_are_split_into_groups(adopting, sel, pro
     for g, r in zip(got, ref):
         assert g.token_ids == r.token_ids and len(g.token_ids) >= 2
         assert g.logprob_sum == pytest.approx(r.logprob_sum, abs=TOL)
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two"])
+def test_a_bad_selector_contexts_setting_is_named(monkeypatch, value):
+    from overlay_core.selector import CONTEXTS_ENV, get_selector
+
+    monkeypatch.setenv(CONTEXTS_ENV, value)
+    with pytest.raises(InputError, match=rf"^OVERLAY_SELECTOR_CONTEXTS='{value}' is invalid; set it to an integer "
+                                         "from 1 to 64"):
+        get_selector()
