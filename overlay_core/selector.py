@@ -64,6 +64,12 @@ remaining differences come from the KV-cell layout: when several multi-token can
 batch, a candidate's cells are not at the index equal to its position, the attention sums run in
 another order, and the 8-bit activation quantization of the Q4_1 kernels amplifies that rounding
 (measured up to 0.13 nats per token on 5-8-token Cyrillic/emoji candidates, 0 for the common case).
+Where the layout noise comes from (measured, ``score_full`` with ``layout_offset`` 0-96 on this project's AVX2
+CPU): a computation shifted by a multiple of 8 KV cells gives bit-identical scores, any other shift moves
+multi-token candidates by up to 0.8 nats (single-token ones by <= 0.004). 8 is the AVX2 float vector width: the
+attention's reductions over KV cells (softmax sum, the weighted sum of V) run in 8-lane SIMD chunks, so a cell's
+lane is its index mod 8; masked cells add exact zeros, so only that alignment matters, not what else the cache
+holds. Hence :meth:`session`: an answer's steps on a cleared cache are placed exactly as when it runs alone.
 Candidates are put into the batch in a canonical order (sorted by tokens), so scores are
 bit-identical whatever order the caller gives them in, and across repeats.
 

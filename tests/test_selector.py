@@ -433,3 +433,15 @@ def test_a_bad_selector_contexts_setting_is_named(monkeypatch, value):
     with pytest.raises(InputError, match=rf"^OVERLAY_SELECTOR_CONTEXTS='{value}' is invalid; set it to an integer "
                                          "from 1 to 64"):
         get_selector()
+
+
+def test_layout_noise_depends_only_on_the_cells_alignment(sel, prompt):
+    """Shifting a computation by a multiple of 64 KV cells (a multiple of every SIMD width ggml uses: 4, 8, 16
+    floats) leaves every score bit-identical: masked cells add exact zeros, so what else the cache holds does not
+    matter, only where in the SIMD lanes the computation's cells fall (why LLMSelector.session clears the cache)."""
+    ctx = prompt + "A hash table is"
+    cands = [" a", " keyed", " bucketing", " Привет", " 👩\u200d💻"]
+    ref = sel.score_full(ctx, cands)
+    for m in (64, 128):
+        got = sel.score_full(ctx, cands, layout_offset=m)
+        assert [g.logprob_sum for g in got] == [r.logprob_sum for r in ref], m
