@@ -944,11 +944,15 @@ class LLMSelector:
         concurrent answers 5x slower than one after another, and a trace that differed). Costs one decode of the
         instruction's tokens per answer (the only prefix two answers' prompts share).
 
+        The calibrated scores' neutral-prompt values are forgotten too: they are computed on the cache's cells
+        after the context's, so a value kept from another answer would carry that answer's layout.
+
         Re-entrant in the same thread; ``score``/``generate`` work as usual inside.
         """
         with self._lock:
             self._check_open()
             self._reset_cache()
+            self._neutral_cache.clear()
             yield self
 
     def score(self, context: str, candidates: Sequence[str], *, calibrate: bool = False) -> list[CandidateScore]:

@@ -234,16 +234,19 @@ def _without_times(obj):
     return obj
 
 
-def test_concurrent_answers_equal_lone_answers_and_traces(reasoner):
+@pytest.mark.parametrize("llm_score", ["mean", "calibrated"])
+def test_concurrent_answers_equal_lone_answers_and_traces(reasoner, llm_score):
     """8 threads on one reasoner (one selector, one llama.cpp context) give every question the answer and the trace
     (every candidate's every score) it gets alone, in any order: each answer's steps run in a selector session on a
-    cleared KV cache (LLMSelector.session), so nothing another answer left in the cache moves a score."""
+    cleared KV cache (LLMSelector.session), so nothing another answer left in the cache moves a score (with
+    calibrated scores, nor a neutral-prompt value another answer computed)."""
     from concurrent.futures import ThreadPoolExecutor
 
     questions = ["What is a hash table?", "What is a compiler?", "What is TCP?", "What is recursion?"] * 2
-    lone = {q: _without_times(reasoner.answer(q)) for q in reversed(questions[:4])}  # another order than below
+    lone = {q: _without_times(reasoner.answer(q, llm_score=llm_score))
+            for q in reversed(questions[:4])}  # another order than below
     with ThreadPoolExecutor(max_workers=8) as pool:
-        together = list(pool.map(lambda q: _without_times(reasoner.answer(q)), questions))
+        together = list(pool.map(lambda q: _without_times(reasoner.answer(q, llm_score=llm_score)), questions))
     for q, got in zip(questions, together):
         assert got["answer"] == lone[q]["answer"]
         assert got == lone[q], q
