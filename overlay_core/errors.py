@@ -35,3 +35,15 @@ class RetrievalError(OverlayError):
 
 class VerificationError(OverlayError):
     """A review item or verdict is unknown or a verdict is not allowed."""
+
+
+class BusyError(OverlayError):
+    """Too many answers are in flight in this process (the bound is ``OVERLAY_MAX_IN_FLIGHT``); retry later.
+
+    The HTTP analogue is 503 Service Unavailable. Attributes: ``in_flight`` (answers running when refused) and
+    ``limit`` (the bound)."""
+
+    def __init__(self, message: str, *, in_flight: int, limit: int):
+        super().__init__(message)
+        self.in_flight = in_flight
+        self.limit = limit

@@ -21,7 +21,10 @@ yes/no word) and whether it is declined. Each step then runs the configured stag
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from contextlib import contextmanager, nullcontext
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +32,7 @@ from typing import Any
 
 from . import text as T
 from .accumulator import Accumulator, ScoreWeights
-from .errors import InputError
+from .errors import BusyError, InputError
 from .questions import analyze
 from .settings import ReasonerSettings
 from .stages import features as F
@@ -41,6 +44,58 @@ from .stages.prompting import build_prompt, continuation
 from .stages.ranking import retrieve
 from .stages.reading import next_in_bearing_sentence, read_evidence
 from .trace import EvidenceRef, PassageRef, StopReason, Trace
+
+
+#: Environment variable bounding the answers in flight in one process (running + waiting for the selector).
+MAX_IN_FLIGHT_ENV = "OVERLAY_MAX_IN_FLIGHT"
+#: Its default: 8 concurrent answers share one llama.cpp context; a ninth waits for nothing and is refused.
+DEFAULT_MAX_IN_FLIGHT = 8
+
+_in_flight_lock = threading.Lock()
+_in_flight = 0
+
+
+def max_in_flight() -> int:
+    """The bound on answers in flight in this process: ``$OVERLAY_MAX_IN_FLIGHT`` (an integer >= 1) or
+    :data:`DEFAULT_MAX_IN_FLIGHT`. Read at each answer, so a changed variable counts from the next one.
+
+    Raises: InputError naming the variable and its value when it is not an integer >= 1."""
+    raw = os.environ.get(MAX_IN_FLIGHT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IN_FLIGHT
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"{MAX_IN_FLIGHT_ENV}={raw!r} is invalid; set it to an integer >= 1 (answers in flight in "
+                         f"one process) or unset it for {DEFAULT_MAX_IN_FLIGHT}")
+    return n
+
+
+@contextmanager
+def admitted():
+    """Count one answer in flight for the ``with`` block, or refuse it at once when the bound is reached.
+
+    Never waits: a request over the bound gets :class:`~overlay_core.errors.BusyError` (HTTP's 503), so a flooded
+    server answers "busy" instead of queueing without end. Raises: BusyError; InputError (:func:`max_in_flight`)."""
+    global _in_flight
+    limit = max_in_flight()
+    with _in_flight_lock:
+        if _in_flight >= limit:
+            raise BusyError(f"busy: {_in_flight} answers in flight in this process (limit {MAX_IN_FLIGHT_ENV}="
+                            f"{limit}); retry later", in_flight=_in_flight, limit=limit)
+        _in_flight += 1
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            _in_flight -= 1
+
+
+def in_flight() -> int:
+    """Answers in flight in this process now (admitted by :func:`admitted`, not yet finished)."""
+    return _in_flight
 
 
 class Reasoner:
@@ -105,9 +160,17 @@ class Reasoner:
         Keyword overrides replace settings for this call (e.g. ``max_words=12``). A question no passage bears on
         is declined: ``refused`` is True, ``answer`` says so and ``refusal`` says why (the passages are listed).
 
+        At most ``$OVERLAY_MAX_IN_FLIGHT`` answers (default 8) run at once in one process (:func:`admitted`);
+        concurrent answers share the selector, whose steps run one at a time.
+
         Raises:
             InputError: empty question, or an empty knowledge base.
+            BusyError: the process already has ``$OVERLAY_MAX_IN_FLIGHT`` answers in flight (retry later).
         """
+        with admitted():
+            return self._answer_trace(question, **overrides)
+
+    def _answer_trace(self, question: str, **overrides: Any) -> Trace:
         s = replace(self.settings, **overrides) if overrides else self.settings
         if not isinstance(question, str) or not T.normalize(question).strip():
             raise InputError("the question is empty; ask something like 'What is a hash table?' "
@@ -144,6 +207,16 @@ class Reasoner:
             result.refused, result.refusal, result.stop_reason = True, refusal, StopReason.DECLINED
             result.timings_ms = {**times, "total": 1000 * (time.perf_counter() - t0)}
             return result
+        # the LLM steps of one answer run together, on a cache that holds nothing of other answers
+        # (LLMSelector.session: answers equal lone answers; concurrent answers overlap only retrieval and reading)
+        # (a SelectorPool's session yields the instance this answer holds)
+        session = selector.session() if hasattr(selector, "session") else nullcontext(selector)
+        with session as held:
+            return self._steps(result, question, form, passages, ev, prompt, held, s, times, t0)
+
+    def _steps(self, result: Trace, question: str, form, passages, ev, prompt: str, selector, s, times: dict,
+               t0: float) -> Trace:
+        """The opening words and the word steps of an answer that was not declined; fills and returns ``result``."""
         prefix, frame_note = O.start(form, passages, ev, s, self.table)
         result.prefix, result.frame = list(prefix), frame_note
         turn = Turn(question, form, passages, ev, s, list(prefix), framed=bool(frame_note.get("kept")),

@@ -64,6 +64,12 @@ remaining differences come from the KV-cell layout: when several multi-token can
 batch, a candidate's cells are not at the index equal to its position, the attention sums run in
 another order, and the 8-bit activation quantization of the Q4_1 kernels amplifies that rounding
 (measured up to 0.13 nats per token on 5-8-token Cyrillic/emoji candidates, 0 for the common case).
+Where the layout noise comes from (measured, ``score_full`` with ``layout_offset`` 0-96 on this project's AVX2
+CPU): a computation shifted by a multiple of 8 KV cells gives bit-identical scores, any other shift moves
+multi-token candidates by up to 0.8 nats (single-token ones by <= 0.004). 8 is the AVX2 float vector width: the
+attention's reductions over KV cells (softmax sum, the weighted sum of V) run in 8-lane SIMD chunks, so a cell's
+lane is its index mod 8; masked cells add exact zeros, so only that alignment matters, not what else the cache
+holds. Hence :meth:`session`: an answer's steps on a cleared cache are placed exactly as when it runs alone.
 Candidates are put into the batch in a canonical order (sorted by tokens), so scores are
 bit-identical whatever order the caller gives them in, and across repeats.
 
@@ -113,7 +119,8 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +135,8 @@ __all__ = [
     "default_model_path",
     "default_threads",
     "get_selector",
+    "SelectorPool",
+    "CONTEXTS_ENV",
     "DEFAULT_MODEL_FILE",
     "NEUTRAL_PROMPT",
 ]
@@ -923,6 +932,29 @@ class LLMSelector:
                                         for k in range(1, len(it.tokens))}))
 
     # ---------------------------------------------------------------- public API
+    @contextmanager
+    def session(self) -> Iterator["LLMSelector"]:
+        """Hold the selector for one answer's steps (a ``with`` block); other threads' calls wait until it ends.
+
+        The KV cache is cleared at the start, so every score inside depends only on the calls made inside the
+        session, never on what another answer (or an earlier one) left in the cache: llama.cpp's CPU attention
+        sums over KV cells in SIMD lanes chosen by each cell's index, so the same tokens at other cells round
+        differently (up to ~0.5 nats for multi-token candidates, see :meth:`score_full` ``layout_offset``), and
+        steps of concurrent answers interleaved in one cache would also evict each other's prompt (measured: 8
+        concurrent answers 5x slower than one after another, and a trace that differed). Costs one decode of the
+        instruction's tokens per answer (the only prefix two answers' prompts share).
+
+        The calibrated scores' neutral-prompt values are forgotten too: they are computed on the cache's cells
+        after the context's, so a value kept from another answer would carry that answer's layout.
+
+        Re-entrant in the same thread; ``score``/``generate`` work as usual inside.
+        """
+        with self._lock:
+            self._check_open()
+            self._reset_cache()
+            self._neutral_cache.clear()
+            yield self
+
     def score(self, context: str, candidates: Sequence[str], *, calibrate: bool = False) -> list[CandidateScore]:
         """Score every candidate as a continuation of ``context`` (one result per candidate, same order).
 
@@ -1132,19 +1164,98 @@ def _resolve_model_path(model_path: str | Path | None) -> Path:
     return path.resolve()
 
 
-_cache: dict[tuple, LLMSelector] = {}
+class SelectorPool:
+    """``n`` :class:`LLMSelector` instances of one model and settings: concurrent answers decode in parallel.
+
+    llama.cpp releases the GIL inside ``llama_decode``, so answers holding different instances run their LLM steps
+    at the same time on different cores (each instance has its own context and KV cache; the weights are
+    memory-mapped, so the model file's pages are shared, and each context adds its KV cache: ~120 MB for
+    SmolLM2-135M at ``n_ctx=2048`` with the 32-bit cache). An instance is held for a whole answer
+    (:meth:`session`) and its cache cleared at the start, so an answer does not depend on which instance it got.
+
+    Everything else (``score``, ``tokenize``, ``n_ctx``, ``fingerprint`` …) is the first instance's: scores and
+    fingerprints are equal across instances (same file, same settings).
+
+    Args:
+        selectors: the instances (at least one), e.g. ``[LLMSelector(p, n_threads=1) for _ in range(2)]``.
+    """
+
+    def __init__(self, selectors: Sequence[LLMSelector]):
+        if not selectors:
+            raise InputError("SelectorPool needs at least one LLMSelector")
+        self.selectors = list(selectors)
+        self._free = list(self.selectors)
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self.selectors)
+
+    def __getattr__(self, name):  # model facts and single calls: the first instance's (equal on all)
+        if name in ("selectors", "_free", "_cond"):
+            raise AttributeError(name)
+        return getattr(self.selectors[0], name)
+
+    @contextmanager
+    def session(self) -> Iterator[LLMSelector]:
+        """Take a free instance for one answer (waiting while all are taken) and yield it inside its own
+        :meth:`LLMSelector.session` (lock held, KV cache cleared); it is given back when the block ends."""
+        with self._cond:
+            while not self._free:
+                self._cond.wait()
+            sel = self._free.pop(0)
+        try:
+            with sel.session():
+                yield sel
+        finally:
+            with self._cond:
+                self._free.append(sel)
+                self._cond.notify()
+
+    def close(self) -> None:
+        """Close every instance."""
+        for sel in self.selectors:
+            sel.close()
+
+    def __repr__(self) -> str:
+        return f"SelectorPool({len(self.selectors)} x {self.selectors[0]!r})"
+
+
+#: Environment variable: llama.cpp contexts (selector instances) per model in one process, for concurrent answers.
+CONTEXTS_ENV = "OVERLAY_SELECTOR_CONTEXTS"
+
+
+def selector_contexts() -> int:
+    """``$OVERLAY_SELECTOR_CONTEXTS`` (an integer >= 1; unset: 1). Raises InputError naming a bad value."""
+    raw = os.environ.get(CONTEXTS_ENV, "").strip()
+    if not raw:
+        return 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1 or n > 64:
+        raise InputError(f"{CONTEXTS_ENV}={raw!r} is invalid; set it to an integer from 1 to 64 (llama.cpp "
+                         "contexts per model for concurrent answers, e.g. the number of cores) or unset it for 1")
+    return n
+
+
+_cache: dict[tuple, LLMSelector | SelectorPool] = {}
 _cache_lock = threading.Lock()
 
 
-def get_selector(model_path: str | Path | None = None, **kw) -> LLMSelector:
+def get_selector(model_path: str | Path | None = None, **kw) -> LLMSelector | SelectorPool:
     """Process-wide :class:`LLMSelector` per (resolved model path, parameters); thread-safe.
+
+    With ``$OVERLAY_SELECTOR_CONTEXTS`` = n > 1 (:func:`selector_contexts`) it is a :class:`SelectorPool` of n
+    instances instead (same API; concurrent answers decode in parallel).
 
     Args:
         model_path: as for :class:`LLMSelector` (``None`` -> bundled SmolLM2 GGUF).
         **kw: the keyword parameters of :class:`LLMSelector`; ``None`` values mean "default".
 
-    Raises: as :class:`LLMSelector`.
+    Raises: as :class:`LLMSelector`; InputError for a bad ``$OVERLAY_SELECTOR_CONTEXTS``.
     """
+    contexts = selector_contexts()
     path = _resolve_model_path(model_path)
     try:
         bound = inspect.signature(LLMSelector.__init__).bind(None, path, **{k: v for k, v in kw.items()
@@ -1158,10 +1269,11 @@ def get_selector(model_path: str | Path | None = None, **kw) -> LLMSelector:
     params.pop("model_path")
     if params["n_threads"] is None:
         params["n_threads"] = default_threads()
-    key = (str(path), tuple(sorted(params.items())))
+    key = (str(path), tuple(sorted(params.items())), contexts)
     with _cache_lock:
         sel = _cache.get(key)
         if sel is None or sel._ctx is None:
-            sel = LLMSelector(path, **params)
+            sel = (LLMSelector(path, **params) if contexts == 1
+                   else SelectorPool([LLMSelector(path, **params) for _ in range(contexts)]))
             _cache[key] = sel
         return sel

@@ -224,3 +224,53 @@ def test_factoid_questions_are_answered_from_the_sentence_that_holds_the_fact(re
     chosen = next(c for c in step0["candidates"] if c["word"] == step0["chosen"])
     assert chosen["rel"] > 0 and chosen["passages"]  # the opening span comes from a relevant passage sentence
     assert {"answer-span", "expansion"} & set(chosen["source"].split("+"))
+
+
+def _without_times(obj):
+    if isinstance(obj, dict):
+        return {k: _without_times(v) for k, v in obj.items() if k not in ("timings_ms", "latency_ms")}
+    if isinstance(obj, list):
+        return [_without_times(v) for v in obj]
+    return obj
+
+
+@pytest.mark.parametrize("llm_score", ["mean", "calibrated"])
+def test_concurrent_answers_equal_lone_answers_and_traces(reasoner, llm_score):
+    """8 threads on one reasoner (one selector, one llama.cpp context) give every question the answer and the trace
+    (every candidate's every score) it gets alone, in any order: each answer's steps run in a selector session on a
+    cleared KV cache (LLMSelector.session), so nothing another answer left in the cache moves a score (with
+    calibrated scores, nor a neutral-prompt value another answer computed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = ["What is a hash table?", "What is a compiler?", "What is TCP?", "What is recursion?"] * 2
+    lone = {q: _without_times(reasoner.answer(q, llm_score=llm_score))
+            for q in reversed(questions[:4])}  # another order than below
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(lambda q: _without_times(reasoner.answer(q, llm_score=llm_score)), questions))
+    for q, got in zip(questions, together):
+        assert got["answer"] == lone[q]["answer"]
+        assert got == lone[q], q
+
+
+def test_a_selector_pool_answers_concurrently_as_one_selector_does_alone(reasoner):
+    """Two llama.cpp contexts (SelectorPool) decode two answers at once; each answer and trace equals the one
+    selector's lone answer, whichever instance it got."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from overlay_core.reasoner import Reasoner
+    from overlay_core.selector import LLMSelector, SelectorPool
+
+    one = reasoner.selector
+    pool = SelectorPool([LLMSelector(one.model_path, n_threads=1) for _ in range(2)])
+    try:
+        pooled = Reasoner(reasoner.kb, reasoner.table, pool, reasoner.accumulator, weights=reasoner.weights,
+                          settings=reasoner.settings, selectors=reasoner.selectors)
+        assert pooled.selector.fingerprint == one.fingerprint and len(pool) == 2
+        questions = ["What is a compiler?", "What is TCP?", "What is a hash table?", "What is recursion?"]
+        lone = {q: _without_times(reasoner.answer(q)) for q in questions}
+        with ThreadPoolExecutor(max_workers=4) as ex:
+            together = list(ex.map(lambda q: _without_times(pooled.answer(q)), questions * 2))
+        for q, got in zip(questions * 2, together):
+            assert got == lone[q], q
+    finally:
+        pool.close()

@@ -11,6 +11,7 @@ import pytest
 from overlay_core import text as T
 from overlay_core.accumulator import LOG_P_FLOOR, Accumulator, ScoreWeights
 from overlay_core.adjacency import Edge
+from overlay_core.errors import InputError
 from overlay_core.reasoner import Reasoner
 from overlay_core.retrieval import RetrievedPassage
 from overlay_core.settings import ReasonerSettings
@@ -439,3 +440,55 @@ def test_a_far_passage_answers_when_the_cross_encoder_is_sure_of_a_sentence(cros
     # a knowledge base of a multilingual embedder declines on its own scale (0.8): 0.618 is near there
     assert refusal(analyze("Who wrote the original zlib implementation?"), far, ev, ReasonerSettings(),
                    embedder="use-multilingual") is None
+
+
+class GateSelector(FakeSelector):
+    """A FakeSelector whose ``score`` waits until ``gate`` is set (answers stay in flight while a test looks)."""
+
+    def __init__(self, prefs, gate, entered):
+        super().__init__(prefs)
+        self.gate, self.entered = gate, entered
+
+    def score(self, context, candidates, *, calibrate=False):
+        self.entered.release()
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().score(context, candidates, calibrate=calibrate)
+
+
+def test_answers_over_the_in_flight_bound_are_refused_at_once_and_the_rest_finish(monkeypatch):
+    import threading
+
+    from overlay_core import reasoner as R
+    from overlay_core.errors import BusyError
+
+    monkeypatch.setenv(R.MAX_IN_FLIGHT_ENV, "2")
+    gate, entered = threading.Event(), threading.Semaphore(0)
+    r = Reasoner(FakeKB(), FakeTable(SUCC), GateSelector({"a small gadget used": -1.0, "in tests.": -0.5}, gate,
+                                                          entered),
+                 Accumulator(), weights=LLM_ONLY, settings=ReasonerSettings(min_words=2))
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(r.answer("What is a widget?"))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in threads:  # both answers are inside the selector: 2 in flight
+        assert entered.acquire(timeout=30)
+    assert R.in_flight() == 2
+    with pytest.raises(BusyError, match=r"^busy: 2 answers in flight in this process \(limit OVERLAY_MAX_IN_FLIGHT=2\)"
+                                        r"; retry later$") as exc:
+        r.answer("What is a widget?")
+    assert (exc.value.in_flight, exc.value.limit) == (2, 2)
+    gate.set()
+    for t in threads:
+        t.join(30)
+    assert [a["answer"] for a in out] == ["A widget is a small gadget used in tests."] * 2
+    assert R.in_flight() == 0
+    assert r.answer("What is a widget?")["answer"] == out[0]["answer"]  # admitted again once they finished
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_bad_in_flight_bound_is_named(monkeypatch, value):
+    from overlay_core import reasoner as R
+
+    monkeypatch.setenv(R.MAX_IN_FLIGHT_ENV, value)
+    with pytest.raises(InputError, match=rf"^OVERLAY_MAX_IN_FLIGHT='{value}' is invalid; set it to an integer >= 1"):
+        make({"a": -0.1}).answer("What is a widget?")

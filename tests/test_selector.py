@@ -423,3 +423,25 @@ def test_more_candidates_than_sequences_are_split_into_groups(adopting, sel, pro
     for g, r in zip(got, ref):
         assert g.token_ids == r.token_ids and len(g.token_ids) >= 2
         assert g.logprob_sum == pytest.approx(r.logprob_sum, abs=TOL)
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two"])
+def test_a_bad_selector_contexts_setting_is_named(monkeypatch, value):
+    from overlay_core.selector import CONTEXTS_ENV, get_selector
+
+    monkeypatch.setenv(CONTEXTS_ENV, value)
+    with pytest.raises(InputError, match=rf"^OVERLAY_SELECTOR_CONTEXTS='{value}' is invalid; set it to an integer "
+                                         "from 1 to 64"):
+        get_selector()
+
+
+def test_layout_noise_depends_only_on_the_cells_alignment(sel, prompt):
+    """Shifting a computation by a multiple of 64 KV cells (a multiple of every SIMD width ggml uses: 4, 8, 16
+    floats) leaves every score bit-identical: masked cells add exact zeros, so what else the cache holds does not
+    matter, only where in the SIMD lanes the computation's cells fall (why LLMSelector.session clears the cache)."""
+    ctx = prompt + "A hash table is"
+    cands = [" a", " keyed", " bucketing", " Привет", " 👩\u200d💻"]
+    ref = sel.score_full(ctx, cands)
+    for m in (64, 128):
+        got = sel.score_full(ctx, cands, layout_offset=m)
+        assert [g.logprob_sum for g in got] == [r.logprob_sum for r in ref], m
