@@ -73,7 +73,8 @@ def rank_passages(hits, subject: str | None, *, definition: bool = False) -> lis
     the passages that say something: it names the term, so it is close to the question, but
     there is nothing to answer from. Then, for a ``definition`` question ("What is Quokka?"), a passage that
     :func:`defines` the term comes first (a document's "History" section can be nearer by embedding than the
-    section that says what Quokka is); then by distance.
+    section that says what Quokka is); then by distance — except that a section's opening chunk (the same
+    ``source`` and ``headword``, the lowest ``chunk``) comes right before the first of its later chunks.
     """
     if not subject:
         return list(hits)
@@ -94,7 +95,29 @@ def rank_passages(hits, subject: str | None, *, definition: bool = False) -> lis
         return (not on_term, on_term and stub(h), chunk(h) if on_term else 0,
                 not (definition and defines(h, subject)), h.distance)
 
-    return sorted(hits, key=rank)
+    ranked = sorted(hits, key=rank)
+    # a section's (its file and heading) opening chunk, when retrieved, comes right before its first later chunk: it
+    # says what the later ones go on about («Debian GNU/Linux — это один из дистрибутивов …» before chunk 4 «… — это
+    # результат усилий добровольцев …», nearer by distance); the later chunk stays in (a regatta's founder is there)
+    def section(h) -> tuple[str, str]:
+        md = h.metadata or {}
+        return str(md.get("source", "")), str(md.get("headword", ""))
+
+    opening: dict[tuple[str, str], object] = {}
+    for h in ranked:
+        k = section(h)
+        if k != ("", "") and (k not in opening or chunk(h) < chunk(opening[k])):
+            opening[k] = h
+    out, done = [], set()
+    for h in ranked:
+        k = section(h)
+        first = opening.get(k)
+        if first is not None and k not in done:
+            done.add(k)
+            out.append(first)
+        if h is not first:
+            out.append(h)
+    return out
 
 
 def yes_no_name(question: str) -> str | None:
