@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from conftest import service_url
+from conftest import ROOT, service_url
 from test_verification import _pg_schema_url, make_trace
 
 from overlay_core.accumulator import Accumulator
@@ -137,3 +137,89 @@ def test_two_by_200_concurrent_verdicts_none_lost_none_duplicated(pg_url, tmp_pa
     finally:
         for s in stores:
             s.close()
+
+
+# ---------------------------------------------------------------------- over HTTP: two real `lfx serve` replicas
+HTTP_HEADWORDS = ["hash table", "hash function", "TCP", "Internet Protocol", "compiler", "interpreter"]
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory):
+    """Two ``lfx serve`` replicas (scripts/replicas.sh) on one fresh PostgreSQL schema and the test Chroma server.
+
+    Yields ``(client, urls, db_url, home)``; ``client`` is bench/load.py's HTTP client."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from overlay_core.knowledge import build_knowledge
+
+    base = service_url("OVERLAY_TEST_DATABASE_URL", "PostgreSQL", "scripts/ci_postgres.sh")
+    chroma = service_url("OVERLAY_TEST_CHROMA_URL", "Chroma server", "scripts/ci_chroma.sh")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from load import Client
+
+    admin = sa.create_engine(base)
+    schema, url = _pg_schema_url(base)
+    with admin.begin() as c:
+        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    tmp = tmp_path_factory.mktemp("replicas")
+    home = tmp / "home"
+    build_knowledge(home, headwords=HTTP_HEADWORDS, order=3, server_url=chroma)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OVERLAY_HOME=str(home), OVERLAY_DB_URL=url, OVERLAY_CHROMA_URL=chroma, SKIP_BUILD="1",
+               REPLICAS="2", PORT=str(port), LANGFLOW_API_KEY="test-key", PYTHONPATH=str(ROOT))
+    run_dir = tmp / "run"
+    try:
+        out = subprocess.run(["bash", str(ROOT / "scripts/replicas.sh"), "start", str(run_dir)], env=env,
+                             capture_output=True, text=True, timeout=400)
+        assert out.returncode == 0, out.stderr[-3000:]
+        urls = out.stdout.split()
+        assert len(urls) == 2
+        yield Client(urls, "test-key"), urls, url, home
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts/replicas.sh"), "stop", str(run_dir)], env=env,
+                       capture_output=True, timeout=120)
+        with admin.begin() as c:
+            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+def test_http_verdict_through_a_changes_b_next_answer(replicas):
+    client, (a, b), _db, home = replicas
+    q = "What is TCP?"
+    item, answer_a = client.ask_for_review(a, q)
+    before_b = client.ask(b, q)
+    assert before_b == answer_a  # one truth: both replicas answer alike
+    client.verdict(a, item, "reject")  # through A
+    after_b = client.ask(b, q)  # B's very next answer
+    assert after_b != before_b
+    assert client.ask(a, q) == after_b
+    assert (home / "accumulator.r1.safetensors").exists() and (home / "accumulator.r2.safetensors").exists()
+
+
+def test_http_two_by_200_concurrent_verdicts(replicas):
+    """2 x 200 verdicts sent concurrently, 200 through each replica: 400 in the log, none lost, none doubled, and
+    each replica's G snapshot holds every one of their deltas exactly once."""
+    client, urls, db, home = replicas
+    item, _ = client.ask_for_review(urls[0], "What is a compiler?")
+
+    def one(i):
+        return client.verdict(urls[i % 2], item, "approve" if i % 3 else "reject")
+
+    with ThreadPoolExecutor(8) as ex:
+        ids = list(ex.map(one, range(400)))
+    assert len(set(ids)) == 400
+    with ReviewStore(db) as store:
+        logged = [v for v in store.verdicts(item)]
+    assert sorted(v.id for v in logged) == sorted(ids)
+    planned = Counter((v.id, d["prev"], d["word"]) for v in logged for d in v.deltas)
+    for u in urls:  # each replica syncs before its next answer (and writes its snapshot)
+        client.ask(u, "What is a compiler?")
+    for snap in ("accumulator.r1.safetensors", "accumulator.r2.safetensors"):
+        held = Counter((d["source"], d["prev"], d["word"]) for d in Accumulator(home / snap).deltas()
+                       if d["source"] in set(ids))
+        assert held == planned, snap
