@@ -14,7 +14,8 @@ and enqueues the answer) or, with probability ``--verdict-share``, a verdict (fl
 
 After the run:
 
-* **verdicts**: every verdict id an HTTP response returned is in the PostgreSQL log exactly once
+* **verdicts**: a verdict refused because its answer chose no word (``verdicts_refused``) is not an error;
+  every verdict id an HTTP response returned is in the PostgreSQL log exactly once
   (``verdicts_lost``: returned but not logged; ``verdicts_duplicated``: logged by this run's reviewer but not
   returned, or returned twice), and each replica's G snapshot holds every logged delta exactly once
   (``deltas_misapplied``: missing or doubled (verdict, edge) pairs over both replicas' snapshots, read after one
@@ -56,6 +57,8 @@ HEADWORDS = ["hash table", "TCP", "compiler", "Unix", "stack", "queue", "kernel"
              "linked list", "byte"]
 REVIEWER = "load-bench"
 ITEM_RE = re.compile(r"Queued for review as (it_[0-9a-f]{16}): ")
+#: What Apply Verdict answers for an item whose trace chose no word (overlay_core.verification._plan_deltas).
+NOTHING_TO_JUDGE = "has no chosen words in its trace"
 VERDICT_RE = re.compile(r"Verdict (vd_[0-9a-f]{16}) recorded")
 
 
@@ -102,6 +105,21 @@ class Client:
         return m.group(1)
 
 
+#: An answer shorter than this many words may be the bare prefix ("A hash table is"): no step chose a word, and a
+#: verdict on it is refused ("nothing to reject"). The reasoner's min_words setting is 6; the prefix is 2-5 words.
+MIN_JUDGED_WORDS = 7
+
+
+def judgeable(answer: str) -> bool:
+    """True when the answer surely has chosen words (so whole-answer verdicts on it are valid)."""
+    return len(answer.split()) >= MIN_JUDGED_WORDS
+
+
+def _num(x: float) -> float | None:
+    """``x`` rounded, None for nan (JSON has no nan)."""
+    return None if x != x else round(x, 1)
+
+
 def percentile(xs: list[float], q: float) -> float:
     """The ``q``-quantile (0..1) of ``xs`` by linear interpolation (numpy's default); nan when empty."""
     if not xs:
@@ -121,6 +139,7 @@ def run_phase(client: Client, urls: list[str], n_clients: int, budget: int, phas
     lat_q: list[float] = []
     lat_v: list[float] = []
     errors: list[str] = []
+    refused: list[str] = []
     deadline = time.monotonic() + phase_s
 
     def worker(c: int) -> None:
@@ -142,23 +161,31 @@ def run_phase(client: Client, urls: list[str], n_clients: int, budget: int, phas
                         verdict_ids.append(vid)
                         lat_v.append((time.perf_counter() - t0) * 1000)
                 else:
-                    item, _ = client.ask_for_review(url, rng.choice(questions))
+                    item, answer = client.ask_for_review(url, rng.choice(questions))
                     with lock:
-                        items.append(item)
+                        if judgeable(answer):
+                            items.append(item)
                         lat_q.append((time.perf_counter() - t0) * 1000)
             except Exception as e:  # noqa: BLE001 - counted and shown, the run goes on
                 with lock:
-                    errors.append(f"{type(e).__name__}: {e}"[:300])
+                    if pick_item is not None and NOTHING_TO_JUDGE in str(e):
+                        # a refused verdict, not a failure: the answer had no chosen word (e.g. it stopped at the
+                        # prefix); the item leaves the pool
+                        refused.append(pick_item)
+                        if pick_item in items:
+                            items.remove(pick_item)
+                    else:
+                        errors.append(f"{type(e).__name__}: {e}"[:300])
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(n_clients) as ex:
         list(ex.map(worker, range(n_clients)))
     wall = time.perf_counter() - t0
     return {"replicas": len(urls), "clients": n_clients, "answers": len(lat_q), "verdicts": len(lat_v),
-            "errors": len(errors), "error_samples": errors[:3], "wall_s": round(wall, 2),
+            "errors": len(errors), "verdicts_refused": len(refused), "error_samples": errors[:3], "wall_s": round(wall, 2),
             "answers_per_min": round(len(lat_q) / wall * 60, 2) if wall else 0.0,
-            "p50_ms": round(percentile(lat_q, 0.5), 1), "p99_ms": round(percentile(lat_q, 0.99), 1),
-            "verdict_p50_ms": round(percentile(lat_v, 0.5), 1)}
+            "p50_ms": _num(percentile(lat_q, 0.5)), "p99_ms": _num(percentile(lat_q, 0.99)),
+            "verdict_p50_ms": _num(percentile(lat_v, 0.5))}
 
 
 def check_verdicts(db_url: str, home: Path, returned: list[str]) -> dict:
@@ -194,8 +221,8 @@ def _service(script: str, d: Path) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phases", default="1x1,1x8,2x8", help="replicas x clients, comma-separated (replicas 1 or 2)")
-    ap.add_argument("--requests", type=int, default=16, help="requests per phase with more than one client")
-    ap.add_argument("--requests1", type=int, default=4, help="requests of a one-client phase")
+    ap.add_argument("--requests", type=int, default=12, help="requests per phase with more than one client")
+    ap.add_argument("--requests1", type=int, default=5, help="requests of a one-client phase")
     ap.add_argument("--phase-s", type=float, default=120.0, help="no request starts later than this into a phase")
     ap.add_argument("--verdict-share", type=float, default=0.25, help="share of requests that are verdicts")
     ap.add_argument("--sample", type=int, default=3, help="questions re-asked alone for the reproducibility check")
@@ -236,7 +263,7 @@ def main(argv=None) -> int:
         # warm-up: the first answer of a process loads the models (not measured)
         items: list[str] = []
         with ThreadPoolExecutor(2) as ex:
-            items += [it for it, _ in ex.map(lambda u: client.ask_for_review(u, questions[0]), urls)]
+            items += [it for it, ans in ex.map(lambda u: client.ask_for_review(u, questions[0]), urls) if judgeable(ans)]
         setup_s = time.perf_counter() - t_setup
         lone = []
         for q in questions[:3]:
@@ -285,7 +312,8 @@ def main(argv=None) -> int:
         "answers_per_min": one,
         "answers_per_min_2_replicas": max(two, key=lambda r: r["clients"])["answers_per_min"] if two else None,
         "p50_ms": main8["p50_ms"], "p99_ms": main8["p99_ms"], "lone_median_ms": round(statistics.median(lone), 1),
-        "errors": sum(r["errors"] for r in results), **{k: checks[k] for k in (
+        "errors": sum(r["errors"] for r in results),
+        "verdicts_refused": sum(r["verdicts_refused"] for r in results), **{k: checks[k] for k in (
             "verdicts", "verdicts_lost", "verdicts_duplicated", "deltas_misapplied")},
         "reproducible": same, "sampled": len(sample),
         "phases": [{k: v for k, v in r.items() if k != "error_samples"} for r in results]}))
