@@ -253,6 +253,18 @@ class Accumulator:
             self._deltas.append(((prev, word), 0.0, source_id))
             return True
 
+    def copy(self) -> "Accumulator":
+        """An independent copy (same path): what :mod:`overlay_core.replica` changes while answers in flight keep
+        reading the original."""
+        with self._lock:
+            new = Accumulator()
+            new.path = self.path
+            new._score = dict(self._score)
+            new._expert = set(self._expert)
+            new._deltas = list(self._deltas)
+            new._applied = set(self._applied)
+            return new
+
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path | None = None) -> Path:
         """Atomically write the accumulator to ``path`` (default: the path it was opened with)."""

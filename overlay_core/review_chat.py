@@ -345,7 +345,13 @@ class ReviewChat:
 
     # ------------------------------------------------------------------ helpers
     def _apply(self, verdict_id: str) -> list[dict]:
-        return [d for d in apply_to_file(self.store, self.accumulator_path) if d["verdict_id"] == verdict_id]
+        if self.store.dialect == "sqlite":
+            return [d for d in apply_to_file(self.store, self.accumulator_path) if d["verdict_id"] == verdict_id]
+        # a database server: its log is the truth; sync this process's accumulator (overlay_core.replica)
+        from .replica import apply_pending
+
+        url = self.store.engine.url.render_as_string(hide_password=False)
+        return apply_pending(self.store, url, self.accumulator_path, verdict_id)
 
     def _item(self, item_id: str) -> ReviewItem:
         if not _ITEM_RE.match(item_id):

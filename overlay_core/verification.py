@@ -594,6 +594,7 @@ class ReviewStore:
                 raise VerificationError(f"unknown review item {item_id!r}; list items with `overlay review list`")
             trace = Trace.from_dict(json.loads(row[0]), f"review item {item_id}'s trace")
             deltas = _plan_deltas(item_id, trace, kind, step, word, new_edge)
+            _serialize_log(conn)
             conn.execute(verdicts_t.insert().values(
                 id=verdict_id, item_id=item_id, kind=kind, step=step, word=word, new_edge=new_edge,
                 reviewer=reviewer, comment=comment, rubric_json=rubric_json, reverts=None, created_at=_now()))
@@ -638,6 +639,7 @@ class ReviewStore:
                         comp.append({"op": "delta", "prev": d["prev"], "word": d["word"], "delta": -d["delta"]})
                     elif d["op"] == "add_edge" and not self._edge_added_elsewhere(conn, d["prev"], d["word"], verdict_id):
                         comp.append({"op": "remove_edge", "prev": d["prev"], "word": d["word"], "delta": 0.0})
+                _serialize_log(conn)
                 conn.execute(verdicts_t.insert().values(
                     id=rid, item_id=target["item_id"], kind="revert", step=None, word=None, new_edge=False,
                     reviewer=reviewer, comment=comment, rubric_json=None, reverts=verdict_id, created_at=_now()))
@@ -756,6 +758,45 @@ class ReviewStore:
                 conn.execute(applications_t.insert(), recovered + done)
         return done + [dict(r, recovered=True) for r in recovered]
 
+    def deltas_after(self, seq: int) -> tuple[list[tuple], int]:
+        """The planned deltas of every verdict with ``verdicts.seq > seq``, in log order (one query).
+
+        Returns:
+            ``(rows, last)``: rows ``(seq, verdict_id, op, prev, word, delta)``; ``last`` = the largest verdict
+            ``seq`` among them (``seq`` itself when there is none). Rows never appear behind ``last`` later:
+            verdicts commit in ``seq`` order (see :func:`_serialize_log`).
+        """
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(verdicts_t.c.seq, deltas_t.c.verdict_id, deltas_t.c.op, deltas_t.c.prev,
+                          deltas_t.c.word, deltas_t.c.delta)
+                .join(verdicts_t, verdicts_t.c.id == deltas_t.c.verdict_id)
+                .where(verdicts_t.c.seq > int(seq))
+                .order_by(verdicts_t.c.seq, deltas_t.c.seq)).all()
+        return [tuple(r) for r in rows], max([int(seq)] + [int(r[0]) for r in rows])
+
+    @staticmethod
+    def apply_rows(accumulator: Any, rows: list[tuple]) -> list[dict]:
+        """Apply rows of :meth:`deltas_after` to ``accumulator`` (each ``(verdict, edge)`` at most once); return
+        the changes it accepted, shaped like :meth:`apply`'s (not yet recorded: see :meth:`record_applications`)."""
+        acc_path = str(getattr(accumulator, "path", None) or "")
+        now = _now()
+        done: list[dict] = []
+        ops = {"delta": lambda p, w, d, v: accumulator.apply_delta(p, w, d, v),
+               "add_edge": lambda p, w, d, v: accumulator.add_edge(p, w, v),
+               "remove_edge": lambda p, w, d, v: accumulator.remove_edge(p, w, v)}
+        for _seq, vid, op, prev, word, delta in rows:
+            if ops[op](prev, word, float(delta), vid):
+                done.append({"verdict_id": vid, "op": op, "prev": prev, "word": word, "delta": float(delta),
+                             "accumulator": acc_path, "applied_at": now})
+        return done
+
+    def record_applications(self, done: list[dict]) -> None:
+        """Append changes an accumulator accepted (from :meth:`apply_rows`) to the ``applications`` table."""
+        if done:
+            with self._write() as conn, conn.begin():
+                conn.execute(applications_t.insert(), done)
+
     def applications(self, verdict_id: str | None = None) -> list[dict]:
         """The record of applied changes, in order (optionally for one verdict)."""
         q = sa.select(applications_t).order_by(applications_t.c.seq)
@@ -857,6 +898,20 @@ def read_export(path: str | Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------- helpers
+#: Key of the PostgreSQL advisory lock every verdict-writing transaction takes (any constant no other code uses).
+LOG_LOCK_KEY = 0x0E71_7E4D
+
+
+def _serialize_log(conn: sa.Connection) -> None:
+    """Make verdicts commit in ``seq`` order, so a reader that remembers the last ``seq`` it saw never misses one.
+
+    PostgreSQL hands out identity values at INSERT but transactions may commit in another order; a
+    transaction-scoped advisory lock (released at commit, after the rows are visible) taken before the INSERT
+    orders them. SQLite needs nothing: ``BEGIN IMMEDIATE`` already admits one writer at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOG_LOCK_KEY})
+
+
 _UNKNOWN_HINT = {"review item": "list items with `overlay review list`",
                  "verdict": "see `overlay review show ITEM_ID` for verdict ids"}
 

@@ -7,7 +7,7 @@ from lfx.schema.message import Message
 
 from overlay_core.knowledge import parse_json_object
 from overlay_core.node_base import STATE_FOLDER_INPUT, OverlayNode
-from overlay_core.verification import ReviewStore, apply_to_file
+from overlay_core.replica import apply_pending, review_store
 
 
 class OverlayApplyVerdict(OverlayNode, Component):
@@ -51,15 +51,15 @@ class OverlayApplyVerdict(OverlayNode, Component):
     def _apply(self) -> dict:
         if getattr(self, "_done", None) is None:
             paths = self.state
-            store = ReviewStore(self.db_url or paths.review_db)
+            db = self.db_url or paths.review_db
+            store = review_store(db)
             r = self._request()
             step = r.get("step")
             verdict_id = store.verdict(str(r["item_id"]), reviewer=r["reviewer"], kind=r["kind"],
                                        step=step if isinstance(step, int) and step >= 0 else None,
                                        word=r.get("word") or None, new_edge=bool(r.get("new_edge")),
                                        comment=r.get("comment") or "")
-            applied = apply_to_file(store, paths.accumulator)
-            deltas = [d for d in applied if d["verdict_id"] == verdict_id]
+            deltas = apply_pending(store, db, paths.accumulator, verdict_id)
             self._done = {"verdict_id": verdict_id, "deltas": deltas}
             self.status = f"verdict {verdict_id}: {len(deltas)} weight changes"
         return self._done

@@ -1,5 +1,7 @@
 """Knowledge Base node: the ChromaDB passage store, fed by FOLDOC or LangFlow documents."""
 
+import os
+
 from lfx.custom.custom_component.component import Component
 from lfx.io import BoolInput, HandleInput, IntInput, MessageTextInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
@@ -31,7 +33,8 @@ class OverlayKnowledgeBase(OverlayNode, Component):
         StrInput(name="collection", display_name="Collection", value="overlay", advanced=True,
                  info="ChromaDB collection name (passages are embedded offline with MiniLM)."),
         StrInput(name="server_url", display_name="Chroma Server URL", value="", advanced=True,
-                 info="e.g. http://127.0.0.1:8000 to use a Chroma server; empty = embedded store in the state folder."),
+                 info="e.g. http://127.0.0.1:8000 to use a Chroma server; empty = $OVERLAY_CHROMA_URL, else the "
+                      "embedded store in the state folder."),
         BoolInput(name="ingest", display_name="Ingest Documents", value=True, advanced=True,
                   info="Upsert the connected documents before answering."),
     ]
@@ -44,7 +47,7 @@ class OverlayKnowledgeBase(OverlayNode, Component):
 
     def _kb(self) -> KnowledgeBase:
         kb = get_knowledge_base(self.state.chroma, collection=self.collection or "overlay",
-                                server_url=self.server_url or None)
+                                server_url=self.server_url or os.environ.get("OVERLAY_CHROMA_URL") or None)
         if self.ingest and self.documents:
             docs = self.documents if isinstance(self.documents, list) else [self.documents]
             passages, skipped = passages_from_records(docs, source="document")

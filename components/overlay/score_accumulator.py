@@ -5,8 +5,9 @@ from lfx.custom.custom_component.component import Component
 from lfx.io import IntInput, Output, StrInput
 from lfx.schema.dataframe import DataFrame
 
-from overlay_core.accumulator import Accumulator, ScoreAccumulator, ScoreWeights
+from overlay_core.accumulator import ScoreAccumulator, ScoreWeights
 from overlay_core.node_base import STATE_FOLDER_INPUT, OverlayNode
+from overlay_core.replica import current_accumulator
 
 
 class OverlayScoreAccumulator(OverlayNode, Component):
@@ -29,13 +30,17 @@ class OverlayScoreAccumulator(OverlayNode, Component):
         Output(display_name="Preview: Word Pairs", name="edges", method="edges", group_outputs=True),
     ]
 
+    def _load(self):
+        # with a database URL the verdict log is the truth (synced once per run); else the .safetensors file
+        return current_accumulator(self.state.review_db, self.state.accumulator)
+
     def build_accumulator(self) -> ScoreAccumulator:
-        acc = self.once("accumulator", lambda: Accumulator(self.state.accumulator))
+        acc = self.once("accumulator", self._load)
         self.status = f"{acc.n_edges} edges with a global score"
         return ScoreAccumulator(acc, ScoreWeights())
 
     def edges(self) -> DataFrame:
-        acc = self.once("accumulator", lambda: Accumulator(self.state.accumulator))
+        acc = self.once("accumulator", self._load)
         rows = {}
         for d in acc.deltas():
             key = (d["prev"], d["word"])
