@@ -65,7 +65,9 @@ def _flow_answer(question: str, tweaks: dict) -> str:
 
     res = asyncio.run(arun_flow_from_json(str(FLOW), question, tweaks=tweaks))
     text = res[0].outputs[0].results["message"].text
-    return text.split("\n\n---\n\n", 1)[0]
+    from overlay_core.trace import reply_answer
+
+    return reply_answer(text)
 
 
 def run_e2e(home: Path, questions: list, *, words: int = 30, flow: bool = True, flow_questions: int = 2,

@@ -93,8 +93,10 @@ class Client:
         return m.group(1), text[m.end():].split("\n\nReviewers:")[0]
 
     def ask(self, url: str, question: str) -> str:
-        """The answer text of ``overlay_answer`` (before its trace)."""
-        return self.run(url, "overlay_answer", question).split("\n\n---")[0]
+        """The answer of ``overlay_answer``: the first paragraph of its reply (:func:`overlay_core.trace.reply_answer`)."""
+        from overlay_core.trace import reply_answer
+
+        return reply_answer(self.run(url, "overlay_answer", question))
 
     def verdict(self, url: str, item_id: str, kind: str) -> str:
         text = self.run(url, "overlay_review", json.dumps({"item_id": item_id, "reviewer": REVIEWER, "kind": kind,

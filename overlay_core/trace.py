@@ -553,6 +553,13 @@ def to_compact(result: Trace | Mapping, *, sources_shown: int = 5,
     return "\n".join(lines)
 
 
+def reply_answer(text: str) -> str:
+    """The answer of a chat reply made by :func:`to_compact` (the Overlay Reasoner's Answer output): its first
+    paragraph after any ``**Warning:**`` paragraphs (an HTTP client of the answer flow reads the answer this way)."""
+    paras = [p for p in text.split("\n\n") if not p.startswith("**Warning:**")]
+    return paras[0].strip() if paras else ""
+
+
 def _form_line(t: Trace) -> str:
     """One line: the question form, its rule, and what became of the frame taken from the question."""
     f = t.question_form

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, service_url
-from test_verification import _pg_schema_url, make_trace
+from test_verification import _pg_schema_url, fresh_pg_schema, make_trace
 
 from overlay_core.accumulator import Accumulator
 from overlay_core.replica import LogSyncedAccumulator, current_accumulator, log_is_truth, snapshot_path
@@ -27,17 +27,8 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture
 def pg_url():
     """A fresh, empty PostgreSQL schema (dropped afterwards)."""
-    base = service_url("OVERLAY_TEST_DATABASE_URL", "PostgreSQL", "scripts/ci_postgres.sh")
-    admin = sa.create_engine(base)
-    schema, url = _pg_schema_url(base)
-    with admin.begin() as c:
-        c.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
+    with fresh_pg_schema() as url:
         yield url
-    finally:
-        with admin.begin() as c:
-            c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def _enqueue(store: ReviewStore) -> str:

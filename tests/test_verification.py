@@ -8,6 +8,7 @@ dropped afterwards. Under ``make test`` or CI a missing URL is a failure, not a 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -71,15 +72,12 @@ def _pg_schema_url(base: str) -> tuple[str, str]:
     return schema, url.render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    """A fresh, empty database: a SQLite file path, or a new PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "reviews.sqlite3")
-        return
-    pg_url = service_url("OVERLAY_TEST_DATABASE_URL", "PostgreSQL", "scripts/ci_postgres.sh")
-    admin = sa.create_engine(pg_url)
-    schema, url = _pg_schema_url(pg_url)
+@contextlib.contextmanager
+def fresh_pg_schema():
+    """The URL of a new, empty PostgreSQL schema on the test server (dropped afterwards)."""
+    base = service_url("OVERLAY_TEST_DATABASE_URL", "PostgreSQL", "scripts/ci_postgres.sh")
+    admin = sa.create_engine(base)
+    schema, url = _pg_schema_url(base)
     with admin.begin() as c:
         c.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
@@ -88,6 +86,16 @@ def db_url(request, tmp_path):
         with admin.begin() as c:
             c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh, empty database: a SQLite file path, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "reviews.sqlite3")
+        return
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture
