@@ -396,12 +396,14 @@ def test_a_passage_that_defines_the_term_is_ranked_first_for_a_definition():
     later = RetrievedPassage("l", "regatta: The regatta was started by Harriet Voss.", 0.35, {"chunk": 1})
     first = RetrievedPassage("f", "onboarding: New staff meet the team.", 0.79, {"chunk": 0})
     assert [p.id for p in rank_passages([first, later], "Lantern Regatta")] == ["l", "f"]
-    # a section's opening chunk comes right before its first later chunk (both stay in)
+    # a later chunk ranks as if LATER_CHUNK_DISTANCE farther; a section's opening chunk comes right before its
+    # first later chunk (both stay in)
     md = {"source": "faq.txt", "headword": "1.2"}
     c4 = RetrievedPassage("c4", "1.2: Debian is the result of volunteers.", 0.055, dict(md, chunk=4))
-    c0 = RetrievedPassage("c0", "1.2: Debian is a distribution.", 0.061, dict(md, chunk=0))
-    other = RetrievedPassage("o", "4.1: Debian runs on many systems.", 0.058, {"source": "faq.txt", "headword": "4.1"})
+    c0 = RetrievedPassage("c0", "1.2: Debian is a distribution.", 0.261, dict(md, chunk=0))
+    other = RetrievedPassage("o", "4.1: Debian runs on many systems.", 0.258, {"source": "faq.txt", "headword": "4.1"})
     assert [p.id for p in rank_passages([c4, other, c0], "Debian")] == ["c0", "c4", "o"]
+    assert [p.id for p in rank_passages([c4, other], "Debian")] == ["c4", "o"]  # 0.255 < 0.258
 
 
 @pytest.mark.parametrize("cross,declined", [(0.0005, True), (0.2, False)])
