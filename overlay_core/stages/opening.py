@@ -260,8 +260,8 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
     the question does not ("Does SQLite enforce the length of a VARCHAR?" — "SQLite does not enforce
     the length of a VARCHAR."), or (English) another value in the place of the one the question claims ("a 16-bit
     address bus" for "a 32-bit address bus?", :func:`overlay_core.evidence.contrast`), "Yes," is blocked and the
-    trace names the word and the sentence; when it holds none, "No," is blocked (the answer goes on to copy that sentence: "No, <an affirmative sentence>" would
-    contradict itself). A negation is a negating word or a question word with a negative prefix
+    trace names the word and the sentence; when it holds none, "No," is blocked (the answer goes on to copy that
+    sentence: "No, <an affirmative sentence>" would contradict itself). A negation is a negating word or a question word with a negative prefix
     («некоммерческой» for «коммерческой», :func:`overlay_core.evidence.negated_term`). Sets
     ``ev.yes_no_basis`` to the sentence read.
     """
