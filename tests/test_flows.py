@@ -59,6 +59,12 @@ def _node(flow: dict, node_id: str) -> dict:
     return next(n for n in flow["data"]["nodes"] if n["id"] == node_id)
 
 
+def _kinds(reply: str) -> list[str]:
+    """The candidate sources an answer-first reply names on its "**Candidates from:**" line."""
+    line = next((ln for ln in reply.splitlines() if ln.startswith("**Candidates from:**")), "")
+    return [k.strip() for k in line.removeprefix("**Candidates from:**").split(",") if k.strip()]
+
+
 def test_stage_nodes_the_default_ones_answer_as_the_library_and_editing_them_changes_the_candidates(env_home, tmp_path):
     from overlay_core.knowledge import make_reasoner
 
@@ -66,7 +72,7 @@ def test_stage_nodes_the_default_ones_answer_as_the_library_and_editing_them_cha
     default = make_reasoner(env_home).answer(q)
     text = _run("overlay_answer.json", q, env_home)
     assert text.split("\n")[0] == default["answer"]  # the saved stage nodes are exactly the built-in stages
-    assert "| corpus |" in text or "| corpus+" in text
+    assert "corpus" in _kinds(text)  # the reply's "**Candidates from:**" line
     flow = json.loads((FLOWS / "overlay_answer.json").read_text())
     # delete the corpus-successor source node (and its edge), as a person would on the canvas
     corpus = next(n["id"] for n in flow["data"]["nodes"] if n["id"].startswith("OverlayCandidateSource")
@@ -86,7 +92,7 @@ def test_stage_nodes_the_default_ones_answer_as_the_library_and_editing_them_cha
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(flow))
     changed = _run(edited, q, env_home)
-    assert "| corpus |" not in changed and "| corpus+" not in changed
+    assert "corpus" not in _kinds(changed)
     assert banned.casefold() not in [w.casefold() for w in changed.split("\n")[0].split()[len(default["prefix"]):]]
     # the same through tweaks (as /api/v1/run takes them): a guard node turned into a ban-words rule
     tweaked = _run("overlay_answer.json", q, env_home, tweaks={"OverlayGuard-00001": {

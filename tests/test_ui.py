@@ -293,7 +293,7 @@ def test_lfx_serve_with_api_key_serves_the_same_flow(langflow_server, foldoc_hom
     out = r.json()
     assert out["success"] is True and out["result"].startswith("A hash table is"), out
     assert _answer(out["result"]) == _answer(chat_text(ui.json())), "lfx serve and the UI server answer differently"
-    assert "**Step 0**" in out["result"]
+    assert "**Steps**" in out["result"]  # the answer-first reply's step lines
 
 
 # --------------------------------------------------------------------------------------------------------------
