@@ -250,14 +250,21 @@ def _type_match(form: QuestionForm, sent: list[str]) -> bool:
 _ANAPHORS = frozenset({"it", "he", "she", "they"})
 
 
-def opens_with(subject: str, sent: list[str]) -> bool:
-    """True when ``sent`` (word tokens) opens with ``subject``'s words, case-folded, after at most an article:
-    "The Zephyr Toolkit is a small library" opens with "Zephyr Toolkit" — the sentence is *about* it."""
+def subject_end(subject: str, sent: list[str]) -> int | None:
+    """Where ``subject``'s words end in ``sent`` (word tokens) when the sentence opens with them, case-folded, after
+    at most an article ("The Zephyr Toolkit is a small library" opens with "Zephyr Toolkit": 3, the index of "is"),
+    else None."""
     key = [w.casefold() for w in T.words(subject) if not T.is_punct(w)]
-    words = [w.casefold() for w in sent]
-    if words[:1] and words[0] in ("the", "a", "an") and key[:1] != words[:1]:
-        words = words[1:]
-    return bool(key) and words[: len(key)] == key
+    skip = 1 if sent[:1] and sent[0].casefold() in ("the", "a", "an") and key[:1] != [sent[0].casefold()] else 0
+    if key and [w.casefold() for w in sent[skip:skip + len(key)]] == key:
+        return skip + len(key)
+    return None
+
+
+def opens_with(subject: str, sent: list[str]) -> bool:
+    """True when ``sent`` (word tokens) opens with ``subject``'s words (:func:`subject_end`): the sentence is
+    *about* it."""
+    return subject_end(subject, sent) is not None
 
 
 def refers_back(sent: list[str]) -> bool:

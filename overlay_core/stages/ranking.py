@@ -59,14 +59,11 @@ def defines(h, subject: str) -> bool:
     "Quokka is an embedded key-value database written in Rust." defines Quokka (a document section headed "Quokka
     Database" is not *about* "Quokka" by its headword, yet it holds the definition)."""
     toks = E.body_tokens(h.text)
-    n = len([w for w in T.words(subject) if not T.is_punct(w)])
     for a, b in E.sentences(toks):
-        sent = toks[a:b]
-        if E.opens_with(subject, sent):
-            rest = sent[n + (1 if sent[0].casefold() in ("the", "a", "an") and len(sent) > n else 0):]
-            if rest[:1] and (rest[0].casefold() in _COPULAS or (
-                    rest[0].casefold() in _PAST_COPULAS and rest[1:2] and rest[1].casefold() in ("a", "an", "the"))):
-                return True
+        end = E.subject_end(subject, toks[a:b])
+        rest = [w.casefold() for w in toks[a:b][end:end + 2]] if end is not None else []
+        if rest and (rest[0] in _COPULAS or (rest[0] in _PAST_COPULAS and rest[1:] in (["a"], ["an"], ["the"]))):
+            return True
     return False
 
 
