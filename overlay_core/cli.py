@@ -21,7 +21,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from .accumulator import ScoreWeights
-from .cli_errors import err, fail as _fail, print_error
+from .cli_errors import HomeOpt, err, fail as _fail, print_error
 from .errors import InputError, OverlayError
 from .settings import ReasonerSettings, render_help, specs
 from .text import utf8_safe
@@ -58,7 +58,6 @@ class _Command(TyperCommand):
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Overlay: a transparent reasoning pipeline (adjacency tables + retrieval + LLM selector).")
-HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder (default ./.overlay).")
 
 
 def _setting_options(*classes: type):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -105,3 +106,16 @@ def fail(exc: BaseException | str, ctx=None) -> NoReturn:
     """
     print_error(exc, ctx)
     raise typer.Exit(EXIT_USER_ERROR)
+
+
+def home_path(value: str) -> Path:
+    """``--home``'s value as a path; an empty value is a mistake (``Path("")`` is the current folder, so the
+    knowledge was written among the user's files), not the default. Raises: typer.BadParameter."""
+    if not str(value).strip():
+        raise typer.BadParameter("is empty; give a state folder, or leave --home out for ./.overlay")
+    return Path(value)
+
+
+#: The ``--home`` option every command shares.
+HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", parser=home_path,
+                       help="State folder (default ./.overlay).")

@@ -36,7 +36,7 @@ from typing import Iterator, Optional
 import typer
 from rich.console import Console
 
-from .cli_errors import fail as _fail
+from .cli_errors import HomeOpt, fail as _fail
 from .errors import InputError, OverlayError, StateFileError
 from .knowledge import state_paths
 from .text import shell_quote, utf8_safe
@@ -47,8 +47,6 @@ _err = Console(stderr=True, soft_wrap=True, emoji=False, markup=False, highlight
 
 DbOpt = typer.Option(None, "--db", help="Review database: SQLite file path or SQLAlchemy URL "
                      "(default: $OVERLAY_DB_URL, else reviews.sqlite3 in the state folder).")
-#: The same option as ``overlay_core.cli.HomeOpt`` (defined here too: cli imports this module).
-HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", help="State folder (default ./.overlay).")
 #: Values of ``overlay review list --status`` (``verification.STATUSES`` and ``all``; verification is
 #: imported lazily, it loads SQLAlchemy).
 LIST_STATUSES = ("pending", "approved", "rejected", "corrected", "all")

@@ -220,6 +220,9 @@ def test_ask_setting_errors_name_the_flag(tmp_path, args, message):
     (["review", "verdict", "it_x", "--kind", "reject"],
      "error: Missing option '--reviewer' (see `overlay review verdict --help`)"),
     (["nosuch"], "error: No such command 'nosuch' (see `overlay --help`)"),
+    # an empty --home is the current folder to pathlib: the knowledge was written among the user's files
+    (["build", "--home", ""], "error: Invalid value for '--home' (env var: 'OVERLAY_HOME'): is empty; give a state "
+                              "folder, or leave --home out for ./.overlay (see `overlay build --help`)"),
 ])
 def test_a_mistyped_command_line_is_one_line(tmp_path, args, line):
     """click's usage errors are one line naming the option and pointing at --help (not its boxed usage block)."""
