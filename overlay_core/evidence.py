@@ -499,7 +499,28 @@ def contrast(question: list[str], sent: list[str], passage: list[str] = ()) -> t
     stop word as the neighbour counts only with the next word out matching too: "developed for"). One value that
     begins with the other is a variant of it ("80386DX", "80386"), not a contrast. Any other content word contrasts
     only in the very same frame: a strong neighbour on one side and the same word on the other ("a client to server
-    protocol" — "a server to server protocol")."""
+    protocol" — "a server to server protocol").
+
+    A question that opens with a copula ("Is the bakery open on Mondays?") is also read in the sentence's word
+    order, the copula after the subject where ``sent`` writes the subject's last word before a copula ("the bakery
+    is closed on Mondays" — ``("open", "closed")``): the inverted question has no neighbour before the value."""
+    found = _contrast(question, sent, passage)
+    if found is None and question and question[0].casefold() in _COPULAS:
+        for k in range(2, len(question) - 1):
+            if any(w.casefold() == question[k - 1].casefold() and nxt.casefold() in _COPULAS
+                   for w, nxt in zip(sent, sent[1:])):
+                found = _contrast([question[0], *question[1:k], question[0].casefold(), *question[k:]], sent, passage)
+                if found is not None:
+                    break
+    return found
+
+
+#: English copulas a yes/no question can open with (:func:`contrast` reads it in statement order).
+_COPULAS = frozenset({"is", "are", "was", "were"})
+
+
+def _contrast(question: list[str], sent: list[str], passage: list[str] = ()) -> tuple[str, str] | None:
+    """:func:`contrast` in the question's own word order."""
     said = {_claim_value(w) for w in sent}
     known = {w.casefold() for w in passage}
     _irregular = {"has": "have", "had": "have", "does": "do", "did": "do"}

@@ -348,6 +348,10 @@ def test_a_sentence_opening_with_a_pronoun_is_about_the_subject_of_the_sentence_
     ("Was Perl originally developed for Windows?", "Originally developed for Unix, it is now available.",
      ("Windows", "Unix")),
     ("Is SMTP a client to server protocol?", "it is a server to server protocol.", ("client", "server")),
+    # a question opening with its copula is read in the sentence's order too ("the bakery is … on Mondays")
+    ("Is the bakery open on Mondays?", "The bakery is closed on Mondays.", ("open", "closed")),
+    ("Is the observatory open on Saturdays?", "The observatory is open to visitors on Saturdays.", None),
+    ("Is Python object-oriented?", "Python is a dynamically typed language.", None),
     # the same value, in other words or another form: no contrast
     ("Does the 8088 have an 8-bit data bus?", "the Intel 8088 was a version with an eight-bit external data bus.", None),
     ("Does the Intel 80386DX have a 32-bit data bus?", "a version of the Intel 80386 with a 32-bit data bus.", None),
