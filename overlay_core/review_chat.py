@@ -425,7 +425,9 @@ def _candidate_prefix(st: Step | None, text: str, item_id: str) -> tuple[str, st
     assert st is not None
     words = text.split()
     first = st.chosen_words[:1]  # a correction's edge starts with its first word: one shared with the chosen
-    by_text = {ot.normalize(c.word).casefold(): c for c in st.candidates if c.blocked is None}
+    # a yes/no step's blocked word can be corrected to: the reviewers' verdicts lift its rule's block
+    open_ = bool(st.extra.get("verdicts_overrule"))
+    by_text = {ot.normalize(c.word).casefold(): c for c in st.candidates if c.blocked is None or open_}
     for n in range(len(words), 0, -1):
         cand = by_text.get(ot.normalize(" ".join(words[:n])).strip("“”\"'«»").casefold())
         if cand is not None:
@@ -436,7 +438,12 @@ def _candidate_prefix(st: Step | None, text: str, item_id: str) -> tuple[str, st
                 _fail(f"“{hit}” begins with “{first[0]}”, the word step {st.step} chose, so it cannot replace it; "
                       f"type `reject {st.step}` to count the chosen word as wrong")
             return hit, " ".join(words[n:])
-    others = [c.word for c in st.candidates if c.blocked is None and c.word != st.chosen
+    blocked = next((c for c in st.candidates if c.blocked and ot.normalize(c.word).casefold()
+                    == ot.normalize(" ".join(words)).strip("“”\"'«»").casefold()), None)
+    if blocked is not None:  # a rule would block it again: the verdict could not count
+        _fail(f"“{blocked.word}” was blocked at step {st.step} ({_short(blocked.blocked, 120)}), so a correction to "
+              f"it would not count; type `reject {st.step}` to count the chosen word as wrong")
+    others = [c.word for c in st.candidates if (c.blocked is None or open_) and c.word != st.chosen
               and not (first and c.words[:1] == first)][:8]
     _fail(f"“{words[0] if words else text}” is not a candidate at step {st.step} of {item_id}; "
           f"type `correct {st.step} to WORD` with one of: {', '.join(others) or '(none)'}")
@@ -509,6 +516,13 @@ def _step_line(s: Step, known: Mapping[str, Verdict]) -> str:
 
     if touched:
         parts.append("verdicts: " + ", ".join(f"`{vid}` ({', '.join(ws)}{gone(vid)})" for vid, ws in touched.items()))
+    # a verdict that favours a candidate a rule blocked did not count: say which rule (else it looks ignored)
+    uncounted = [c for c in s.candidates if c.blocked and (c.glob or 0) > 0
+                 and any(getattr(known.get(v), "kind", None) != "revert" for v in c.verdicts)]
+    if uncounted:
+        parts.append("not counted: " + "; ".join(f"{c.word} blocked — {_short(c.blocked, 90)}" for c in uncounted))
+    if s.extra.get("overruled"):  # a yes/no step: the verdicts chose against the passage's reading
+        parts.append(f"verdicts over the rule: {_short(s.extra['overruled'].get('rule', ''), 90)}")
     return "- " + " · ".join(parts)
 
 

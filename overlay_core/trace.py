@@ -184,6 +184,14 @@ class Step:
         """``(prev, first chosen word)``: the edge a verdict on this step changes; None when nothing was chosen."""
         return (self.prev, self.chosen_words[0]) if self.chosen_words else None
 
+    def overruling_rule(self, word: str) -> str | None:
+        """Why the candidate ``word`` (its text, as a correction names it) was blocked at this step, or None when
+        it was not (or is not a candidate): a correction to a blocked candidate does not count while the same rule
+        blocks it again ("No," at a yes/no step whose passage sentence affirms the question)."""
+        if self.extra.get("verdicts_overrule"):  # a yes/no step: the reviewers' verdicts lift its rule's block
+            return None
+        return next((c.blocked for c in self.candidates if c.word == word and c.blocked), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "prev": self.prev, "context": list(self.context), "chosen": self.chosen,
                 "chosen_words": list(self.chosen_words), "source": self.source,
@@ -486,6 +494,22 @@ def _why(chosen: Candidate | None, runner: Candidate | None, weights: Mapping[st
     return _WHY[best] if a[best] - b[best] > 0 else "higher score"
 
 
+def overruled_verdicts(t: Trace) -> list[tuple[Step, Candidate]]:
+    """``(step, candidate)`` for every candidate a reviewer's verdicts favour (``glob`` > 0) that a rule blocked: the
+    verdict did not count there ("Is the bakery open on Mondays?" corrected to "No," while the yes/no rule read the
+    passage's sentence as affirming it). A penalized candidate that is blocked is the verdict working, not
+    overruled. In step order."""
+    return [(st, c) for st in t.steps for c in st.candidates if c.blocked and c.verdicts and (c.glob or 0) > 0]
+
+
+def _overruled_text(st: Step) -> str:
+    """"N: vd_… chose 'No,' where the rule said: …" for a step whose rule reviewers' verdicts overruled
+    (``extra["overruled"]``: ``{"word", "rule", "verdicts"}``, a yes/no step)."""
+    o = st.extra["overruled"]
+    return (f"{st.step}: {', '.join(o.get('verdicts') or [])} chose {o.get('word')!r} where the rule said: "
+            f"{o.get('rule')}")
+
+
 def _clip(text: str, n: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -540,6 +564,12 @@ def to_compact(result: Trace | Mapping, *, sources_shown: int = 5,
                 blocked[c.blocked] = blocked.get(c.blocked, 0) + 1
     if kinds:
         lines += ["", "**Candidates from:** " + ", ".join(kinds)]
+    for st, c in overruled_verdicts(t):
+        lines += ["", f"**Verdict not counted** at step {st.step}: {', '.join(c.verdicts)} favours {c.word!r} "
+                  f"(+{c.glob:g}), but it was blocked: {c.blocked}"]
+    for st in t.steps:
+        if st.extra.get("overruled"):
+            lines += ["", "**Verdicts over the rule** at step " + _overruled_text(st)]
     if blocked:
         top = sorted(blocked.items(), key=lambda kv: -kv[1])
         lines += ["", "**Blocked:** " + "; ".join(f"{why} ×{n}" for why, n in top[:4])
@@ -625,6 +655,12 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
         out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> {st.chosen!r} "
                    f"({st.source}; {why}{verdicts}) of {len(cands)} candidates"
                    + (f", {n_blocked} blocked" if n_blocked else "") + f" | top: {top}")
+    for st, c in overruled_verdicts(t):
+        out.append(f"  verdict not counted at step {st.step}: {', '.join(c.verdicts)} favours {c.word!r} "
+                   f"(+{c.glob:g}), but it was blocked: {c.blocked}")
+    for st in t.steps:
+        if st.extra.get("overruled"):
+            out.append("  verdicts over the rule at step " + _overruled_text(st))
     out.append(f"  stopped: {t.stop_text or ''}")
     return "\n".join(out)
 

@@ -18,8 +18,10 @@ Storage is SQLAlchemy 2.0 Core over
 
 Steps are named by their number in the trace (each step's ``"step"`` field, as
 ``overlay review show`` prints it; the reasoner counts from 0). Verdict semantics
-(``prev`` = step s's previous word, ``w`` = the first word it chose, ``chosen_words[0]``;
-an edge is ``prev -> w``, the key the reasoner reads ``G`` with for every candidate):
+(``prev`` = step s's previous word — for a yes/no step, its question lower-cased
+(:func:`overlay_core.stages.opening.yes_no_edge`), so such a verdict is about that question only —
+``w`` = the first word it chose, ``chosen_words[0]``; an edge is ``prev -> w``, the key the reasoner reads
+``G`` with for every candidate):
 
 ======================  ============================================================
 ``reject`` step s       ``G[prev -> w] += -REJECT_PENALTY``

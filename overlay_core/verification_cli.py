@@ -419,12 +419,27 @@ def verdict_cmd(
             vid = store.verdict(item_id, reviewer=reviewer, kind=kind, step=step, word=word, new_edge=new_edge,
                                 comment=comment, rubric=parse_rubric(rubric))
             v = store.get_verdict(vid)
+            item = store.get(item_id)
     except OverlayError as exc:
         _fail(exc, ctx)
     print(vid)
     _err.print(f"recorded {kind} on {item_id}: " + "; ".join(
         f"{d['prev']!r} -> {d['word']!r} {d['delta']:+g}" if d["op"] == "delta" else f"{d['op']} {d['prev']!r} -> {d['word']!r}"
         for d in v.deltas) + " (run `overlay review apply` to change the accumulator)", highlight=False)
+    rule = _overruling_rule(item, step, word)
+    if rule:
+        _err.print(f"note: {word!r} was blocked at step {step} ({rule}); while that rule blocks it the verdict is not "
+                   "counted on this question (`overlay ask` says so)", highlight=False, soft_wrap=True)
+
+
+def _overruling_rule(item, step: int | None, word: str | None) -> str | None:
+    """Why the corrected-to candidate was blocked at ``step`` of ``item`` (a ReviewItem), or None."""
+    from .trace import Trace
+
+    if step is None or word is None:
+        return None
+    st = Trace.from_dict(item.trace, f"item {item.id}", partial=True).step(step)
+    return st.overruling_rule(word) if st is not None else None
 
 
 @review_app.command("revert")

@@ -142,6 +142,30 @@ def test_reject_verdict_changes_the_next_answer_and_the_trace_names_it(home_copy
     assert penalized and all(vid in c["verdicts"] and c["glob"] < 0 for c in penalized)
 
 
+def test_a_reviewers_no_to_a_yes_no_answer_counts_on_that_question_only(home_copy):
+    """A yes/no step's verdict edge starts from its question: a correction "No," overrules the passage's reading
+    for that question (the trace says which rule it overruled), leaves other yes/no questions as they were, and
+    a revert gives the first answer back."""
+    paths = state_paths(home_copy)
+    q, other_q = "Is Unix an operating system?", "Is Linux an operating system?"
+    first, other = make_reasoner(home_copy).answer(q), make_reasoner(home_copy).answer(other_q)
+    assert first["answer"].startswith("Yes,") and other["answer"].startswith("Yes,")
+    store = ReviewStore(paths.reviews)
+    item = store.enqueue(flow="test", question=q, answer=first["answer"], trace=first,
+                         model_fingerprint=first["model"], index_fingerprint=first["index"])
+    vid = store.verdict(item, reviewer="alice", kind="correct", step=0, word="No,")
+    acc = Accumulator(paths.accumulator)
+    store.apply(acc, save=True)
+    second = make_reasoner(home_copy).answer(q)
+    assert second["answer"].startswith("No,")
+    assert second["trace"][0]["overruled"]["verdicts"] == [vid] and second["trace"][0]["overruled"]["word"] == "No,"
+    assert "affirms the question" in second["trace"][0]["overruled"]["rule"]
+    assert make_reasoner(home_copy).answer(other_q)["answer"] == other["answer"]
+    store.revert(vid, reviewer="alice")
+    store.apply(acc, save=True)
+    assert make_reasoner(home_copy).answer(q)["answer"] == first["answer"]
+
+
 def test_a_sentence_ending_inside_a_quote_takes_its_closing_quote(tmp_path):
     from overlay_core.ingest import Passage
     from overlay_core.knowledge import build_knowledge

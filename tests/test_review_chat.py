@@ -22,8 +22,9 @@ _STEPS = {1: ("is", [("a", -1.0), ("the", -1.5), ("an", -2.0)]),
 class FakeReasoner:
     """``answer(question) -> trace dict``: each step picks the best of base score + G[prev -> first word]."""
 
-    def __init__(self, acc_path):
+    def __init__(self, acc_path, blocked=None):
         self.acc_path, self.calls = acc_path, 0
+        self.blocked = blocked or {}  # word -> the rule that blocks it (its score is None, as the reasoner's)
 
     def answer(self, question: str) -> dict:
         self.calls += 1
@@ -36,8 +37,11 @@ class FakeReasoner:
                 g = acc.global_score(prev, first)
                 scored.append({"word": w, "words": w.split(), "source": "corpus", "p_adj": 0.1, "count": 3,
                                "ctx": 0.0, "llm": -1.0, "glob": g, "score": base + g,
-                               "verdicts": list(acc.verdicts_for(prev, first)), "passages": ["p1"], "blocked": None})
-            scored.sort(key=lambda c: -c["score"])
+                               "verdicts": list(acc.verdicts_for(prev, first)), "passages": ["p1"],
+                               "blocked": self.blocked.get(w)})
+                if scored[-1]["blocked"]:
+                    scored[-1]["score"] = None
+            scored.sort(key=lambda c: (c["score"] is None, -(c["score"] or 0.0)))
             best = scored[0]
             words += best["words"]
             steps.append({"step": n, "prev": prev, "context": [prev], "chosen": best["word"],
@@ -268,3 +272,30 @@ def test_an_answer_stopped_by_verdicts_says_so_and_names_them():
     text = render_answer(t, "it_00000000000000bb")
     assert ("**Stopped at step 2:** every candidate rejected by review (verdicts `vd_00000000000000aa`)"
             in text), text
+
+
+def test_a_verdict_on_a_blocked_candidate_is_refused_in_the_chat_and_said_not_counted_in_the_answer(env):
+    """A rule that blocks a word decides again on the next answer: the chat refuses a correction to it and says
+    why; a verdict that favours it anyway (given on the command line) is named as not counted, with the rule, in
+    the next answer's step line and in its compact and text traces."""
+    from overlay_core.trace import Trace, to_compact, to_text
+
+    chat, store, acc, fake, say = env
+    fake.blocked = {"list": "repeats the 3-gram 'a b c'"}
+    it = say("What is a hash table?").item_id
+    refused = say("correct 2 to list")
+    assert refused.action == "error" and refused.text == (
+        "“list” was blocked at step 2 (repeats the 3-gram 'a b c'), so a correction to it would not count; "
+        "type `reject 2` to count the chosen word as wrong")
+    vid = store.verdict(it, reviewer="bob", kind="correct", step=2, word="list")
+    store.apply(Accumulator(acc) if acc.exists() else Accumulator(acc), save=True)
+    again = say("What is a hash table?")
+    assert "data structure" in again.text  # the rule still decides
+    assert "not counted: list blocked — repeats the 3-gram 'a b c'" in again.text
+    t = Trace.from_dict(fake.answer("What is a hash table?"), "answer")
+    note = f"{vid} favours 'list' (+{CORRECT_BONUS:g}), but it was blocked: repeats the 3-gram 'a b c'"
+    assert f"**Verdict not counted** at step 2: {note}" in to_compact(t)
+    assert f"verdict not counted at step 2: {note}" in to_text(t)
+    # a penalized candidate that a rule blocks is the verdict working: nothing is said
+    fake.blocked = {"data structure": "repeats"}
+    assert "not counted" not in to_text(Trace.from_dict(fake.answer("What is a hash table?"), "answer"))

@@ -519,3 +519,23 @@ def test_undecodable_bytes_in_ids_and_paths_are_one_line_shown_as_typed(db, tmp_
     assert p.stdout == missing
     with ReviewStore(path) as store:
         assert [it.id for it in store.list()] == [iid]  # nothing written
+
+
+def test_a_correction_to_a_blocked_candidate_is_recorded_with_a_note_that_it_will_not_count(tmp_path, monkeypatch):
+    """The command line records it (the reviewer may know better than the rule), and says that while the rule
+    blocks the word the verdict does not count there."""
+    monkeypatch.delenv("OVERLAY_DB_URL", raising=False)
+    path = tmp_path / "reviews.sqlite3"
+    t = make_trace()
+    t["trace"][2]["candidates"][2]["blocked"] = "repeats the 3-gram 'of the data'"
+    with ReviewStore(path) as store:
+        iid = store.enqueue(flow="f", question=t["question"], answer=t["answer"], trace=t,
+                            model_fingerprint="m", index_fingerprint="i")
+    res = review("verdict", iid, "--reviewer", "alice", "--kind", "correct", "--step", "3", "--word", "for",
+                 "--db", str(path))
+    assert res.exit_code == 0 and res.stdout.startswith("vd_")
+    assert ("note: 'for' was blocked at step 3 (repeats the 3-gram 'of the data'); while that rule blocks it the "
+            "verdict is not counted on this question") in " ".join(res.stderr.split())
+    res = review("verdict", iid, "--reviewer", "alice", "--kind", "correct", "--step", "3", "--word", "that",
+                 "--db", str(path))
+    assert res.exit_code == 0 and "note:" not in res.stderr

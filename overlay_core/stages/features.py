@@ -24,14 +24,17 @@ from .base import Draft
 
 
 def candidate_row(d: Draft, answer_words: list[str], llm: dict, s: ReasonerSettings, *, table, accumulator,
-                  weights, opening: bool = False, choosing_sentence: bool = False) -> Candidate:
+                  weights, opening: bool = False, choosing_sentence: bool = False, prev: str | None = None) -> Candidate:
     """The traced features and score of draft ``d``; ``llm`` maps a draft's words to the selector's score;
     ``opening``: the draft opens the answer's sentence after a yes/no word, so no adjacency edge from that word's
     comma is looked up (``p_adj`` None); ``choosing_sentence``: the step chooses the passage sentence the answer
-    opens with, where the LLM term weighs ``s.llm_opening_share`` × ``w_llm``."""
+    opens with, where the LLM term weighs ``s.llm_opening_share`` × ``w_llm``; ``prev``: the word the verdicts' edge
+    starts from, when not the answer's last word (a yes/no step's is its question,
+    :func:`overlay_core.stages.opening.yes_no_edge`)."""
     context = answer_words[-(s.context_order - 1):] if answer_words and not opening else []
     edge = table.edge(context, d.words[0]) if context else None
-    prev = answer_words[-1] if answer_words else ""
+    if prev is None:
+        prev = answer_words[-1] if answer_words else ""
     sc = llm.get(d.words)
     llm_value = None
     if sc is not None:
@@ -67,13 +70,14 @@ def best_of(live: list[Draft], rows: dict) -> Draft:
 
 
 def step_record(step: int, answer_words: list[str], rows: dict, best: Draft | None, s: ReasonerSettings,
-                ts: float, tp: float, tsel: float, tacc: float) -> Step:
+                ts: float, tp: float, tsel: float, tacc: float, prev: str | None = None) -> Step:
     """The traced :class:`~overlay_core.trace.Step`: candidates best score first (blocked last), the choice and
-    the latencies (``ts`` start, ``tp`` proposed, ``tsel`` selected, ``tacc`` accumulated; perf-counter seconds)."""
+    the latencies (``ts`` start, ``tp`` proposed, ``tsel`` selected, ``tacc`` accumulated; perf-counter seconds);
+    ``prev``: the start of the step's verdict edge when not the answer's last word (see :func:`candidate_row`)."""
     out = list(rows.values())
     out.sort(key=lambda r: (r.score is None, -(r.score or 0.0), r.word))
     return Step(
-        step=step, prev=answer_words[-1] if answer_words else "",
+        step=step, prev=prev if prev is not None else (answer_words[-1] if answer_words else ""),
         context=answer_words[-(s.context_order - 1):] if answer_words else [],
         chosen=T.join(best.words) if best else None, chosen_words=list(best.words) if best else [],
         source="+".join(best.sources) if best else None, candidates=out,

@@ -250,6 +250,13 @@ def yes_no_basis(question: str, form: QuestionForm, ev: Evidence, s: ReasonerSet
     return bearing[0] if bearing else None
 
 
+def yes_no_edge(question: str) -> str:
+    """Where a yes/no step's verdict edge starts: the question itself, its words lower-cased ("is the bakery open
+    on mondays ?"), so that a reviewer's "No," for one question is a verdict on that question only — with the
+    answer's last word (none yet: "") every yes/no question would share one edge "" -> "No"."""
+    return " ".join(w.casefold() for w in T.words(question))
+
+
 def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s: ReasonerSettings, *,
                 selector, table, accumulator, weights) -> Step:
     """Step 0 of a yes/no question: the LLM chooses "Yes," or "No," by its calibrated score.
@@ -264,6 +271,11 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
     sentence: "No, <an affirmative sentence>" would contradict itself). A negation is a negating word or a question word with a negative prefix
     («некоммерческой» for «коммерческой», :func:`overlay_core.evidence.negated_term`). Sets
     ``ev.yes_no_basis`` to the sentence read.
+
+    The verdict edges start from the question (:func:`yes_no_edge`). A reviewer's verdicts on this question
+    overrule that reading: when they favour the blocked word (its ``G`` above the other's: "No," corrected in,
+    or "Yes," rejected), the block is lifted and the step's ``extra["overruled"]`` keeps the rule's reason and the
+    verdicts.
     """
     ts = time.perf_counter()
     no, yes = YES_NO.get(form.lang, YES_NO["en"])
@@ -284,12 +296,25 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
                                  f"{T.join(sent)}")
         else:
             drafts[0].blocked = f"the most relevant sentence affirms the question (no negation): {T.join(sent)}"
+    key = yes_no_edge(question)
+    overruled = None
+    g = {d.words: accumulator.global_score(key, d.words[0]) for d in drafts}
+    for d, other in ((drafts[0], drafts[1]), (drafts[1], drafts[0])):
+        if d.blocked and g[d.words] > g[other.words]:  # the reviewers read this question the other way
+            overruled = {"word": T.join(d.words), "rule": d.blocked,
+                         "verdicts": sorted({v for x in drafts for v in accumulator.verdicts_for(key, x.words[0])})}
+            d.blocked = None
+            other.blocked = other.blocked or f"reviewers' verdicts on this question favour {T.join(d.words)!r}"
     tp = time.perf_counter()
     scored = selector.score(prompt, [continuation([], d.words) for d in drafts], calibrate=True)
     tsel = time.perf_counter()
     sc = replace(s, llm_score="calibrated")
     llm = dict(zip([d.words for d in drafts], scored))
-    rows = {d.words: candidate_row(d, [], llm, sc, table=table, accumulator=accumulator, weights=weights)
+    rows = {d.words: candidate_row(d, [], llm, sc, table=table, accumulator=accumulator, weights=weights, prev=key)
             for d in drafts}
     best = best_of([d for d in drafts if d.blocked is None], rows)
-    return step_record(0, [], rows, best, s, ts, tp, tsel, time.perf_counter())
+    rec = step_record(0, [], rows, best, s, ts, tp, tsel, time.perf_counter(), prev=key)
+    rec.extra["verdicts_overrule"] = True  # a correction to the blocked word counts (see review chat)
+    if overruled:
+        rec.extra["overruled"] = overruled
+    return rec
