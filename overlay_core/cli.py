@@ -188,8 +188,12 @@ def _fail_missing(missing: list[Path]) -> None:
     """Exit 1 naming the ``missing`` paths, if any: a mistyped path among others leaves the build of the others
     standing, but a script must see the mistake (in text and JSON mode alike)."""
     if missing:
-        err.print(f"error: no such file or folder: {', '.join(escape(str(p)) for p in missing)} (the other paths were "
-                  "built); check the path", highlight=False, soft_wrap=True)
+        links = [p for p in missing if Path(p).expanduser().is_symlink()]
+        gone = [p for p in missing if p not in links]
+        what = ([f"no such file or folder: {', '.join(escape(str(p)) for p in gone)}"] if gone else []) + (
+            [f"a symbolic link to nothing: {', '.join(escape(str(p)) for p in links)}"] if links else [])
+        err.print(f"error: {'; '.join(what)} (the other paths were built); check the path", highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(1)
 
 

@@ -746,6 +746,11 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     paths = list(paths)
     gone = [p for p in paths if not Path(p).expanduser().exists()]
     if paths and len(gone) == len(paths):  # nothing to read: one line, not a skipped line and an error about types
+        links = [p for p in gone if Path(p).expanduser().is_symlink()]
+        if links:  # the path is there, what it points to is not: say so (not "no such file")
+            p = Path(links[0]).expanduser()
+            raise CorpusError(f"{utf8_safe(str(p))} is a symbolic link to {utf8_safe(os.readlink(p))}, which does not "
+                              "exist; fix or remove the link, or give the file itself")
         shown = ", ".join(utf8_safe(str(p)) for p in gone[:3]) + (", …" if len(gone) > 3 else "")
         raise CorpusError(f"no such file or folder: {shown} (from {utf8_safe(str(Path.cwd()))}); check the path")
     state = folder_state_paths(home)

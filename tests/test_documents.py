@@ -387,6 +387,16 @@ def test_a_missing_path_is_one_clear_line(tmp_path):
                                              "check the path"]
 
 
+def test_a_dangling_link_given_as_the_path_is_named_as_a_link(tmp_path):
+    """The link is there, its target is not: "no such file or folder" would send the user looking for a typo."""
+    (tmp_path / "notes.md").symlink_to(tmp_path / "moved-away.md")
+    p = subprocess.run([OVERLAY, "build", "notes.md", "--home", str(tmp_path / "h")], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [f"error: notes.md is a symbolic link to {tmp_path / 'moved-away.md'}, "
+                                             "which does not exist; fix or remove the link, or give the file itself"]
+
+
 def test_a_missing_path_among_others_is_built_around_but_fails_the_command(tmp_path):
     """A mistyped path next to good ones: the good ones are built, the missing one is named and the exit is 1."""
     docs = tmp_path / "docs"
