@@ -65,7 +65,8 @@ class ScoreWeights:
                             help="Weight of the global score G[edge], the sum of the expert verdicts' deltas.")
     w_rel: float = setting(6.0, bounds=_W, label="Relevance Weight",
                            help="Weight of the relevance to the question (0-1) of the sentence a candidate comes "
-                                "from; who/when/which/how questions, always 0 for definitions.")
+                                "from; who/when/which/how questions; for definitions 1 only for the opening of a "
+                                "glossary-labelled definition (\"Tether drift. The slow change …\").")
 
     def __post_init__(self) -> None:
         validate(self, "score weight")

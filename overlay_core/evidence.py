@@ -261,6 +261,30 @@ def subject_end(subject: str, sent: list[str]) -> int | None:
     return None
 
 
+#: What may follow a term that labels its definition in the same sentence ("Anchor plate: a steel plate …").
+_LABEL_MARKS = frozenset({":", "—", "–", "-"})
+
+
+def labelled_definition(subject: str, toks: list[str]) -> int | None:
+    """Where a passage (tokens, :func:`material_tokens`) defines ``subject`` under a label, the glossary way: the
+    index of the definition's first token, or None.
+
+    A label is a sentence that is only the subject's words, after at most an article ("**Tether drift.** The slow
+    change of a tether's length …": the next sentence defines it), or the subject's words opening a sentence and
+    followed by a colon or a dash ("Anchor plate: a steel plate …"). A glossary section holds many terms, so its
+    own opening defines none of them."""
+    for a, b in sentences(toks):
+        end = subject_end(subject, toks[a:b])
+        if end is None:
+            continue
+        rest = toks[a + end:b]
+        if len(rest) > 1 and rest[0] in _LABEL_MARKS and not T.is_punct(rest[1]):
+            return a + end + 1
+        if all(T.is_punct(w) for w in rest) and b < len(toks) and not T.is_punct(toks[b]):
+            return b
+    return None
+
+
 def opens_with(subject: str, sent: list[str]) -> bool:
     """True when ``sent`` (word tokens) opens with ``subject``'s words (:func:`subject_end`): the sentence is
     *about* it."""

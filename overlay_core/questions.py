@@ -300,7 +300,8 @@ def analyze(question: str) -> QuestionForm:
         if name == "who-is":
             if term and not _NOT_A_TERM.search(term) and not re.search(r"\bof\b", term) \
                     and not re.match(r"(?:considered|known|called)\b", term, re.I):
-                return QuestionForm(DEFINITION, term, (), focus, "definition", name)
+                return QuestionForm(DEFINITION, term, (), focus, "definition", name,
+                                    extra={"article": g.get("article")})
             of = _of_subject(term or "")
             return QuestionForm("who", of, (), focus_words(q, of), "person", name)
         if name == "why":
@@ -310,7 +311,7 @@ def analyze(question: str) -> QuestionForm:
         if name == "yes-no":
             return QuestionForm("yes-no", None, (), all_focus, "yes-no", name)
         if name == "means":
-            return QuestionForm(DEFINITION, term, (), focus, "definition", name)
+            return QuestionForm(DEFINITION, term, (), focus, "definition", name, extra={"article": g.get("article")})
         if name == "definition":
             if term and re.search(r"\s+called$", term, re.IGNORECASE):
                 # "What is moving the WAL file's transactions back into the database called?": a description
@@ -324,7 +325,8 @@ def analyze(question: str) -> QuestionForm:
                 # "the port of HTTP" -> HTTP; "the voice group useful for" -> voice group
                 of = _of_subject(term) or (term[: m.start()].strip() if m and m.start() > 0 else None)
                 return QuestionForm("what", of, (), focus_words(q, of), "any", "what-of")
-            return QuestionForm(DEFINITION, term, (), focus, "definition", name)
+            # the article the question gives the term ("What is an anchor plate?") is how the answer opens
+            return QuestionForm(DEFINITION, term, (), focus, "definition", name, extra={"article": g.get("article")})
     if q.casefold().startswith(("what", "which")):
         return QuestionForm("what", None, (), focus_words(q), "any", "what")
     return QuestionForm("other", None, (), focus_words(q), "any", "none")

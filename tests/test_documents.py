@@ -354,6 +354,37 @@ def test_answers_from_sections_and_sentences_that_name_the_subject_only_once(tmp
         assert answer.startswith(expected), (question, answer)
 
 
+def test_glossary_definitions_and_the_questions_own_article(tmp_path):
+    """From a fresh user's walk: a glossary ("**Tether drift.** The slow change …") gave "Tether drift is measured
+    in millimetres per day." and "Anchor plate is an interpreted scripting language …" (another document's
+    opening); "What is Tarn?" opened "A tarn is" (the corpus also says "the tarn interpreter"); and "Is the bakery
+    open on Mondays?" was answered "Yes, the bakery is closed on Mondays." """
+    from overlay_core.knowledge import make_reasoner
+
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    docs.mkdir()
+    (docs / "glossary.md").write_text(
+        "# Glossary\n\n**Tether drift.** The slow change of a tether's length caused by temperature. It is measured "
+        "in millimetres per day.\n\n**Anchor plate.** A steel plate bolted to the rock that holds the tether's lower "
+        "end.\n\nSpool brake: a friction brake on the winch spool that stops the tether from unwinding.\n")
+    (docs / "tarn.md").write_text("# Tarn\n\nTarn is an interpreted scripting language for automating build "
+                                  "pipelines. Tarn scripts are run by the tarn interpreter; there is no compiler.\n")
+    (docs / "bakery.md").write_text("# Millbrook Bakery\n\nThe Millbrook Bakery is a family bakery on Harbour Street. "
+                                    "The bakery opens at 7 am from Tuesday to Sunday. The bakery is closed on "
+                                    "Mondays.\n")
+    build_documents([docs], home)
+    r = make_reasoner(home)
+    for question, expected in [
+            ("What is tether drift?", "Tether drift is the slow change of a tether's length caused by temperature."),
+            ("What is an anchor plate?", "An anchor plate is a steel plate bolted to the rock that holds the tether's "
+                                         "lower end."),
+            ("What is a spool brake?", "A spool brake is a friction brake on the winch spool that stops the tether "
+                                       "from unwinding."),
+            ("What is Tarn?", "Tarn is an interpreted scripting language for automating build pipelines."),
+            ("Is the bakery open on Mondays?", "No, the bakery is closed on Mondays.")]:
+        assert r.answer(question)["answer"] == expected, question
+
+
 def test_a_yes_no_answer_is_read_from_the_sentence_that_names_the_claim(tmp_path):
     """"Does TideLog support macOS?": the sentence that writes "macOS" answers, not the more relevant one about the
     systems it does support (that one gave "Yes, TideLog runs on Windows 11 …", blocking the right No)."""

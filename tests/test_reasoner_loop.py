@@ -504,3 +504,15 @@ def test_a_bad_in_flight_bound_is_named(monkeypatch, value):
     monkeypatch.setenv(R.MAX_IN_FLIGHT_ENV, value)
     with pytest.raises(InputError, match=rf"^OVERLAY_MAX_IN_FLIGHT='{value}' is invalid; set it to an integer >= 1"):
         make({"a": -0.1}).answer("What is a widget?")
+
+
+def test_a_glossary_label_marks_where_the_definition_of_its_term_starts():
+    from overlay_core import evidence as E
+
+    toks = E.material_tokens("Glossary: Tether drift. The slow change of a tether's length. It is measured daily.\n\n"
+                             "Anchor plate: a steel plate. Spool brake — a friction brake.")
+    assert toks[E.labelled_definition("tether drift", toks):][:3] == ["The", "slow", "change"]
+    assert toks[E.labelled_definition("anchor plate", toks):][:3] == ["a", "steel", "plate"]
+    assert toks[E.labelled_definition("spool brake", toks):][:3] == ["a", "friction", "brake"]
+    # a sentence that goes on after the term is no label; a term the passage does not label: None
+    assert E.labelled_definition("tether", toks) is None and E.labelled_definition("winch", toks) is None

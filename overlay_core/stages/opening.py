@@ -92,8 +92,9 @@ def unsaid_claim(question: str, form, passages, ev: Evidence, s: ReasonerSetting
 
 def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, *,
             embedder: str | None = None) -> str | None:
-    """Why the question is declined, or None: no passage is close enough, or (non-definitional forms)
-    no sentence bears on it (:func:`overlay_core.evidence.bears`). The thresholds are settings
+    """Why the question is declined, or None: no passage is close enough and none is about the asked term (by its
+    headword, or, for a definition, a glossary label: :func:`overlay_core.evidence.labelled_definition`), or
+    (non-definitional forms) no sentence bears on it (:func:`overlay_core.evidence.bears`). The thresholds are settings
     (``refuse_distance`` — ``refuse_distance_multilingual`` when ``embedder``, the knowledge base's, is one of
     :data:`~.reading.MULTILINGUAL_EMBEDDERS` —, ``min_relevance``, ``min_cross_encoder``,
     ``min_relevance_embedding``); sentences that bear by their words alone but all of which the cross-encoder
@@ -101,7 +102,10 @@ def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, *,
     if not passages:
         return "no passage was retrieved"
     key = form.subject.casefold() if form.subject else None
-    is_about = bool(key) and any(about(p, key) for p in passages)
+    # a glossary passage labels the term it defines ("Anchor plate." then its definition): it is about that term,
+    # though its heading ("Glossary") and its embedding (many terms) are not
+    is_about = bool(key) and (any(about(p, key) for p in passages) or (form.opens_with_subject and any(
+        E.labelled_definition(form.subject, toks) is not None for toks in ev.toks)))
     nearest = min(float(p.distance) for p in passages)
     surest = max((x.parts.get("cross_encoder", 0.0) for ss in ev.sentences for x in ss), default=0.0)
     name = "refuse_distance_multilingual" if embedder in MULTILINGUAL_EMBEDDERS else "refuse_distance"
@@ -155,7 +159,7 @@ def start(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, table
     if form.opens_with_subject:
         if not form.subject:
             return [], {"kept": False, "why": "no subject"}
-        prefix = subject_prefix(form.subject, passages, table)
+        prefix = subject_prefix(form.subject, passages, table, article=form.extra.get("article"))
         return prefix, {"kept": bool(prefix), "words": prefix, "rule": form.rule, "source": "subject of the question"}
     if not form.frame:
         return [], {"kept": False, "why": f"question form {form.kind!r} has no frame"}
@@ -175,7 +179,7 @@ def start(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, table
                    "anchored_in": sorted({passages[x.passage].id for x in anchored if not isinstance(x, str)})}
 
 
-def subject_prefix(subject: str, passages, table) -> list[str]:
+def subject_prefix(subject: str, passages, table, *, article: str | None = None) -> list[str]:
     """``[article] + subject words + "is"``, the subject spelled as the passages spell it.
 
     A passage sentence that opens "The <subject> is/are" gives the opening as it stands ("The Heron protocol is").
@@ -184,10 +188,16 @@ def subject_prefix(subject: str, passages, table) -> list[str]:
     occurrence of the term inside a passage body ("TCP", "Unix"); an article is added only for a
     lower-case noun that the corpus uses with that article (an edge ``a -> word`` in ``table``: "A hash table
     is", but "TCP is").
+
+    The question's own wording comes first: "a"/"an" before the term (``article``: "What is an anchor plate?" →
+    "An anchor plate is"), or a term written with a capital and no article ("What is Tarn?" → "Tarn is", though
+    the corpus also says "the tarn interpreter"), opens the answer as the question wrote it.
     """
     words = T.words(subject)
     if not words:
         return []
+    if article and article.casefold() in ("a", "an"):
+        return [article.casefold().capitalize(), *words, "is"]
     key = [w.casefold() for w in words]
     n = len(key)
     fallback = None
@@ -198,6 +208,8 @@ def subject_prefix(subject: str, passages, table) -> list[str]:
             if (toks[i - 1].casefold() == "the" and toks[i + n].casefold() in ("is", "are")
                     and [w.casefold() for w in toks[i:i + n]] == key and (i < 2 or toks[i - 2] in (*T.SENTENCE_END, ":"))):
                 return ["The", *toks[i:i + n], toks[i + n].casefold()]
+    if not article and any(c.isupper() for c in subject):
+        return [*words, "is"]
     for p in passages:
         toks = T.words(p.text)
         begin = toks.index(":") + 1 if ":" in toks[:12] else 0  # skip the "headword:" label

@@ -57,8 +57,11 @@ _PAST_COPULAS = frozenset({"was", "were"})
 def defines(h, subject: str) -> bool:
     """True when a sentence of passage ``h``'s body opens with ``subject`` (after at most an article) and a copula:
     "Quokka is an embedded key-value database written in Rust." defines Quokka (a document section headed "Quokka
-    Database" is not *about* "Quokka" by its headword, yet it holds the definition)."""
+    Database" is not *about* "Quokka" by its headword, yet it holds the definition); so does a glossary label
+    ("Tether drift." or "Anchor plate:" before the definition, :func:`overlay_core.evidence.labelled_definition`)."""
     toks = E.body_tokens(h.text)
+    if E.labelled_definition(subject, toks) is not None:
+        return True
     for a, b in E.sentences(toks):
         end = E.subject_end(subject, toks[a:b])
         rest = [w.casefold() for w in toks[a:b][end:end + 2]] if end is not None else []

@@ -123,7 +123,9 @@ class PassageSuccessors:
 @dataclass
 class DefinitionOpenings:
     """At the first step of a definition, each passage's definition opening (first chunks only:
-    a later chunk of an entry continues a definition, it does not open one), ``"passage-start"``."""
+    a later chunk of an entry continues a definition, it does not open one), ``"passage-start"``; in a passage that
+    labels the subject the glossary way ("Tether drift." then "The slow change of …"), the labelled definition's
+    opening instead, in any chunk (:func:`overlay_core.evidence.labelled_definition`)."""
 
     name: str = "passage-start"
 
@@ -132,11 +134,15 @@ class DefinitionOpenings:
             return
         lower = bool(turn.answer_words) and turn.answer_words[-1] == "is"
         for rank, toks in enumerate(turn.ev.toks):
-            if (turn.passages[rank].metadata or {}).get("chunk", 0) not in (0, "0"):
+            at = E.labelled_definition(turn.form.subject, toks) if turn.form.subject else None
+            if at is not None:
+                toks = toks[at:]
+            elif (turn.passages[rank].metadata or {}).get("chunk", 0) not in (0, "0"):
                 continue
             opening = definition_start(toks, turn.span_words, lower=lower)
-            if opening:
-                pool(opening).add(self.name, 1.0 / (1 + rank), turn.passages[rank].id)
+            if opening:  # a labelled definition is the sentence the question asks for: relevance 1
+                pool(opening).add(self.name, 1.0 / (1 + rank), turn.passages[rank].id,
+                                  rel=1.0 if at is not None else 0.0)
 
 
 @dataclass
