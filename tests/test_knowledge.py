@@ -116,7 +116,10 @@ def test_building_one_more_file_adds_it_to_the_knowledge(tmp_path):
     assert second["n_passages"] == 1 and second["store_extra"] == 1 and second["store_count"] == 2
     table = AdjacencyTable.load(state_paths(home).adjacency)
     assert table.n_passages == 2
-    (a_id,) = [p.id for p in get_knowledge_base(state_paths(home).chroma).passages() if "Marlow" in p.text]
+    kb = get_knowledge_base(state_paths(home).chroma)
+    stored = kb.passages()
+    assert kb.passages(page_size=1) == stored and [p.id for p in stored] == kb.ids() == sorted(kb.ids())
+    (a_id,) = [p.id for p in stored if "Marlow" in p.text]
     for context, word in ((("written", "in"), "Zig"), (("spell",), "checkers")):  # a.md's, b.md's
         edge = table.edge(context, word)
         assert edge is not None and edge.context == context, (context, word)
