@@ -175,12 +175,12 @@ def build(
                   f"{ing.get('unchanged', 0)} unchanged (not embedded again), {ing.get('removed', 0)} old chunks "
                   "removed", highlight=False, soft_wrap=True)
     if report.get("store_extra"):
-        err.print(f"note: the passage store also holds {report['store_extra']} passages that are not in this build "
-                  "(an earlier, larger build, documents built from other paths, or documents added through the "
-                  "Knowledge Base node); they can still be retrieved, but the adjacency table is now built from this "
-                  "build only, so answers from them can mix in words of other documents. To keep them, build every "
-                  "path together (`overlay build A B …`); `overlay build --rebuild` starts the store from this corpus "
-                  "only.", highlight=False, soft_wrap=True)
+        err.print(f"note: the knowledge also holds {report['store_extra']} passages from earlier builds (other "
+                  f"paths{'' if paths else ', a larger --limit'} or the Knowledge Base node); they are kept in the "
+                  "adjacency table too — "
+                  + ("`overlay build --rebuild PATH…` starts over from PATH… only." if paths else
+                     "`overlay build --rebuild` starts over from this dictionary only."),
+                  highlight=False, soft_wrap=True)
     _fail_missing(missing)
 
 

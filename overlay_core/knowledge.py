@@ -9,8 +9,11 @@ State folder (``$OVERLAY_HOME``, default ``./.overlay``)::
     knowledge.json             build report: corpus fingerprint, embedder, counts, timings
     build.incomplete           present while a build runs, and after one that was killed
 
-:func:`build_knowledge` is idempotent: with the same corpus and parameters it finds the
-report and returns it (cached); ``rebuild=True`` builds again. A build that did not finish
+:func:`build_knowledge` adds to what is there: the corpus goes into the passage store, and the adjacency table
+is built from every passage the store then holds (earlier builds' and the Knowledge Base node's too), so it
+matches what retrieval can return; ``rebuild=True`` starts an embedded store over from this corpus only. It is
+idempotent: with the same corpus and parameters, and a store that holds the same passages as when the table was
+built, it finds the report and returns it (cached). A build that did not finish
 (``build.incomplete`` left behind) is never reported cached: the next build runs again, and
 until then loading the table says the last build did not finish.
 
@@ -149,7 +152,8 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
                     order: int = 3, rebuild: bool = False, progress: bool = False,
                     server_url: str | None = None, collection: str = "overlay",
                     build_args: list[str] | None = None, embedder: str | None = None) -> dict:
-    """Ingest a corpus into ChromaDB and build the adjacency table (cached by corpus fingerprint).
+    """Ingest a corpus into ChromaDB and build the adjacency table over every stored passage (cached by corpus
+    fingerprint and the stored passages' ids).
 
     Args:
         home: state folder (see :func:`state_paths`).
@@ -157,7 +161,8 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         passages: ready :class:`overlay_core.ingest.Passage` objects (e.g. from LangFlow documents).
         limit, headwords: keep a subset of the dictionary (tests, demos).
         order: n-gram order of the adjacency table (2 or 3).
-        rebuild: build even when the report says the same corpus is already built.
+        rebuild: build even when the report says the same corpus is already built, starting the passage store
+            over from this corpus (an embedded store is deleted first; a Chroma server's collection is kept).
         progress: show progress bars (ingest and build).
         build_args: the ``overlay build`` arguments that give ``passages`` again (the CLI passes the
             document paths it was given), recorded as ``build_args`` in the report so that a damaged
@@ -168,8 +173,10 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
             ``home``, else ``minilm``. Another one than built ``home`` needs ``rebuild=True``.
 
     Returns:
-        The build report (also written to ``knowledge.json``): ``fingerprint``, ``n_passages``,
-        ``ingest`` (added/updated/unchanged/skipped counts of this run: a cached build writes nothing, so
+        The build report (also written to ``knowledge.json``): ``fingerprint``, ``n_passages`` (this build's
+        passages), ``store_count`` (passages stored, all in the table), ``store_extra`` (of them, those not
+        from this build: earlier builds' or the Knowledge Base node's), ``store_fingerprint`` (of the stored
+        ids), ``ingest`` (added/updated/unchanged/skipped counts of this run: a cached build writes nothing, so
         every passage counts as unchanged), ``n_edges``, ``vocab_size``, ``timings_s`` (of the stored build),
         ``build_args`` (None when unknown), ``embedder``, ``cached``; and, not in the file,
         ``last_build_ingest``: the ``ingest`` counts of the build that made the stored knowledge (this
@@ -222,11 +229,14 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
         except (OSError, ValueError):
             report = {}
         if (report.get("fingerprint") == fingerprint and table_current(paths.adjacency)
-                and _store_holds(paths, collection, server_url, report.get("store_count", 0))):
+                and report.get("store_fingerprint") is not None
+                and report.get("store_fingerprint") == _store_fingerprint(paths, collection, server_url)):
             return _cached(report)
         # else: other corpus, a table this version cannot read or tokenizes differently (older Overlay),
-        # or a passage store that lost passages (e.g. its folder was deleted): build again; passages
-        # already in ChromaDB are found unchanged and not embedded again.
+        # or a passage store that changed since the table was built (lost passages, e.g. its folder was
+        # deleted, or gained some through the Knowledge Base node; or a report written before the table
+        # covered the whole store): build again; passages already in ChromaDB are found unchanged and not
+        # embedded again.
     t0 = time.perf_counter()
     if passages is None:
         # read before the state folder is touched: an unreadable corpus leaves the last build usable
@@ -243,15 +253,20 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     kb = get_knowledge_base(paths.chroma, collection=collection, server_url=server_url, embedder=embedder)
     ingest = kb.upsert(passages, progress=progress)
     t_ingest = time.perf_counter() - t0 - t_parse
-    table = AdjacencyTable.build(passages, order=order, progress=progress)
+    # the table covers every passage retrieval can return: this build's (in its order: an edge keeps its
+    # first passages as provenance) and those earlier builds or the Knowledge Base node stored (by id)
+    stored = kb.passages()
+    by_id = {p.id: p for p in stored}
+    ours = [by_id[i] for i in ingest.ids if i in by_id]
+    mine = {p.id for p in ours}
+    extra = [p for p in stored if p.id not in mine]
+    table = AdjacencyTable.build(ours + extra, order=order, progress=progress)
     table.save(paths.adjacency)
     t_total = time.perf_counter() - t0
-    stored = kb.count()
-    kept = ingest.added + ingest.updated + ingest.unchanged
-    report = {"fingerprint": fingerprint, "n_passages": len(passages), "store_count": stored,
-              # passages of earlier builds (e.g. a larger --limit) or documents added through the
-              # Knowledge Base node: retrievable, but not in this adjacency table
-              "store_extra": max(stored - kept, 0),
+    report = {"fingerprint": fingerprint, "n_passages": len(passages), "store_count": len(stored),
+              # passages of earlier builds (other paths, a larger --limit) or documents added through the
+              # Knowledge Base node: retrievable, and in this adjacency table too
+              "store_extra": len(extra), "store_fingerprint": _ids_fingerprint(by_id),
               "ingest": {k: getattr(ingest, k) for k in ("added", "updated", "unchanged", "removed", "skipped_empty",
                                                           "total")},
               "n_edges": table.n_edges, "vocab_size": table.vocab_size, "order": order,
@@ -275,16 +290,26 @@ def _cached(report: dict) -> dict:
     return dict(report, ingest=ingest, last_build_ingest=built, cached=True)
 
 
-def _store_holds(paths: "StatePaths", collection: str, server_url: str | None, expected: int) -> bool:
-    """True when the passage store holds at least ``expected`` passages (False if it cannot be read)."""
+def _ids_fingerprint(ids) -> str:
+    """16 hex digits of SHA-256 over the sorted passage ids (content-derived as Overlay makes them: a changed
+    text is a new id)."""
+    h = hashlib.sha256()
+    for i in sorted(ids):
+        h.update(i.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _store_fingerprint(paths: "StatePaths", collection: str, server_url: str | None) -> str | None:
+    """:func:`_ids_fingerprint` of the passages the store holds now (None if there is no store or it cannot be
+    read): equal to the report's ``store_fingerprint`` when the table was built from exactly these passages."""
     from .retrieval import get_knowledge_base
 
     if server_url is None and not paths.chroma.exists():
-        return False
+        return None
     try:
-        return get_knowledge_base(paths.chroma, collection=collection, server_url=server_url).count() >= expected
+        return _ids_fingerprint(get_knowledge_base(paths.chroma, collection=collection, server_url=server_url).ids())
     except OverlayError:
-        return False
+        return None
 
 
 def table_current(path: Path) -> bool:

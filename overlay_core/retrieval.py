@@ -60,7 +60,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +80,8 @@ LOCK_FILE = "overlay-write.lock"
 GENERATION_FILE = "overlay-generation"
 #: Passages embedded and written per step (one lock hold, one progress-bar update).
 WRITE_BATCH = 256
+#: Passages read per Chroma call when every stored passage is read (:meth:`KnowledgeBase.passages`).
+READ_PAGE = 5000
 #: Seconds to wait for another process's write before giving up.
 LOCK_TIMEOUT_S = 600.0
 #: How a damaged store is rebuilt (shown in errors).
@@ -169,6 +171,8 @@ class IngestReport:
         total: number of passages given.
         removed: stored passages deleted because the call held a new version of their
             document without them (old chunks).
+        ids: the stored ids of the passages given, in their order (each once; empty passages left out,
+            an empty id replaced by the content-derived one); not compared.
     """
 
     added: int = 0
@@ -177,6 +181,7 @@ class IngestReport:
     skipped_empty: int = 0
     total: int = 0
     removed: int = 0
+    ids: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def written(self) -> int:
@@ -734,6 +739,7 @@ class KnowledgeBase:
         """
         report = IngestReport(total=len(passages))
         items = self._prepare(passages, report)
+        report.ids = [x.id for x in items]
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -896,6 +902,50 @@ class KnowledgeBase:
                 raise self._wrap(exc, "get") from exc
         return [Passage(i, d or "", {k: v for k, v in (m or {}).items() if k != DOC_KEY})
                 for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
+
+    def ids(self) -> list[str]:
+        """The ids of every stored passage, sorted (no texts, no vectors; ~0.05 s for FOLDOC's 14,400)."""
+        with self._store.reading():
+            try:
+                col = self._collection()
+                return [] if col is None else sorted(col.get(include=[])["ids"])
+            except OverlayError:
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "get") from exc
+
+    def passages(self, *, page_size: int = READ_PAGE) -> list[Passage]:
+        """Every stored passage (id, text, metadata; no vectors) as :class:`Passage`, sorted by id.
+
+        Read in pages of ``page_size`` within one hold of the store lock, so no other process's write lands
+        between two pages (~0.8 s for FOLDOC's 14,400 passages).
+
+        Raises:
+            InputError: ``page_size < 1``.
+            RetrievalError: the store cannot be read.
+        """
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise InputError(f"page_size must be an integer >= 1, got {page_size!r}")
+        out: list[Passage] = []
+        with self._store.reading():
+            try:
+                col = self._collection()
+                offset = 0
+                while col is not None:
+                    got = col.get(include=["documents", "metadatas"], limit=page_size, offset=offset)
+                    out.extend(Passage(i, d or "", {k: v for k, v in (m or {}).items() if k != DOC_KEY})
+                               for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]))
+                    if len(got["ids"]) < page_size:
+                        break
+                    offset += page_size
+            except OverlayError:
+                raise
+            except BaseException as exc:
+                _reraise_fatal(exc)
+                raise self._wrap(exc, "get") from exc
+        out.sort(key=lambda p: p.id)
+        return out
 
     def metadata(self, where: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         """``{id: metadata}`` of the stored passages matching a Chroma metadata filter (no texts, no vectors),

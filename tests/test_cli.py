@@ -372,9 +372,10 @@ def test_build_summary_lines_are_not_cut_at_the_terminal_width(tmp_path):
     assert line.endswith(", embedder minilm)") and "(fingerprint " in line, p.stderr
 
 
-def test_building_one_file_after_a_folder_warns_that_the_others_left_the_table(tmp_path):
-    """`overlay build docs` then `overlay build docs/b.md`: a.md's passages stay retrievable but the table is b.md's
-    only ("What is Marlow DB?" was then answered with words of another file); the note says so and what to do."""
+def test_building_one_file_after_a_folder_keeps_the_others_and_says_so(tmp_path):
+    """`overlay build docs` then `overlay build docs/b.md`: the table used to be b.md's only ("What is Marlow DB?"
+    was then answered with words of another file); a.md stays in it, and a short note says so and how to start
+    over."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Marlow DB\n\nMarlow DB is an embedded key-value database written in C.\n")
@@ -382,10 +383,11 @@ def test_building_one_file_after_a_folder_warns_that_the_others_left_the_table(t
     home = tmp_path / "h"
     run("build", str(docs), home=home, check=True)
     p = run("build", str(docs / "b.md"), home=home, check=True)
-    note = next(x for x in p.stderr.splitlines() if x.startswith("note: the passage store also holds 1 passages"))
-    assert "the adjacency table is now built from this build only" in note, p.stderr
-    assert note.endswith("To keep them, build every path together (`overlay build A B …`); `overlay build --rebuild` "
-                         "starts the store from this corpus only.")
+    note = next(x for x in p.stderr.splitlines() if x.startswith("note: the knowledge also holds 1 passages"))
+    assert note == ("note: the knowledge also holds 1 passages from earlier builds (other paths or the Knowledge Base "
+                    "node); they are kept in the adjacency table too — `overlay build --rebuild PATH…` starts over "
+                    "from PATH… only."), p.stderr
+    assert run("neighbors", "Marlow", home=home, check=True).stdout.count("DB") >= 1
 
 
 def test_an_empty_question_is_named_before_a_missing_state_folder(tmp_path):

@@ -90,10 +90,63 @@ def test_deleted_passage_store_is_rebuilt_not_reported_cached(home_copy):
 
 
 def test_smaller_build_reports_the_passages_left_in_the_store(tmp_path):
-    build_knowledge(tmp_path, headwords=SUBSET[:4], order=2, progress=False)
+    larger = build_knowledge(tmp_path, headwords=SUBSET[:4], order=2, progress=False)
     report = build_knowledge(tmp_path, headwords=SUBSET[:2], order=2, progress=False)
     assert report["cached"] is False and report["store_extra"] > 0
     assert report["store_count"] == report["n_passages"] - report["ingest"]["skipped_empty"] + report["store_extra"]
+    # the passages left in the store stay in the table: the same table as the larger build's
+    assert (report["n_edges"], report["vocab_size"]) == (larger["n_edges"], larger["vocab_size"])
+    assert AdjacencyTable.load(state_paths(tmp_path).adjacency).n_passages == report["store_count"]
+
+
+def test_building_one_more_file_adds_it_to_the_knowledge(tmp_path):
+    """`overlay build docs/a.md` then `overlay build docs/b.md`: the table used to be rebuilt from b.md alone,
+    a.md's passages stayed retrievable but its edges were lost; now the table holds both files' edges."""
+    from overlay_core.documents import build_documents
+    from overlay_core.retrieval import get_knowledge_base
+
+    docs, home = tmp_path / "docs", tmp_path / "h"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Marlow DB\n\nMarlow DB is an embedded key-value database written in Zig.\n")
+    (docs / "b.md").write_text("# Quillon\n\nQuillon is a library for building offline spell checkers.\n")
+    first = build_documents([docs / "a.md"], home)
+    assert first["store_extra"] == 0 and first["store_count"] == first["n_passages"] == 1
+    second = build_documents([docs / "b.md"], home)
+    assert second["cached"] is False and second["ingest"]["added"] == 1
+    assert second["n_passages"] == 1 and second["store_extra"] == 1 and second["store_count"] == 2
+    table = AdjacencyTable.load(state_paths(home).adjacency)
+    assert table.n_passages == 2
+    kb = get_knowledge_base(state_paths(home).chroma)
+    stored = kb.passages()
+    assert kb.passages(page_size=1) == stored and [p.id for p in stored] == kb.ids() == sorted(kb.ids())
+    (a_id,) = [p.id for p in stored if "Marlow" in p.text]
+    for context, word in ((("written", "in"), "Zig"), (("spell",), "checkers")):  # a.md's, b.md's
+        edge = table.edge(context, word)
+        assert edge is not None and edge.context == context, (context, word)
+    assert table.edge(("written", "in"), "Zig").passages == (a_id,)
+    assert second["n_edges"] > first["n_edges"]
+    # the same file again: nothing changed, cached; --rebuild starts over from it alone
+    again = build_documents([docs / "b.md"], home)
+    assert again["cached"] is True and again["store_extra"] == 1 and again["n_edges"] == second["n_edges"]
+    alone = build_documents([docs / "b.md"], home, rebuild=True)
+    assert alone["cached"] is False and alone["store_extra"] == 0 and alone["store_count"] == 1
+    assert AdjacencyTable.load(state_paths(home).adjacency).edge(("written", "in"), "Zig") is None
+
+
+def test_passages_stored_after_the_build_are_taken_into_the_table(tmp_path):
+    """The Knowledge Base node stores passages without building the table: the same build again is not cached
+    (the store changed), and the table takes them in, embedding nothing again."""
+    from overlay_core.ingest import Passage
+    from overlay_core.retrieval import get_knowledge_base
+
+    build_knowledge(tmp_path, headwords=SUBSET[:2], order=2, progress=False)
+    assert build_knowledge(tmp_path, headwords=SUBSET[:2], order=2, progress=False)["cached"] is True
+    get_knowledge_base(state_paths(tmp_path).chroma).upsert([Passage("", "Quillon checks spelling offline.",
+                                                                     {"source": "node"})])
+    report = build_knowledge(tmp_path, headwords=SUBSET[:2], order=2, progress=False)
+    assert report["cached"] is False and report["store_extra"] == 1 and report["ingest"]["added"] == 0
+    assert AdjacencyTable.load(state_paths(tmp_path).adjacency).edge(("Quillon",), "checks") is not None
+    assert build_knowledge(tmp_path, headwords=SUBSET[:2], order=2, progress=False)["cached"] is True
 
 
 def test_answer_from_an_empty_store_says_build_first(tmp_path):
