@@ -291,6 +291,17 @@ def opens_with(subject: str, sent: list[str]) -> bool:
     return subject_end(subject, sent) is not None
 
 
+def names_again(subject: str, sent: list[str]) -> bool:
+    """True when ``sent`` (word tokens) opens with ``subject`` (:func:`opens_with`) or, for a subject of two words or
+    more, with "The" and its last word: the short name a document uses once it has named the thing ("The
+    lighthouse was designed by …" after "The Dunmore Lighthouse …"; "The toolkit is released …")."""
+    if opens_with(subject, sent):
+        return True
+    key = [w.casefold() for w in T.words(subject) if not T.is_punct(w)]
+    return (len(key) > 1 and len(sent) > 2 and sent[0].casefold() == "the" and sent[1].casefold() == key[-1]
+            and not T.is_punct(sent[2]))
+
+
 def refers_back(sent: list[str]) -> bool:
     """True when ``sent`` (word tokens) opens with a personal pronoun used as its subject ("It was written by …",
     "He joined …"): the sentence is about what the sentence before it was about."""

@@ -50,6 +50,14 @@ _PARTICIPLES = {
     "brought": "brought", "bring": "brought", "sent": "sent", "send": "sent", "spun": "spun",
     "split": "split", "shut": "shut", "let": "let", "read": "read", "meant": "meant", "mean": "meant",
     "did": "done", "do": "done", "went": "gone", "go": "gone",
+    "born": "born", "bore": "borne", "bear": "borne", "laid": "laid", "lay": "laid", "paid": "paid", "pay": "paid",
+    "lit": "lit", "light": "lit", "told": "told", "tell": "told", "met": "met", "meet": "met", "lost": "lost",
+    "lose": "lost", "spent": "spent", "spend": "spent", "cast": "cast", "fought": "fought", "fight": "fought",
+    "broke": "broken", "break": "broken", "flew": "flown", "fly": "flown", "fell": "fallen", "fall": "fallen",
+    "drove": "driven", "drive": "driven", "rose": "risen", "rise": "risen", "threw": "thrown", "throw": "thrown",
+    "stole": "stolen", "steal": "stolen", "sang": "sung", "sing": "sung", "sank": "sunk", "sink": "sunk",
+    "froze": "frozen", "freeze": "frozen", "hid": "hidden", "hide": "hidden", "wore": "worn", "wear": "worn", "kept": "kept", "keep": "kept", "left": "left", "leave": "left",
+    "hung": "hung", "hang": "hung", "shot": "shot", "shoot": "shot", "struck": "struck", "strike": "struck",
 }
 #: Irregular past tenses of base verbs ("When did X begin?" → "X began").
 _PAST = {
@@ -59,6 +67,11 @@ _PAST = {
     "become": "became", "grow": "grew", "know": "knew", "see": "saw", "speak": "spoke", "teach": "taught",
     "bring": "brought", "send": "sent", "get": "got", "go": "went", "do": "did", "have": "had",
     "stand": "stood", "split": "split", "read": "read", "mean": "meant",
+    "light": "lit", "tell": "told", "meet": "met", "lose": "lost", "spend": "spent", "cast": "cast",
+    "fight": "fought", "break": "broke", "fly": "flew", "fall": "fell", "drive": "drove", "rise": "rose",
+    "throw": "threw", "steal": "stole", "sing": "sang", "sink": "sank", "freeze": "froze", "hide": "hid",
+    "wear": "wore", "keep": "kept", "leave": "left", "pay": "paid", "lay": "laid", "hang": "hung",
+    "shoot": "shot", "strike": "struck", "bear": "bore",
     "found": "founded",  # to found (a company); "found" as the past of "find" is not a base form
 }
 #: Forms that are already participles / past tenses: kept as given ("When was X written?" → "X was written").
@@ -176,9 +189,9 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(p, re.IGNORECASE)
     ("difference", r"^\s*what\s+(?:is|are)\s+the\s+differences?\s+between\s+(?P<term>.+?)\s+and\s+(?P<other>.+?)" + _END),
     ("year", r"^\s*(?:in\s+)?(?:what|which)\s+year\s+(?P<aux>was|were|did|is)\s+" + _TERM
              + r"\s+(?P<verb>[a-z]+)(?:\s+(?P<rest>(?:in|at|by|on|for|as)\b.*?))?" + _END),
-    ("when", r"^\s*when\s+(?P<aux>was|were|did|is)\s+" + _TERM
+    ("when", r"^\s*when\s+(?P<aux>was|were|did|is|does|do)\s+" + _TERM
              + r"\s+(?P<verb>[a-z]+)(?:\s+(?P<rest>(?:in|at|by|on|for|as)\b.*?))?" + _END),
-    ("where", r"^\s*where\s+(?P<aux>was|were|did|is)\s+" + _TERM
+    ("where", r"^\s*where\s+(?P<aux>was|were|did|is|does|do)\s+" + _TERM
               + r"\s+(?P<verb>[a-z]+)(?:\s+(?P<rest>(?:in|at|by|on|for|as)\b.*?))?" + _END),
     ("how-many", r"^\s*how\s+many\s+(?P<noun>.+?)\s+" + _AUX + r"\s+(?P<rest>.+?)" + _END),
     ("how-many", r"^\s*how\s+many\s+(?P<noun>.+?)" + _END),
@@ -267,6 +280,8 @@ def analyze(question: str) -> QuestionForm:
             subj = _subject_words(g.get("article"), term)
             if g["aux"].casefold() == "did":
                 frame = (*subj, past(verb))
+            elif g["aux"].casefold() in ("does", "do"):  # "Where does the lighthouse stand?" → "… stands"
+                frame = (*subj, third_person(verb) if g["aux"].casefold() == "does" else verb.casefold())
             else:
                 aux = "were" if g["aux"].casefold() == "were" else "was" if g["aux"].casefold() == "was" else "is"
                 frame = (*subj, aux, participle(verb))

@@ -385,6 +385,25 @@ def test_glossary_definitions_and_the_questions_own_article(tmp_path):
         assert r.answer(question)["answer"] == expected, question
 
 
+def test_a_pronoun_after_the_short_name_and_a_where_does_question(tmp_path):
+    """"It stands on Gull Point" after "The lighthouse was designed …" (the short name of the Dunmore Lighthouse) is
+    about the lighthouse; "Where does X stand?" was read as no question form at all and answered with the
+    sentence naming the lighthouse most ("Construction of the Dunmore Lighthouse began in 1871.")."""
+    from overlay_core.knowledge import make_reasoner
+
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    docs.mkdir()
+    (docs / "history.md").write_text(
+        "# Dunmore Lighthouse\n\nConstruction of the Dunmore Lighthouse began in 1871. Three years later, the lamp "
+        "was lit for the first time.\nThe lighthouse was designed by the engineer Thomas Reid. It stands on Gull "
+        "Point, north of the harbour.\nIn 1932 the lamp was electrified.\n")
+    build_documents([docs], home)
+    r = make_reasoner(home)
+    assert r.answer("Where does the Dunmore Lighthouse stand?")["answer"] == (
+        "The Dunmore Lighthouse stands on Gull Point, north of the harbour.")
+    assert r.answer("When was the lamp electrified?")["answer"] == "In 1932 the lamp was electrified."
+
+
 def test_a_yes_no_answer_is_read_from_the_sentence_that_names_the_claim(tmp_path):
     """"Does TideLog support macOS?": the sentence that writes "macOS" answers, not the more relevant one about the
     systems it does support (that one gave "Yes, TideLog runs on Windows 11 …", blocking the right No)."""

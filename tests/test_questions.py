@@ -24,6 +24,11 @@ from overlay_core.text import words
     ("When was Foo written?", "when", "Foo", "Foo was written", "year"),  # not "Foo was writtened"
     ("When was the photo taken?", "when", "photo", "the photo was taken", "year"),
     ("Where was Unix developed?", "where", "Unix", "Unix was developed", "place"),
+    ("Where was Linus Torvalds born?", "where", "Linus Torvalds", "Linus Torvalds was born", "place"),
+    ("When was the lamp lit?", "when", "lamp", "the lamp was lit", "year"),
+    ("Where does the Dunmore Lighthouse stand?", "where", "Dunmore Lighthouse", "the Dunmore Lighthouse stands",
+     "place"),
+    ("When does the museum open?", "when", "museum", "the museum opens", "year"),
     ("Which company developed Java?", "which", "Java", "Java was developed", "any"),
     ("What port does HTTP use?", "what", "HTTP", "HTTP uses", "any"),
     ("What language is Emacs written in?", "what", "Emacs", "Emacs is written", "any"),

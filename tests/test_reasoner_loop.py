@@ -338,6 +338,9 @@ def test_a_sentence_opening_with_a_pronoun_is_about_the_subject_of_the_sentence_
     assert E.refers_back(second) and not E.refers_back(T.words("This toolkit is small."))
     assert T.join(E.read_as("Zephyr Toolkit", second)) == "Zephyr Toolkit was written by Marta Kowalski."
     assert E.read_as("Zephyr Toolkit", first) == first
+    # the short name a document uses once it has named the thing carries the subject on to the next "It"
+    assert E.names_again("Zephyr Toolkit", T.words("The toolkit is released under the MIT license."))
+    assert not E.names_again("Zephyr Toolkit", T.words("The library is small."))
 
 
 @pytest.mark.parametrize("question,sentence,want", [

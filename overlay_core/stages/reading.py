@@ -33,8 +33,8 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
     sents: list[list[E.Sentence]] = []
     sent_of: list[list[int]] = []
     key = form.subject.casefold() if form.subject else None
-    # "It was written by Marta Kowalski" after "The Zephyr Toolkit is …" is about the Zephyr Toolkit: its subject
-    # is the one of the sentence before (English personal pronouns only: E.refers_back)
+    # "It was written by Marta Kowalski" after "The Zephyr Toolkit is …" (or "The toolkit is …") is about the Zephyr
+    # Toolkit: its subject is the one of the sentence before (English personal pronouns only: E.refers_back)
     subject = T.words(form.subject) if form.subject and form.lang == "en" and not form.opens_with_subject else []
     for r, tk in enumerate(toks):
         is_about = bool(key) and about(passages[r], key)
@@ -48,7 +48,7 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
                 form, tk[a:b], about_subject=is_about, weights=weights, context=context + subject if back else context)
             if back:
                 parts["refers_back"] = 1.0
-            carried = bool(subject) and (back or E.opens_with(form.subject, tk[a:b]))
+            carried = bool(subject) and (back or E.names_again(form.subject, tk[a:b]))
             ss.append(E.Sentence(r, a, b, rel, parts))
             owner[a:b] = [j] * (b - a)
         sents.append(ss)
