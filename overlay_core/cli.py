@@ -160,6 +160,11 @@ def build(
         err.print(f"some documents are in Russian: embedded with {report.get('embedder')}, which reads English and "
                   "Russian (the default minilm reads English only); give --embedder minilm --rebuild for English "
                   "questions only", highlight=False, soft_wrap=True)
+    if report.get("unread_language"):
+        err.print(f"note: {'these documents are' if report['unread_language'] == 'ru' else 'some documents are'} in "
+                  f"Russian, but this knowledge was embedded with {report.get('embedder')}, which reads English only: "
+                  "Russian questions will find little. To read both, build every path again with `--rebuild "
+                  "--embedder use-multilingual`", highlight=False, soft_wrap=True)
     if "files" in report:
         status = [f["status"] for f in report["files"]]
         files = f"{len(status)} file" + ("s" if len(status) != 1 else "")

@@ -731,7 +731,9 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
         The build report of :func:`~overlay_core.knowledge.build_knowledge` plus ``files`` (every file loaded:
         ``file``, ``type``, ``passages``, ``status`` — ``new``, ``changed`` or ``unchanged`` against the store
         before this build), ``skipped`` (``file``, ``why``) and ``removed_files`` (``file``, ``passages``:
-        files of an earlier build from these paths that are gone or now skipped).
+        files of an earlier build from these paths that are gone or now skipped); ``documents_language``
+        (``"ru"``/``"mixed"``) when a new knowledge base's embedder was chosen for it; ``unread_language`` (the
+        same values) when Russian documents went into a knowledge base the English-only default embedder made.
 
     Raises:
         CorpusError: no file could be loaded (each reason was given to ``on_problem`` and is in the message).
@@ -775,12 +777,17 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
         shown = "; ".join(f"{f}: {why}" for f, why in problems[:3]) + ("; …" if len(problems) > 3 else "")
         raise CorpusError(f"none of the {len(problems)} file(s) given could be loaded ({shown}); "
                           "give .txt, .md, .html or .pdf files with text")
-    language = None
+    language = unread = None
     if asked is None and (rebuild or recorded_embedder(home) is None) and server_url is None:
         # a new knowledge base of Russian documents: the English-only default embedder cannot read them
         language = documents_language(p.text for p in passages)
         if language != "en":
             embedder = LANGUAGE_EMBEDDERS[language]
+    elif asked is None and embedder == DEFAULT_EMBEDDER:
+        # Russian documents added to a knowledge base the English-only default embedder made: say so (its
+        # embedder cannot change without re-embedding every passage)
+        found = documents_language(p.text for p in passages)
+        unread = found if found != "en" else None
     ids_by_file: dict[str, set[str]] = {}
     kinds: dict[str, str] = {}
     for p in passages:
@@ -820,6 +827,8 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
                removed_files=removed_files)
     if language is not None and language != "en":
         out["documents_language"] = language  # the embedder was chosen for it (the CLI says so)
+    if unread:
+        out["unread_language"] = unread  # in the knowledge, but its embedder reads English only (the CLI says so)
     return out
 
 

@@ -568,3 +568,17 @@ def test_a_table_row_is_answered_for_the_product_whose_headings_it_stands_under(
     assert a.returncode == 0, a.stderr
     res = json.loads(a.stdout)
     assert key in res["answer"] and other not in res["answer"] and not res["refused"], res["answer"]
+
+
+def test_russian_documents_added_to_an_english_knowledge_base_are_named(tmp_path):
+    """An English knowledge base (minilm) keeps its embedder; Russian documents built into it later are stored but
+    its embedder cannot read them: the report says so (``unread_language``), and an English build does not."""
+    en, ru, home = tmp_path / "en", tmp_path / "ru", tmp_path / "home"
+    en.mkdir(), ru.mkdir()
+    (en / "a.md").write_text("# Tarn\n\nTarn is an interpreted scripting language for build pipelines.\n")
+    (ru / "b.md").write_text("# Заречье\n\nЗаречье — небольшой город на левом берегу реки Сож. Город основан в 1568 "
+                             "году купцом Фёдором Лыковым.\n")
+    first = build_documents([en], home)
+    assert first["embedder"] == "minilm" and "unread_language" not in first
+    second = build_documents([ru], home)
+    assert second["embedder"] == "minilm" and second["unread_language"] == "ru"
