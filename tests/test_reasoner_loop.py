@@ -519,3 +519,17 @@ def test_a_glossary_label_marks_where_the_definition_of_its_term_starts():
     assert toks[E.labelled_definition("spool brake", toks):][:3] == ["a", "friction", "brake"]
     # a sentence that goes on after the term is no label; a term the passage does not label: None
     assert E.labelled_definition("tether", toks) is None and E.labelled_definition("winch", toks) is None
+
+
+def test_a_common_word_opening_a_sentence_goes_on_in_lower_case_after_yes():
+    """"Yes, Most SQL database engines …": "Most" is written "most" inside the passages, never capitalised there;
+    "SQLite" and "Gull" are names (never in lower case)."""
+    from overlay_core import evidence as E
+    from overlay_core.stages.base import Evidence
+    from overlay_core.stages.sources import common_english_word
+
+    toks = [E.material_tokens("Most SQL database engines use static typing. SQLite uses dynamic typing, and most "
+                              "values are stored as text. Gull Point is north of the harbour.")]
+    ev = Evidence(toks, [[]], [[]])
+    assert common_english_word("Most", ev)
+    assert not common_english_word("SQLite", ev) and not common_english_word("Gull", ev)
