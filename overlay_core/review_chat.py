@@ -459,8 +459,23 @@ def _delta_lines(applied: list[dict]) -> list[str]:
     return out or ["- none (already applied)"]
 
 
+#: How an answer queued outside the chat (the Overlay Answer For Review flow) is judged.
+ELSEWHERE_LINE = ("Judge it in the *Overlay Expert Chat* flow (`show {item}`, then `reject N why`, `approve` or "
+                  "`correct N to WORD`), or on the command line: `overlay review verdict {item} --reviewer NAME "
+                  "--kind reject --step N`.")
+
+
+def receipt(trace: Mapping[str, Any], item_id: str) -> str:
+    """The reply of a flow that queued an answer for review (Expert Verification's Receipt): the answer first, its
+    sources and one line per step (:func:`render_answer`), then where to judge it."""
+    t = Trace.from_dict(trace, f"item {item_id}", partial=True)
+    text = render_answer(t, item_id, commands=ELSEWHERE_LINE.format(item=item_id))
+    return text.replace(f"Review item `{item_id}`.", f"**Queued for review** as `{item_id}`.", 1)
+
+
 def render_answer(t: Trace, item_id: str, *, question: str | None = None, status: str | None = None,
-                  verdicts: list[Verdict] | None = None, known: Mapping[str, Verdict] | None = None) -> str:
+                  verdicts: list[Verdict] | None = None, known: Mapping[str, Verdict] | None = None,
+                  commands: str = COMMANDS_LINE) -> str:
     """The chat reply for an answer: the answer, its sources, one line per step, the item id and the commands.
 
     A step line: ``**N** chosen · runner-up: WORD (score) · verdicts: vd_… (word)``. ``known`` (verdict id ->
@@ -494,7 +509,7 @@ def render_answer(t: Trace, item_id: str, *, question: str | None = None, status
             lines.append(f"- `{v.id}` {v.kind} {on}{' → ' + v.word if v.word else ''} by {v.reviewer}{gone}")
         lines.append("")
     head = f"Review item `{item_id}`" + (f" ({status})" if status else "")
-    lines += [f"{head}. {COMMANDS_LINE}"]
+    lines += [f"{head}. {commands}"]
     return "\n".join(lines)
 
 

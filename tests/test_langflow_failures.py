@@ -230,7 +230,7 @@ def test_apply_verdict_takes_a_json_object_string_and_refuses_a_list(langflow_se
     home = {"home": str(home_copy)}  # a private state folder: the verdict must not change other tests' answers
     queued = langflow_server.run("overlay-answer-for-review", "What is TCP?", tweaks={**home})
     assert queued.status_code == 200, queued.text[:2000]
-    item = re.search(r"Queued for review as (\S+):", chat_text(queued.json())).group(1)
+    item = re.search(r"Queued for review\*\* as `(\S+)`", chat_text(queued.json())).group(1)
     store = ReviewStore(home_copy / "reviews.sqlite3")
     assert store.verdicts(item) == []
 

@@ -299,3 +299,18 @@ def test_a_verdict_on_a_blocked_candidate_is_refused_in_the_chat_and_said_not_co
     # a penalized candidate that a rule blocks is the verdict working: nothing is said
     fake.blocked = {"data structure": "repeats"}
     assert "not counted" not in to_text(Trace.from_dict(fake.answer("What is a hash table?"), "answer"))
+
+
+def test_the_receipt_of_an_answer_queued_for_review_leads_with_the_answer_and_says_where_to_judge_it(env):
+    """The Overlay Answer For Review flow's reply was the item id and command lines; now the answer, its steps, and
+    where to judge it (the expert chat or the command line)."""
+    from overlay_core.review_chat import receipt
+
+    chat, store, acc, fake, say = env
+    text = receipt(fake.answer("What is a hash table?"), "it_0123456789abcdef")
+    assert text.startswith("A hash table is a data structure .\n\nSources: FOLDOC:hash table; FOLDOC:table")
+    assert "**Steps**" in text and "- **2** data structure" in text
+    assert text.endswith("**Queued for review** as `it_0123456789abcdef`. Judge it in the *Overlay Expert Chat* flow "
+                         "(`show it_0123456789abcdef`, then `reject N why`, `approve` or `correct N to WORD`), or on "
+                         "the command line: `overlay review verdict it_0123456789abcdef --reviewer NAME --kind reject "
+                         "--step N`.")

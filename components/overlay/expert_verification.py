@@ -36,6 +36,7 @@ class OverlayExpertVerification(OverlayNode, Component):
                                     trace=r, model_fingerprint=r.get("model", ""), index_fingerprint=r.get("index", ""))
             self._item = {"item_id": item_id, "question": r.get("question", ""), "answer": r.get("answer", ""),
                           "steps": len(r.get("trace", []))}
+            self._trace = r
             self.status = f"queued for review: {item_id}"
         return self._item
 
@@ -43,7 +44,7 @@ class OverlayExpertVerification(OverlayNode, Component):
         return Data(data=self._enqueue())
 
     def receipt(self) -> Message:
+        from overlay_core.review_chat import receipt
+
         it = self._enqueue()
-        return Message(text=f"Queued for review as {it['item_id']}: {it['answer']}\n\n"
-                            f"Reviewers: `overlay review show {it['item_id']}`, then "
-                            f"`overlay review verdict {it['item_id']} --reviewer NAME --kind reject --step N`.")
+        return Message(text=receipt(self._trace, it["item_id"]))
