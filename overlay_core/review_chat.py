@@ -259,10 +259,16 @@ class ReviewChat:
         items = self.store.list(status="pending")
         if not items:
             return ChatReply(text="The review queue is empty: ask a question to add one.", action="queue")
-        shown = items[::-1][:QUEUE_SHOWN]
+        # the same question answered the same way again is one line: its newest item, and how many times
+        groups: dict[tuple[str, str], list[ReviewItem]] = {}
+        for it in items[::-1]:
+            groups.setdefault((" ".join(it.question.split()).casefold(), it.answer), []).append(it)
+        shown = list(groups.values())[:QUEUE_SHOWN]
         lines = [f"**{len(items)} item{'s' * (len(items) != 1)} waiting for review**"
-                 + (f" (newest {len(shown)})" if len(items) > len(shown) else "") + ":", ""]
-        lines += [f"- `{it.id}` {_short(it.question, 50)} → {_short(it.answer, 50)}" for it in shown]
+                 + (f" (newest {len(shown)})" if len(groups) > len(shown) else "") + ":", ""]
+        lines += [f"- `{g[0].id}` {_short(g[0].question, 50)} → {_short(g[0].answer, 50)}"
+                  + (f" (asked {len(g)} times; older: {', '.join(f'`{o.id}`' for o in g[1:3])}"
+                     + (" …" if len(g) > 3 else "") + ")" if len(g) > 1 else "") for g in shown]
         lines += ["", "Open one with `show it_…`."]
         return ChatReply(text="\n".join(lines), action="queue")
 

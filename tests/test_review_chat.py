@@ -314,3 +314,13 @@ def test_the_receipt_of_an_answer_queued_for_review_leads_with_the_answer_and_sa
                          "(`show it_0123456789abcdef`, then `reject N why`, `approve` or `correct N to WORD`), or on "
                          "the command line: `overlay review verdict it_0123456789abcdef --reviewer NAME --kind reject "
                          "--step N`.")
+
+
+def test_the_queue_shows_a_question_answered_the_same_way_again_once(env):
+    chat, store, acc, fake, say = env
+    ids = [say("What is a hash table?").item_id for _ in range(3)]
+    other = say("What is a list?").item_id
+    q = say("queue").text
+    assert "**4 items waiting for review**:" in q
+    assert f"- `{ids[2]}` What is a hash table? → " in q and f"(asked 3 times; older: `{ids[1]}`, `{ids[0]}`)" in q
+    assert q.count("What is a hash table?") == 1 and f"`{other}` What is a list?" in q
