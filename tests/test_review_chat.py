@@ -324,3 +324,26 @@ def test_the_queue_shows_a_question_answered_the_same_way_again_once(env):
     assert "**4 items waiting for review**:" in q
     assert f"- `{ids[2]}` What is a hash table? → " in q and f"(asked 3 times; older: `{ids[1]}`, `{ids[0]}`)" in q
     assert q.count("What is a hash table?") == 1 and f"`{other}` What is a list?" in q
+
+
+def test_the_chat_keeps_its_sessions_in_postgresql_too(tmp_path):
+    """`chat_events` on PostgreSQL (OVERLAY_DB_URL, the served set-up): ask, reject, the session's current item and
+    last verdict found again by a new chat on the same database, revert."""
+    from test_verification import fresh_pg_schema
+
+    acc = tmp_path / "accumulator.safetensors"
+    fake = FakeReasoner(acc)
+    with fresh_pg_schema() as url:
+        store = ReviewStore(url)
+        chat = ReviewChat(store, acc)
+        it = chat.handle("What is a hash table?", session="s1", reviewer="alice", answer=fake.answer).item_id
+        rej = chat.handle("reject 2 wrong word", session="s1", reviewer="alice", answer=fake.answer)
+        assert rej.action == "reject" and Accumulator(acc).global_score("a", "data") == -REJECT_PENALTY
+        store.close()
+        store2 = ReviewStore(url)  # e.g. another replica
+        chat2 = ReviewChat(store2, acc)
+        assert chat2.current_item("s1") == it and chat2.current_item("s2") is None
+        rev = chat2.handle("revert", session="s1", reviewer="alice", answer=fake.answer)
+        assert rev.action == "revert" and f"**Reverted** `{rej.verdict_id}`" in rev.text
+        assert Accumulator(acc).global_score("a", "data") == 0.0
+        store2.close()
