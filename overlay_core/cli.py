@@ -252,7 +252,7 @@ def ask(
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
     elif markdown:
-        print(to_markdown(result))
+        print(to_markdown(result, more="`overlay ask --json` holds every candidate"))
     else:
         print(to_text(result))  # starts with "Answer: ..."
         if result.get("answer_id"):

@@ -395,8 +395,10 @@ def _fmt(v: Any) -> str:
     return str(v).replace("|", "\\|").replace("\n", " ")
 
 
-def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
-    """Human-readable Markdown of a trace: passages, then one table per step (chosen row in bold)."""
+def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8, more: str = "") -> str:
+    """Human-readable Markdown of a trace: passages, then one table per step (chosen row in bold); a step with more
+    than ``max_candidates`` candidates ends in a "… N more" row, followed by ``more`` (how to see them, e.g. "raise
+    *Candidates Shown*")."""
     t = _as_trace(result)
     lines = [f"**Question:** {t.question}", "", f"**Answer:** {t.answer}", ""]
     if t.settings:
@@ -444,7 +446,7 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8) -> str:
                          f"{_fmt(c.rel)} | {_fmt(c.llm)} | {_fmt(c.glob)} | {_fmt(c.score)} | "
                          f"{_fmt(c.verdicts)} | {_fmt(len(c.passages))} | {note} |")
         if len(cands) > len(shown):
-            lines.append(f"| … {len(cands) - len(shown)} more | | | | | | | | | | |")
+            lines.append(f"| … {len(cands) - len(shown)} more{' (' + more + ')' if more else ''} | | | | | | | | | | |")
         hidden = {}  # the rules behind the blocks not shown: each reason once, with its words
         for c in cands:
             if c.blocked is not None and c not in shown:

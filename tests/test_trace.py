@@ -17,6 +17,7 @@ def test_markdown_always_shows_a_candidate_a_verdict_changed():
     assert "| rejected | corpus |" in md and "vd_abc" in md  # past the 8 shown, still listed: it names the verdict
     assert "| w7 |" in md and "| w8 |" not in md
     assert "| … 3 more |" in md  # w8, w9 and the blocked one
+    assert "| … 3 more (raise it) |" in to_markdown(result, max_candidates=8, more="raise it")  # how to see them
 
 
 # ---------------------------------------------------------------------- the typed trace

@@ -24,4 +24,5 @@ class OverlayTraceView(OverlayNode, Component):
     def render(self) -> Message:
         trace = Trace.from_dict(self.trace.data, "the Trace input", partial=True)
         self.status = f"{len(trace.steps)} steps"
-        return Message(text=to_markdown(trace, max_candidates=self.max_candidates))
+        return Message(text=to_markdown(trace, max_candidates=self.max_candidates,
+                                        more="raise *Candidates Shown* to list them"))
