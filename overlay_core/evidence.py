@@ -624,6 +624,33 @@ def negation_of(question: list[str], words: list[str], window: int = 4) -> str |
 _NEGATIVE_PREFIXES = ("не", "non-", "non")
 
 
+#: Prefixes that make a word's opposite from the same root («открыт» — «закрыт», «включён» — «выключен»,
+#: "enabled" — "disabled", "include" — "exclude"); each pair both ways. States, not directions: "import" and
+#: "export", "upload" and "download" name two things a sentence can say one of without denying the other.
+_OPPOSITE_PREFIXES = (("от", "за"), ("в", "вы"), ("под", "от"), ("в", "от"), ("при", "у"),
+                      ("en", "dis"), ("in", "ex"))
+
+
+def opposite_term(question: list[str], words: list[str]) -> str | None:
+    """The first word of ``words`` (word tokens) that is a word of ``question`` with the opposite prefix, the rest
+    (four letters or more) compared by stem: «закрыт» for «Открыт ли музей …?», "disabled" for "Is X enabled …?"
+    (:data:`_OPPOSITE_PREFIXES`); None if there is none. A word the question itself holds is no opposite."""
+    asked = [w.casefold().replace("ё", "е") for w in question if not T.is_punct(w) and len(w) > 4]
+    said = {stem(w) for w in question if not T.is_punct(w)}
+    for w in words:
+        f = w.casefold().replace("ё", "е")
+        if len(f) < 6 or stem(f) in said:
+            continue
+        for a, b in _OPPOSITE_PREFIXES:
+            for mine, theirs in ((a, b), (b, a)):
+                rest = f[len(mine):]
+                if f.startswith(mine) and len(rest) >= 4 and any(  # "clude" and "cluded": one stem
+                        q.startswith(theirs) and stem(q[len(theirs):]).rstrip("e") == stem(rest).rstrip("e")
+                        for q in asked):
+                    return w
+    return None
+
+
 def negated_term(question: list[str], words: list[str]) -> str | None:
     """The first word of ``words`` (word tokens) that is a word of ``question`` with a negative prefix
     («некоммерческой» for «коммерческой», "non-profit" for "profit"), compared by stem; None if there is none.

@@ -186,3 +186,41 @@ def test_the_embedder_blend_is_rescaled_per_question_and_bears_on_its_own_thresh
     # the blend decides against min_blend (min_relevance_embedding), not against the lexical threshold
     assert E.bears(b, 0.5, 0.5, min_blend=0.45) and not E.bears(a, 0.5, 0.5, min_blend=0.45)
     assert not E.bears(b, 0.5, 0.5)  # without min_blend: min_relevance
+
+
+def test_a_russian_sentence_holding_every_focus_word_is_answered_beyond_the_distance(tmp_path):
+    """use-multilingual put the Russian section at 0.82 (an English one nearer, at 0.80), beyond
+    refuse_distance_multilingual 0.8, and no cross-encoder reads Russian: the question was declined though a sentence
+    holds all its focus words and the embedder reads it as the nearest sentence."""
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    docs.mkdir()
+    (docs / "city.md").write_text(
+        "# Заречье\n\nЗаречье — небольшой город на левом берегу реки Сож. Город основан в 1568 году купцом Фёдором "
+        "Лыковым.\nГлавная достопримечательность — деревянная церковь Святого Николая, построенная в 1702 году.\n"
+        "Музей истории города открыт со вторника по воскресенье. По понедельникам музей закрыт.\n", encoding="utf-8")
+    (docs / "lighthouse.md").write_text(
+        "# Dunmore Lighthouse\n\nConstruction of the Dunmore Lighthouse began in 1871. Three years later, the lamp "
+        "was lit for the first time.\nThe lighthouse was designed by the engineer Thomas Reid.\n", encoding="utf-8")
+    (docs / "observatory.md").write_text(
+        "# Hollin Observatory\n\nThe Hollin Observatory was founded in 1884 on Hollin Hill. Two years later, the first "
+        "telescope was installed.\n", encoding="utf-8")
+    build_documents([docs], home)
+    res = make_reasoner(home).answer("Когда построена церковь Святого Николая?")
+    assert not res["refused"] and "1702" in res["answer"], res["answer"]
+
+
+def test_a_question_word_with_the_opposite_prefix_answers_no():
+    """«Открыт ли музей по понедельникам?» — «По понедельникам музей закрыт.» was answered «Да, …»."""
+    from overlay_core import evidence as E
+    from overlay_core import text as T
+
+    assert E.opposite_term(T.words("Открыт ли музей по понедельникам?"), T.words("По понедельникам музей закрыт.")) \
+        == "закрыт"
+    assert E.opposite_term(T.words("Включён ли звук?"), T.words("Звук выключен.")) == "выключен"
+    assert E.opposite_term(T.words("Is the plugin enabled by default?"), T.words("It is disabled by default.")) \
+        == "disabled"
+    assert E.opposite_term(T.words("Does the kit include batteries?"), T.words("Batteries are excluded.")) == "excluded"
+    # the same word, and two words of one root that are no opposites: None
+    assert E.opposite_term(T.words("Открыт ли музей?"), T.words("Музей открыт со вторника.")) is None
+    assert E.opposite_term(T.words("Does it inform the user?"), T.words("It deforms the image.")) is None
+    assert E.opposite_term(T.words("Does it export CSV?"), T.words("It can import CSV files.")) is None

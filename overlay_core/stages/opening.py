@@ -98,7 +98,9 @@ def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, *,
     (``refuse_distance`` — ``refuse_distance_multilingual`` when ``embedder``, the knowledge base's, is one of
     :data:`~.reading.MULTILINGUAL_EMBEDDERS` —, ``min_relevance``, ``min_cross_encoder``,
     ``min_relevance_embedding``); sentences that bear by their words alone but all of which the cross-encoder
-    rates below ``decline_cross_encoder`` answer nothing."""
+    rates below ``decline_cross_encoder`` answer nothing. A question in another language than English, which the
+    cross-encoder cannot read, is answered beyond the distance when a sentence holds all its focus words (two or
+    more) and its embedder reading (rescaled, 0–1) reaches ``answer_far_cross_encoder``."""
     if not passages:
         return "no passage was retrieved"
     key = form.subject.casefold() if form.subject else None
@@ -108,6 +110,11 @@ def refusal(form: QuestionForm, passages, ev: Evidence, s: ReasonerSettings, *,
         E.labelled_definition(form.subject, toks) is not None for toks in ev.toks)))
     nearest = min(float(p.distance) for p in passages)
     surest = max((x.parts.get("cross_encoder", 0.0) for ss in ev.sentences for x in ss), default=0.0)
+    if form.lang != "en" and len(form.focus) >= 2:
+        # no cross-encoder reads Russian: a sentence that holds every focus word and that the embedder also reads
+        # as the nearest («… церковь Святого Николая, построенная в 1702 году» at distance 0.82) stands in for it
+        surest = max([surest] + [x.parts.get("embedding", 0.0) for ss in ev.sentences for x in ss
+                                 if x.parts.get("focus", 0.0) >= 1.0])
     name = "refuse_distance_multilingual" if embedder in MULTILINGUAL_EMBEDDERS else "refuse_distance"
     far = getattr(s, name)
     if nearest > far and not is_about and surest < s.answer_far_cross_encoder:
@@ -281,7 +288,8 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
     address bus" for "a 32-bit address bus?", :func:`overlay_core.evidence.contrast`), "Yes," is blocked and the
     trace names the word and the sentence; when it holds none, "No," is blocked (the answer goes on to copy that
     sentence: "No, <an affirmative sentence>" would contradict itself). A negation is a negating word or a question word with a negative prefix
-    («некоммерческой» for «коммерческой», :func:`overlay_core.evidence.negated_term`). Sets
+    («некоммерческой» for «коммерческой», :func:`overlay_core.evidence.negated_term`) or a question word with the
+    opposite prefix («закрыт» for «Открыт ли …?», :func:`overlay_core.evidence.opposite_term`). Sets
     ``ev.yes_no_basis`` to the sentence read.
 
     The verdict edges start from the question (:func:`yes_no_edge`). A reviewer's verdicts on this question
@@ -299,7 +307,8 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
     if s.yes_no_negation and top is not None and E.negation(q_words) is None:
         sent = ev.toks[top.passage][top.start:top.end]
         # English: a negation about the question's words (a "no" about something else does not answer no)
-        word = (E.negation_of(q_words, sent) if form.lang == "en" else E.negation(sent)) or E.negated_term(q_words, sent)
+        word = ((E.negation_of(q_words, sent) if form.lang == "en" else E.negation(sent)) or E.negated_term(q_words, sent)
+                or E.opposite_term(q_words, sent))
         other = E.contrast(q_words, sent, ev.toks[top.passage]) if form.lang == "en" and word is None else None
         if word is not None:
             drafts[1].blocked = f"the most relevant sentence negates the question ({word!r}): {T.join(sent)}"
