@@ -329,6 +329,18 @@ def test_build_from_documents_then_ask_a_factoid_question(docs, tmp_path):
         assert any(Path(p["source"].rsplit(":", 1)[0]).parent == docs.resolve() for p in res["passages"])
 
 
+def _reasoner_over(tmp_path, files: dict[str, str]):
+    """A reasoner over a new folder of ``files`` (name -> text), built into its own state folder."""
+    from overlay_core.knowledge import make_reasoner
+
+    docs, home = tmp_path / "docs", tmp_path / "home"
+    docs.mkdir()
+    for name, text in files.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    build_documents([docs], home)
+    return make_reasoner(home)
+
+
 def test_answers_from_sections_and_sentences_that_name_the_subject_only_once(tmp_path):
     """From a new user's walk: the fact in a sentence that opens with "It" (its subject named in the sentence
     before), and a definition in a section farther from the question than the same document's History."""
@@ -359,21 +371,15 @@ def test_glossary_definitions_and_the_questions_own_article(tmp_path):
     in millimetres per day." and "Anchor plate is an interpreted scripting language …" (another document's
     opening); "What is Tarn?" opened "A tarn is" (the corpus also says "the tarn interpreter"); and "Is the bakery
     open on Mondays?" was answered "Yes, the bakery is closed on Mondays." """
-    from overlay_core.knowledge import make_reasoner
-
-    docs, home = tmp_path / "docs", tmp_path / "home"
-    docs.mkdir()
-    (docs / "glossary.md").write_text(
+    r = _reasoner_over(tmp_path, {
+        "glossary.md":
         "# Glossary\n\n**Tether drift.** The slow change of a tether's length caused by temperature. It is measured "
         "in millimetres per day.\n\n**Anchor plate.** A steel plate bolted to the rock that holds the tether's lower "
-        "end.\n\nSpool brake: a friction brake on the winch spool that stops the tether from unwinding.\n")
-    (docs / "tarn.md").write_text("# Tarn\n\nTarn is an interpreted scripting language for automating build "
-                                  "pipelines. Tarn scripts are run by the tarn interpreter; there is no compiler.\n")
-    (docs / "bakery.md").write_text("# Millbrook Bakery\n\nThe Millbrook Bakery is a family bakery on Harbour Street. "
-                                    "The bakery opens at 7 am from Tuesday to Sunday. The bakery is closed on "
-                                    "Mondays.\n")
-    build_documents([docs], home)
-    r = make_reasoner(home)
+        "end.\n\nSpool brake: a friction brake on the winch spool that stops the tether from unwinding.\n",
+        "tarn.md": "# Tarn\n\nTarn is an interpreted scripting language for automating build pipelines. Tarn scripts "
+                   "are run by the tarn interpreter; there is no compiler.\n",
+        "bakery.md": "# Millbrook Bakery\n\nThe Millbrook Bakery is a family bakery on Harbour Street. The bakery opens "
+                     "at 7 am from Tuesday to Sunday. The bakery is closed on Mondays.\n"})
     for question, expected in [
             ("What is tether drift?", "Tether drift is the slow change of a tether's length caused by temperature."),
             ("What is an anchor plate?", "An anchor plate is a steel plate bolted to the rock that holds the tether's "
@@ -389,16 +395,10 @@ def test_a_pronoun_after_the_short_name_and_a_where_does_question(tmp_path):
     """"It stands on Gull Point" after "The lighthouse was designed …" (the short name of the Dunmore Lighthouse) is
     about the lighthouse; "Where does X stand?" was read as no question form at all and answered with the
     sentence naming the lighthouse most ("Construction of the Dunmore Lighthouse began in 1871.")."""
-    from overlay_core.knowledge import make_reasoner
-
-    docs, home = tmp_path / "docs", tmp_path / "home"
-    docs.mkdir()
-    (docs / "history.md").write_text(
+    r = _reasoner_over(tmp_path, {"history.md": (
         "# Dunmore Lighthouse\n\nConstruction of the Dunmore Lighthouse began in 1871. Three years later, the lamp "
         "was lit for the first time.\nThe lighthouse was designed by the engineer Thomas Reid. It stands on Gull "
-        "Point, north of the harbour.\nIn 1932 the lamp was electrified.\n")
-    build_documents([docs], home)
-    r = make_reasoner(home)
+        "Point, north of the harbour.\nIn 1932 the lamp was electrified.\n")})
     assert r.answer("Where does the Dunmore Lighthouse stand?")["answer"] == (
         "The Dunmore Lighthouse stands on Gull Point, north of the harbour.")
     assert r.answer("When was the lamp electrified?")["answer"] == "In 1932 the lamp was electrified."
