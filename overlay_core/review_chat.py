@@ -434,8 +434,14 @@ def _candidate_prefix(st: Step | None, text: str, item_id: str) -> tuple[str, st
     # a yes/no step's blocked word can be corrected to: the reviewers' verdicts lift its rule's block
     open_ = bool(st.extra.get("verdicts_overrule"))
     by_text = {ot.normalize(c.word).casefold(): c for c in st.candidates if c.blocked is None or open_}
+    blocked = {ot.normalize(c.word).casefold(): c for c in st.candidates if c.blocked and not open_}
+    prefixes = [ot.normalize(" ".join(words[:n])).strip("“”\"'«»").casefold() for n in range(len(words), 0, -1)]
+    cand = next((blocked[p] for p in prefixes if p in blocked), None)
+    if cand is not None and not any(p in by_text for p in prefixes):  # a rule would block it again
+        _fail(f"“{cand.word}” was blocked at step {st.step} ({_short(cand.blocked, 120)}), so a correction to "
+              f"it would not count; type `reject {st.step}` to count the chosen word as wrong")
     for n in range(len(words), 0, -1):
-        cand = by_text.get(ot.normalize(" ".join(words[:n])).strip("“”\"'«»").casefold())
+        cand = by_text.get(prefixes[len(words) - n])
         if cand is not None:
             hit = cand.word
             if hit == st.chosen:
@@ -444,11 +450,6 @@ def _candidate_prefix(st: Step | None, text: str, item_id: str) -> tuple[str, st
                 _fail(f"“{hit}” begins with “{first[0]}”, the word step {st.step} chose, so it cannot replace it; "
                       f"type `reject {st.step}` to count the chosen word as wrong")
             return hit, " ".join(words[n:])
-    blocked = next((c for c in st.candidates if c.blocked and ot.normalize(c.word).casefold()
-                    == ot.normalize(" ".join(words)).strip("“”\"'«»").casefold()), None)
-    if blocked is not None:  # a rule would block it again: the verdict could not count
-        _fail(f"“{blocked.word}” was blocked at step {st.step} ({_short(blocked.blocked, 120)}), so a correction to "
-              f"it would not count; type `reject {st.step}` to count the chosen word as wrong")
     others = [c.word for c in st.candidates if (c.blocked is None or open_) and c.word != st.chosen
               and not (first and c.words[:1] == first)][:8]
     _fail(f"“{words[0] if words else text}” is not a candidate at step {st.step} of {item_id}; "

@@ -283,7 +283,7 @@ def test_a_verdict_on_a_blocked_candidate_is_refused_in_the_chat_and_said_not_co
     chat, store, acc, fake, say = env
     fake.blocked = {"list": "repeats the 3-gram 'a b c'"}
     it = say("What is a hash table?").item_id
-    refused = say("correct 2 to list")
+    refused = say("correct 2 to list the usual word")
     assert refused.action == "error" and refused.text == (
         "“list” was blocked at step 2 (repeats the 3-gram 'a b c'), so a correction to it would not count; "
         "type `reject 2` to count the chosen word as wrong")
