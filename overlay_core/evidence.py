@@ -538,12 +538,15 @@ def contrast(question: list[str], sent: list[str], passage: list[str] = ()) -> t
 
     A question that opens with a copula ("Is the bakery open on Mondays?") is also read in the sentence's word
     order, the copula after the subject where ``sent`` writes the subject's last word before a copula ("the bakery
-    is closed on Mondays" — ``("open", "closed")``): the inverted question has no neighbour before the value."""
+    is closed on Mondays" — ``("open", "closed")``), or after any word when ``sent`` has a pronoun before one ("It is
+    closed on Mondays"): the inverted question has no neighbour before the value."""
     found = _contrast(question, sent, passage)
     if found is None and question and question[0].casefold() in _COPULAS:
+        # a sentence whose subject is a pronoun ("It is closed on Mondays") may end the subject anywhere
+        pronoun = any(w.casefold() in _ANAPHORS and nxt.casefold() in _COPULAS for w, nxt in zip(sent, sent[1:]))
         for k in range(2, len(question) - 1):
-            if any(w.casefold() == question[k - 1].casefold() and nxt.casefold() in _COPULAS
-                   for w, nxt in zip(sent, sent[1:])):
+            if pronoun or any(w.casefold() == question[k - 1].casefold() and nxt.casefold() in _COPULAS
+                              for w, nxt in zip(sent, sent[1:])):
                 found = _contrast([question[0], *question[1:k], question[0].casefold(), *question[k:]], sent, passage)
                 if found is not None:
                     break
@@ -570,10 +573,13 @@ def _contrast(question: list[str], sent: list[str], passage: list[str] = ()) -> 
             return False
         if not same(question[qn], sent[sn]):
             return False
-        if question[qn].casefold() in STOP_WORDS:  # "for", "the": one more word out must match too
-            qn2, sn2 = qn + step, sn + step
-            return (0 < qn2 < len(question) and 0 <= sn2 < len(sent) and not T.is_punct(question[qn2])
-                    and question[qn2].casefold() not in STOP_WORDS and same(question[qn2], sent[sn2]))
+        if question[qn].casefold() in STOP_WORDS:  # "for", "the": one more word out must match too, or one of
+            # a list there ("on Tuesdays" — "on Mondays and Tuesdays")
+            qn2 = qn + step
+            return (0 < qn2 < len(question) and not T.is_punct(question[qn2])
+                    and question[qn2].casefold() not in STOP_WORDS
+                    and any(0 <= sn + k * step < len(sent) and same(question[qn2], sent[sn + k * step])
+                            for k in (1, 3)))
         return True
 
     def plain(qi: int, sj: int, step: int) -> bool:  # the next word on that side is the same, whatever it is

@@ -353,6 +353,9 @@ def test_a_sentence_opening_with_a_pronoun_is_about_the_subject_of_the_sentence_
     ("Is SMTP a client to server protocol?", "it is a server to server protocol.", ("client", "server")),
     # a question opening with its copula is read in the sentence's order too ("the bakery is … on Mondays")
     ("Is the bakery open on Mondays?", "The bakery is closed on Mondays.", ("open", "closed")),
+    ("Is the museum open on Mondays?", "It is closed on Mondays and Tuesdays.", ("open", "closed")),
+    ("Is the museum open on Sundays?", "It is open from Wednesday to Sunday.", None),
+    ("Is the museum open on Tuesdays?", "It is closed on Mondays and Tuesdays.", ("open", "closed")),
     ("Is the observatory open on Saturdays?", "The observatory is open to visitors on Saturdays.", None),
     ("Is Python object-oriented?", "Python is a dynamically typed language.", None),
     # the same value, in other words or another form: no contrast
