@@ -390,7 +390,8 @@ def frame_anchor(form: QuestionForm, sent: list[str]) -> int | None:
 
     For "stands for" frames the anchor is after "stands for"/"stand for"/"short for" in the sentence.
     The verb is matched by stem ("invented" ~ "invented", "developed" ~ "developed"), never at the
-    sentence's last token.
+    sentence's last token, nor after a negation ("It does not support Windows Phone." does not continue "The guide
+    app supports": the frame would state what the sentence denies).
     """
     if not form.frame:
         return None
@@ -406,6 +407,8 @@ def frame_anchor(form: QuestionForm, sent: list[str]) -> int | None:
         if w.casefold() == verb.casefold() or (len(vs) >= 4 and "-" not in w and stem(w) == vs and not w[:1].isupper()):
             nxt = sent[i + 1]
             if nxt in T.SENTENCE_END or nxt == ",":
+                continue
+            if negation(sent[max(0, i - 2):i]) is not None:
                 continue
             if passive and nxt.casefold() not in _PASSIVE_NEXT:
                 continue  # "Berners-Lee invented the web": active voice, "the web was invented the web" is no answer

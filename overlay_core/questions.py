@@ -51,6 +51,7 @@ _PARTICIPLES = {
     "split": "split", "shut": "shut", "let": "let", "read": "read", "meant": "meant", "mean": "meant",
     "did": "done", "do": "done", "went": "gone", "go": "gone",
     "born": "born", "bore": "borne", "bear": "borne", "laid": "laid", "lay": "laid", "paid": "paid", "pay": "paid",
+    "open": "open",  # "When is the museum open?": an adjective there ("is opened" is no answer's wording)
     "lit": "lit", "light": "lit", "told": "told", "tell": "told", "met": "met", "meet": "met", "lost": "lost",
     "lose": "lost", "spent": "spent", "spend": "spent", "cast": "cast", "fought": "fought", "fight": "fought",
     "broke": "broken", "break": "broken", "flew": "flown", "fly": "flown", "fell": "fallen", "fall": "fallen",

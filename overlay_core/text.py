@@ -149,7 +149,8 @@ def continuation(previous: Sequence[str], word: str) -> str:
     ``""`` separator at the start, before closing punctuation and after opening brackets;
     one leading space otherwise. A straight double quote ``"`` opens or closes by parity: an
     opening quote takes a space before it and none after, a closing quote none before it
-    (``a "starvation deadlock", though``). The LLM selector scores this string.
+    (``a "starvation deadlock", though``); digits after a colon after digits join them (a clock time, "10:00").
+    The LLM selector scores this string.
     """
     if not previous:
         return word
@@ -157,6 +158,8 @@ def continuation(previous: Sequence[str], word: str) -> str:
     open_quote = previous.count('"') % 2 == 1
     if prev in NO_SPACE_AFTER or (prev == '"' and open_quote):
         return word
+    if prev == ":" and len(previous) > 1 and previous[-2].isdigit() and word.isdigit():
+        return word  # a clock time, "10:00" (tokenized "10", ":", "00")
     if word == '"':
         return word if open_quote else " " + word
     if word[:1] in NO_SPACE_BEFORE and is_punct(word):

@@ -404,6 +404,21 @@ def test_a_pronoun_after_the_short_name_and_a_where_does_question(tmp_path):
     assert r.answer("When was the lamp electrified?")["answer"] == "In 1932 the lamp was electrified."
 
 
+def test_an_faq_answers_what_is_not_what_is_not_and_keeps_its_clock_times(tmp_path):
+    """From a fresh user's walk over a museum FAQ: "Which systems does the guide app support?" stopped at "The guide
+    app supports" (the frame was kept for "It does not support Windows Phone."), "Is the museum open on Mondays?"
+    said "Yes, it is closed …", and times read "10: 00"."""
+    r = _reasoner_over(tmp_path, {"faq.md": (
+        "# Frequently Asked Questions about the Lantern Museum\n\n## When is the museum open?\n\nThe Lantern Museum "
+        "is open from Wednesday to Sunday, 10:00 to 17:00. It is closed on Mondays and Tuesdays.\n\n## Which systems "
+        "does the guide app support?\n\nThe guide app runs on Android and iOS. It does not support Windows Phone.\n")})
+    for question, expected in [
+            ("Which systems does the guide app support?", "The guide app runs on Android and iOS."),
+            ("When is the museum open?", "The museum is open from Wednesday to Sunday, 10:00 to 17:00."),
+            ("Is the museum open on Tuesdays?", "No, it is closed on Mondays and Tuesdays.")]:
+        assert r.answer(question)["answer"] == expected, question
+
+
 def test_a_yes_no_answer_is_read_from_the_sentence_that_names_the_claim(tmp_path):
     """"Does TideLog support macOS?": the sentence that writes "macOS" answers, not the more relevant one about the
     systems it does support (that one gave "Yes, TideLog runs on Windows 11 …", blocking the right No)."""

@@ -97,3 +97,8 @@ def test_utf8_safe_tree_escapes_undecodable_bytes_inside_json_values():
     value = {"k\udcff": ["a\udcfe", ("b", 1.5)], "n": None}
     assert json.loads(json.dumps(utf8_safe_tree(value), ensure_ascii=False)) == {"k\\xff": ["a\\xfe", ["b", 1.5]],
                                                                                    "n": None}
+
+
+def test_a_clock_time_keeps_its_colon_between_digits():
+    assert T.join(T.words("open 10:00 to 17:00.")) == "open 10:00 to 17:00."
+    assert T.join(T.words("Note: 10 items")) == "Note: 10 items"
