@@ -635,7 +635,10 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
         out.append(f"  start (from the question): {' '.join(t.prefix)}")
     for st in t.steps:
         cands = [c for c in st.candidates if c.blocked is None]
-        top = "; ".join(f"{c.word!r} {c.score:.2f} [{c.source}]" for c in cands[:max_candidates])
+        # a candidate a verdict changed is always listed, with the verdict (the trace must name it)
+        listed = cands[:max_candidates] + [c for c in cands[max_candidates:] if c.verdicts]
+        top = "; ".join(f"{c.word!r} {c.score:.2f} [{c.source}" + (f"; {','.join(c.verdicts)}" if c.verdicts else "")
+                        + "]" for c in listed)
         chosen = next((c for c in cands if c.word == st.chosen), None)
         why = ""
         if chosen is not None:

@@ -18,6 +18,9 @@ def test_markdown_always_shows_a_candidate_a_verdict_changed():
     assert "| w7 |" in md and "| w8 |" not in md
     assert "| … 3 more |" in md  # w8, w9 and the blocked one
     assert "| … 3 more (raise it) |" in to_markdown(result, max_candidates=8, more="raise it")  # how to see them
+    from overlay_core.trace import to_text
+
+    assert "'rejected' -97.00 [corpus; vd_abc]" in to_text(result, max_candidates=4)  # the plain trace names it too
 
 
 # ---------------------------------------------------------------------- the typed trace

@@ -270,10 +270,11 @@ def yes_no_basis(question: str, form: QuestionForm, ev: Evidence, s: ReasonerSet
 
 
 def yes_no_edge(question: str) -> str:
-    """Where a yes/no step's verdict edge starts: the question itself, its words lower-cased ("is the bakery open
-    on mondays ?"), so that a reviewer's "No," for one question is a verdict on that question only — with the
-    answer's last word (none yet: "") every yes/no question would share one edge "" -> "No"."""
-    return " ".join(w.casefold() for w in T.words(question))
+    """Where a yes/no step's verdict edge starts: the question itself, its words lower-cased without punctuation
+    ("is the bakery open on mondays"; the same with or without its "?"), so that a reviewer's "No," for one
+    question is a verdict on that question only — with the answer's last word (none yet: "") every yes/no question
+    would share one edge "" -> "No"."""
+    return " ".join(w.casefold() for w in T.words(question) if not T.is_punct(w))
 
 
 def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s: ReasonerSettings, *,
