@@ -139,7 +139,7 @@ def build(
             report = build_knowledge(home, corpus=corpus, limit=limit, order=order, rebuild=rebuild,
                                      progress=not json_out, server_url=server_url, embedder=embedder)
     except OverlayError as exc:
-        _fail(exc, ctx)
+        _fail(exc, ctx, json_out=json_out)
     missing = [p for p in paths or () if not Path(p).expanduser().exists()]  # skipped, named in the report
     if json_out:
         print(json.dumps(dict(report, missing_paths=[utf8_safe(str(p)) for p in missing])))
@@ -248,7 +248,7 @@ def ask(
                 flow="cli", question=question, answer=result["answer"], trace=result,
                 model_fingerprint=result.get("model", ""), index_fingerprint=result.get("index", ""))
     except OverlayError as exc:
-        _fail(exc, ctx)
+        _fail(exc, ctx, json_out=json_out)
     if json_out:
         print(json.dumps(result, ensure_ascii=False))
     elif markdown:
@@ -361,7 +361,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         path = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "overlay"
-        print_error(f"{exc.format_message().rstrip('.')} (see `{path} --help`)")
+        message = f"{exc.format_message().rstrip('.')} (see `{path} --help`)"
+        print_error(message)
+        if "--json" in sys.argv[1:]:  # a script reading stdout gets the error as JSON too
+            print(json.dumps({"error": message, "kind": "UsageError", "exit_code": exc.exit_code}, ensure_ascii=False))
         sys.exit(exc.exit_code)
     except click.Abort:
         err.print("Aborted.", highlight=False)

@@ -99,13 +99,27 @@ def print_error(exc: BaseException | str, ctx=None) -> None:
     err.print(f"[bold red]error:[/] {escape(text)}", style="red", highlight=False, soft_wrap=True)
 
 
-def fail(exc: BaseException | str, ctx=None) -> NoReturn:
+def fail(exc: BaseException | str, ctx=None, *, json_out: bool = False) -> NoReturn:
     """:func:`print_error` then leave the command with exit code 2 (no traceback).
 
-    Pass the command's ``ctx: typer.Context`` so field names print as its flags.
+    Pass the command's ``ctx: typer.Context`` so field names print as its flags. ``json_out`` (a command run with
+    ``--json``): stdout also gets one JSON object, :func:`json_error`, so a script that parses stdout reads the
+    error instead of nothing.
     """
     print_error(exc, ctx)
+    if json_out:
+        print(json_error(exc, ctx))
     raise typer.Exit(EXIT_USER_ERROR)
+
+
+def json_error(exc: BaseException | str, ctx=None) -> str:
+    """``{"error": MESSAGE, "kind": EXCEPTION CLASS, "exit_code": 2}`` as one JSON line (the message as
+    :func:`print_error` prints it, without "error: "; ``kind`` is ``"UsageError"`` for a plain string)."""
+    import json
+
+    return json.dumps({"error": utf8_safe(cli_message(str(exc), ctx)),
+                       "kind": type(exc).__name__ if isinstance(exc, BaseException) else "UsageError",
+                       "exit_code": EXIT_USER_ERROR}, ensure_ascii=False)
 
 
 def home_path(value: str) -> Path:

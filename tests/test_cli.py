@@ -394,3 +394,16 @@ def test_an_empty_question_is_named_before_a_missing_state_folder(tmp_path):
     p = run("ask", "  ", home=tmp_path / "none")
     assert_clear_error(p, "the question is empty")
     assert "state folder" not in p.stderr
+
+
+@pytest.mark.parametrize("args, kind, start", [
+    (["ask", "--json", "  "], "InputError", "the question is empty"),
+    (["ask", "--json", "--max-words", "abc", "What is TCP?"], "UsageError", "Invalid value for '--max-words'"),
+    (["ask", "--json", "--home", "/nonexistent/state", "What is TCP?"], "StateFileError", "the state folder"),
+])
+def test_a_mistake_under_json_is_a_json_object_on_stdout_too(args, kind, start):
+    """A script that parses `overlay ask --json` read nothing on stdout when the command failed."""
+    p = subprocess.run([OVERLAY, *args], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("error: ") and "Traceback" not in p.stderr
+    out = json.loads(p.stdout)
+    assert out["kind"] == kind and out["error"].startswith(start) and out["exit_code"] == 2
