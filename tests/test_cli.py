@@ -208,7 +208,10 @@ def _cli(*args, env=None):
 ])
 def test_ask_setting_errors_name_the_flag(tmp_path, args, message):
     res = _cli("ask", "What is TCP?", *args, env={"OVERLAY_HOME": str(tmp_path / "h")})
-    assert res.exit_code == 2 and res.stdout == "" and res.stderr == message
+    assert res.exit_code == 2 and res.stderr == message
+    # under --json the same message is one JSON object on stdout too
+    assert res.stdout == ("" if "--json" not in args else json.dumps(
+        {"error": message[len("error: "):-1], "kind": "InputError", "exit_code": 2}, ensure_ascii=False) + "\n")
     assert not (tmp_path / "h").exists()
 
 
