@@ -172,8 +172,8 @@ def text_sections(text: str) -> list[Section]:
     a rule) is dropped. The file's first line is its title (a level-1 heading) when it is short (≤ 10 words,
     ≤ 80 characters), ends no sentence (a closing quote may end it: «Ботанический сад «Лесная поляна»») and a blank
     line follows it: "Заря" over "Заря — это программа …" was read as the first sentence's first word ("Заря Заря —
-    это …"). Everything else is kept verbatim, line
-    breaks included.
+    это …"); so is, under it, any such short line alone between blank lines (:func:`_section_title`: a level-2
+    heading, "Railway" over its paragraph). Everything else is kept verbatim, line breaks included.
     """
     sections: list[Section] = []
     path: list[str] = []
@@ -193,7 +193,11 @@ def text_sections(text: str) -> list[Section]:
             sections.append(Section(body, list(path)))
         buf.clear()
 
-    for line in lines:
+    for i, line in enumerate(lines):
+        if _section_title(lines, i):  # "Railway" alone between blank lines, then its paragraph
+            flush()
+            path = path[:1] + [line.strip()] if path else [line.strip()]
+            continue
         rule = _RULE.match(line)
         if rule:
             mark = rule.group(1)
@@ -213,6 +217,20 @@ def text_sections(text: str) -> list[Section]:
         buf.append(line)
     flush()
     return sections
+
+
+def _section_title(lines: list[str], i: int) -> bool:
+    """True when plain-text line ``i`` is a section title under the file's title: short (≤ 8 words, ≤ 60
+    characters), opening with a capital letter, ending no sentence nor clause (no final ``.!?:;,``), alone between
+    blank lines, with text after it ("Railway" over "The railway reached Marrowby in 1863." was read as that
+    sentence's first word: "Railway The railway reached …")."""
+    t = lines[i].strip()
+    if not t or len(t) > 60 or len(t.split()) > 8 or not t[:1].isupper() or t[-1:] in _ENDS + ",:;" \
+            or t.startswith("#") or _RULE.match(lines[i]):
+        return False
+    if i == 0 or lines[i - 1].strip() or i + 2 >= len(lines) or lines[i + 1].strip():
+        return False
+    return bool(lines[i + 2].strip())
 
 
 def _markdown():

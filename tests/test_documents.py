@@ -189,6 +189,12 @@ def test_plain_text_headings_and_rules():
         "Ботанический сад «Лесная поляна»"]
     assert text_sections('Garden "Meadow"\n\nIt opened.\n')[0].headings == ['Garden "Meadow"']
     assert text_sections("Он сказал «Привет.»\n\nИ ушёл.\n")[0].headings == []
+    # a short line alone between blank lines, with text after it, is a section title under the file's title
+    secs = text_sections("A History of Marrowby\n\nA small town.\n\nRailway\n\nThe railway reached it in 1863.\n\n"
+                         "See the list below:\n\nOne item.\n")
+    assert [(x.headings, x.text) for x in secs] == [
+        (["A History of Marrowby"], "A small town."),
+        (["A History of Marrowby", "Railway"], "The railway reached it in 1863.\n\nSee the list below:\n\nOne item.")]
 
 
 def test_a_dangling_link_in_a_folder_is_named(tmp_path):
