@@ -199,6 +199,7 @@ class Reasoner:
         if path is not None:
             result.extra["selector"] = {"model": Path(path).name, "why": chosen_why}
         refusal = (O.unknown_words(question, form, hits) or O.unwritten_names(question, form, passages)
+                   or O.unnamed_role(question, form, passages)
                    or O.unsaid_claim(question, form, passages, ev, s)
                    or O.refusal(form, passages, ev, s, embedder=getattr(self.kb, "embedder", None)))
         times = {"retrieve": 1000 * t_retrieve, "propose": 0.0, "select": 0.0, "accumulate": 0.0}

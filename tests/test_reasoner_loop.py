@@ -536,3 +536,19 @@ def test_a_common_word_opening_a_sentence_goes_on_in_lower_case_after_yes():
     ev = Evidence(toks, [[]], [[]])
     assert common_english_word("Most", ev)
     assert not common_english_word("SQLite", ev) and not common_english_word("Gull", ev)
+
+
+def test_a_who_is_the_role_of_question_no_passage_names_the_role_of_is_declined():
+    """"Who is the mayor of Marrowby?" was answered with the founder; "founder" ~ "founded", "author" ~ "written"."""
+    from types import SimpleNamespace
+
+    from overlay_core.questions import analyze
+    from overlay_core.stages.opening import unnamed_role
+
+    town = [SimpleNamespace(text="Marrowby was founded in 1612 by the shipwright Odile Fenwick.")]
+    book = [SimpleNamespace(text="The Zephyr Toolkit was written by Marta Kowalski in 2015.")]
+    q = "Who is the mayor of Marrowby?"
+    assert "no retrieved passage names a mayor of Marrowby" in unnamed_role(q, analyze(q), town)
+    for q, passages in [("Who is the founder of Marrowby?", town), ("Who is the author of the Zephyr Toolkit?", book),
+                        ("Who founded Marrowby?", town)]:
+        assert unnamed_role(q, analyze(q), passages) is None, q

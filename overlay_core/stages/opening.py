@@ -43,6 +43,25 @@ def unknown_words(question: str, form, hits) -> str | None:
             "a term of the corpus, or ingest documents that cover it")
 
 
+#: Role nouns whose deed the passages write with another word ("the author of X" — "X was written by …").
+_ROLE_DEEDS = {"author": ("wrote", "written", "write", "writes", "authored"), "writer": ("wrote", "written", "write")}
+
+
+def unnamed_role(question: str, form, passages) -> str | None:
+    """Why an English "Who is the <role> of X?" is declined when no retrieved passage writes the role (its words
+    by stem, "founder" ~ "founded"; "author" ~ "written", :data:`_ROLE_DEEDS`), else None: "Who is the mayor of
+    Marrowby?" was answered with the town's founder from the only passages about Marrowby, none of which names a
+    mayor."""
+    if form.lang != "en" or form.kind != "who" or form.rule != "who-is" or not form.focus:
+        return None
+    said = {E.stem(w) for p in passages for w in T.words(p.text) if not T.is_punct(w)}
+    deeds = {E.stem(d) for w in form.focus for d in _ROLE_DEEDS.get(w.casefold(), ())}
+    if any(E.stem(w) in said for w in form.focus) or deeds & said:
+        return None
+    return (f"no retrieved passage names a {' '.join(form.focus)} of {form.subject}: the passages about "
+            f"{form.subject} say other things; ask about what they cover, or ingest documents that name it")
+
+
 _LATIN = re.compile(r"[A-Za-z]")
 _CYRILLIC = re.compile(r"[\u0400-\u04FF]")
 
