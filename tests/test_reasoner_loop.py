@@ -549,6 +549,8 @@ def test_a_who_is_the_role_of_question_no_passage_names_the_role_of_is_declined(
     book = [SimpleNamespace(text="The Zephyr Toolkit was written by Marta Kowalski in 2015.")]
     q = "Who is the mayor of Marrowby?"
     assert "no retrieved passage names a mayor of Marrowby" in unnamed_role(q, analyze(q), town)
+    q = "Who was the first harbour master of Marrowby?"
+    assert "no retrieved passage names a first harbour master of Marrowby" in unnamed_role(q, analyze(q), town)
     for q, passages in [("Who is the founder of Marrowby?", town), ("Who is the author of the Zephyr Toolkit?", book),
-                        ("Who founded Marrowby?", town)]:
+                        ("Who founded Marrowby?", town), ("What is the population of Marrowby?", town)]:
         assert unnamed_role(q, analyze(q), passages) is None, q

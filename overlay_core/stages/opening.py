@@ -48,12 +48,13 @@ _ROLE_DEEDS = {"author": ("wrote", "written", "write", "writes", "authored"), "w
 
 
 def unnamed_role(question: str, form, passages) -> str | None:
-    """Why an English "Who is the <role> of X?" is declined when no retrieved passage writes the role (its words
-    by stem, "founder" ~ "founded"; "author" ~ "written", :data:`_ROLE_DEEDS`), else None: "Who is the mayor of
-    Marrowby?" was answered with the town's founder from the only passages about Marrowby, none of which names a
-    mayor."""
-    if form.lang != "en" or form.kind != "who" or form.rule != "who-is" or not form.focus:
-        return None
+    """Why an English "Who is the <role> of X?" is declined when no retrieved passage writes any word of the role
+    (by stem, "founder" ~ "founded"; "author" ~ "written", :data:`_ROLE_DEEDS`), else None: "Who is the mayor of
+    Marrowby?" was answered with the town's founder from passages none of which names a mayor. ("What is the
+    <attribute> of X?" is not read so: an attribute is often not written by its name — "the population of X" is
+    "X had 4,300 inhabitants".)"""
+    if form.lang != "en" or form.kind != "who" or form.rule != "who-is" or not form.focus or not form.subject:
+        return None  # not "What is the <attribute> of X?": "the population of X" is written "had 4,300 inhabitants"
     said = {E.stem(w) for p in passages for w in T.words(p.text) if not T.is_punct(w)}
     deeds = {E.stem(d) for w in form.focus for d in _ROLE_DEEDS.get(w.casefold(), ())}
     if any(E.stem(w) in said for w in form.focus) or deeds & said:
