@@ -660,6 +660,22 @@ def opposite_term(question: list[str], words: list[str]) -> str | None:
     return None
 
 
+def denies(question: list[str], words: list[str]) -> str | None:
+    """The negating word of ``words`` (word tokens; :func:`negation`) that a word of ``question`` follows within
+    two words, in the same form or with a verb ending ("does not support", "doesn't compete"), or None: the
+    sentence says that what was asked is not so. Narrower than :func:`negation_of`: "is not directly comparable to
+    MySQL" does not deny "compare" (it names what was asked), nor does a "no" elsewhere in the sentence."""
+    asked = {w.casefold() for w in question if not T.is_punct(w) and w.casefold() not in STOP_WORDS}
+    for i, w in enumerate(words):
+        if negation([w]) is None:
+            continue
+        for v in words[i + 1:i + 3]:
+            f = v.casefold()
+            if f in asked or any(f == a + x for a in asked for x in ("s", "es", "d", "ed", "ing")):
+                return w
+    return None
+
+
 def negated_term(question: list[str], words: list[str]) -> str | None:
     """The first word of ``words`` (word tokens) that is a word of ``question`` with a negative prefix
     («некоммерческой» for «коммерческой», "non-profit" for "profit"), compared by stem; None if there is none.

@@ -554,3 +554,19 @@ def test_a_who_is_the_role_of_question_no_passage_names_the_role_of_is_declined(
     for q, passages in [("Who is the founder of Marrowby?", town), ("Who is the author of the Zephyr Toolkit?", book),
                         ("Who founded Marrowby?", town), ("What is the population of Marrowby?", town)]:
         assert unnamed_role(q, analyze(q), passages) is None, q
+
+
+def test_a_sentence_denies_the_question_only_when_its_negation_governs_a_question_word():
+    """"It does not support Windows Phone." denies "support"; "is not directly comparable to MySQL" names what
+    "Which engines does SLT compare SQLite against?" asks; a "no" elsewhere denies nothing."""
+    from overlay_core import evidence as E
+
+    def denies(q, s):
+        return E.denies(T.words(q), T.words(s))
+
+    assert denies("Which systems does the guide app support?", "It does not support Windows Phone.") == "not"
+    assert denies("What does SQLite compete with?", "SQLite doesn't compete with client/server databases.")
+    assert denies("Which database engines does SLT compare SQLite against?",
+                  "SQLite is not directly comparable to client/server SQL database engines such as MySQL.") is None
+    assert denies("Why does SQLite work well in embedded devices?", "Because it requires no administration, it works "
+                  "well in devices that must operate without expert human support.") is None

@@ -25,8 +25,8 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
     cross-encoder cannot read (on Russian it rates every sentence ~0.999), the knowledge base's own multilingual
     embedder (:func:`embedding_reading`). A non-English question's focus words are weighted by their
     inverse frequency among the sentences (:func:`overlay_core.evidence.focus_weights`). An English sentence
-    that negates the words of a question that is neither yes/no nor negated keeps :data:`NEGATED_SHARE` of its
-    relevance (``parts["negated"]``)."""
+    that denies a word of a question that is neither yes/no nor negated ("does not support", :func:`overlay_core.
+    evidence.denies`) keeps :data:`NEGATED_SHARE` of its relevance (``parts["negated"]``)."""
     toks = [E.material_tokens(p.text) if s.hygiene else E.body_tokens(p.text) for p in passages]
     ranges = [E.sentences(tk) for tk in toks]
     weights = None
@@ -72,9 +72,9 @@ def read_evidence(kb, question: str, form: QuestionForm, passages, s: ReasonerSe
     q_words = T.words(question)
     if form.lang == "en" and form.kind != "yes-no" and E.negation(q_words) is None:
         # "Which systems does the guide app support?" — "It does not support Windows Phone." says what is not: a
-        # sentence that negates the question's words ranks after the ones that do not (its relevance × 0.5)
+        # sentence that denies the question's words ranks after the ones that do not (its relevance × 0.5)
         for x in flat:
-            if E.negation_of(q_words, toks[x.passage][x.start:x.end]) is not None:
+            if E.denies(q_words, toks[x.passage][x.start:x.end]) is not None:
                 x.relevance *= NEGATED_SHARE
                 x.parts["negated"] = 1.0
     return Evidence(toks, sents, sent_of, cross_needs_type=form.answer_type == "expansion")
