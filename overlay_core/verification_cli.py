@@ -490,8 +490,8 @@ def apply_cmd(
     if new:
         _err.print(f"applied {len(new)} change(s) from {len({d['verdict_id'] for d in new})} verdict(s) to {path}")
     if rec:
-        _err.print(f"recorded {rec} change(s) that {path} already held: an earlier apply was interrupted before it "
-                   "wrote its audit rows")
+        _err.print(f"recorded {rec} change(s) that {path} already held but the review database had not logged for "
+                   "this file (a copied or moved state folder, or an apply interrupted before it logged them)")
 
 
 @review_app.command("export")
