@@ -35,7 +35,7 @@ def build_prompt(selector, question: str, passages, s: ReasonerSettings) -> tupl
     if selector.count_tokens(prompt) > budget:
         raise InputError(f"the question is too long: with one passage the prompt needs "
                          f"{selector.count_tokens(prompt)} tokens but the model context allows {budget}; "
-                         "shorten the question (in a flow, or raise the LLM Selector node's Context Length)")
+                         "shorten the question (in a flow, raising the LLM Selector node's Context Length also helps)")
     return prompt, kept, dropped
 
 
