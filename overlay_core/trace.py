@@ -186,8 +186,8 @@ class Step:
 
     def overruling_rule(self, word: str) -> str | None:
         """Why the candidate ``word`` (its text, as a correction names it) was blocked at this step, or None when
-        it was not (or is not a candidate): a correction to a blocked candidate does not count while the same rule
-        blocks it again ("No," at a yes/no step whose passage sentence affirms the question)."""
+        it was not (or is not a candidate, or the step is a yes/no step, whose rule yields to verdicts): a
+        correction to a blocked candidate does not count while the same rule blocks it again."""
         if self.extra.get("verdicts_overrule"):  # a yes/no step: the reviewers' verdicts lift its rule's block
             return None
         return next((c.blocked for c in self.candidates if c.word == word and c.blocked), None)
@@ -496,11 +496,11 @@ def _why(chosen: Candidate | None, runner: Candidate | None, weights: Mapping[st
     return _WHY[best] if a[best] - b[best] > 0 else "higher score"
 
 
-def overruled_verdicts(t: Trace) -> list[tuple[Step, Candidate]]:
+def uncounted_verdicts(t: Trace) -> list[tuple[Step, Candidate]]:
     """``(step, candidate)`` for every candidate a reviewer's verdicts favour (``glob`` > 0) that a rule blocked: the
-    verdict did not count there ("Is the bakery open on Mondays?" corrected to "No," while the yes/no rule read the
-    passage's sentence as affirming it). A penalized candidate that is blocked is the verdict working, not
-    overruled. In step order."""
+    verdict did not count there (a correction to a word the repeated-n-gram rule blocks again). A penalized
+    candidate that is blocked is the verdict working. A yes/no step's rule yields to its verdicts instead
+    (``extra["overruled"]``). In step order."""
     return [(st, c) for st in t.steps for c in st.candidates if c.blocked and c.verdicts and (c.glob or 0) > 0]
 
 
@@ -566,7 +566,7 @@ def to_compact(result: Trace | Mapping, *, sources_shown: int = 5,
                 blocked[c.blocked] = blocked.get(c.blocked, 0) + 1
     if kinds:
         lines += ["", "**Candidates from:** " + ", ".join(kinds)]
-    for st, c in overruled_verdicts(t):
+    for st, c in uncounted_verdicts(t):
         lines += ["", f"**Verdict not counted** at step {st.step}: {', '.join(c.verdicts)} favours {c.word!r} "
                   f"(+{c.glob:g}), but it was blocked: {c.blocked}"]
     for st in t.steps:
@@ -660,7 +660,7 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
         out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> {st.chosen!r} "
                    f"({st.source}; {why}{verdicts}) of {len(cands)} candidates"
                    + (f", {n_blocked} blocked" if n_blocked else "") + f" | top: {top}")
-    for st, c in overruled_verdicts(t):
+    for st, c in uncounted_verdicts(t):
         out.append(f"  verdict not counted at step {st.step}: {', '.join(c.verdicts)} favours {c.word!r} "
                    f"(+{c.glob:g}), but it was blocked: {c.blocked}")
     for st in t.steps:
