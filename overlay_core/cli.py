@@ -146,7 +146,9 @@ def build(
         _fail_missing(missing)
         return
     state = "already built (cached)" if report.get("cached") else "built"
-    err.print(f"knowledge {state}: {report['n_passages']} passages, {report['n_edges']} edges, "
+    n, stored = report["n_passages"], report.get("store_count")
+    passages = f"{n} passage{'s' * (n != 1)}" + (f" ({stored} in the knowledge)" if stored and stored != n else "")
+    err.print(f"knowledge {state}: {passages}, {report['n_edges']} edges, "
               f"vocabulary {report['vocab_size']} (fingerprint {report['fingerprint']}, embedder "
               f"{report.get('embedder', 'minilm')})", highlight=False, soft_wrap=True)
     if report.get("documents_language") == "ru":
@@ -180,7 +182,8 @@ def build(
                   f"{ing.get('unchanged', 0)} unchanged (not embedded again), {ing.get('removed', 0)} old chunks "
                   "removed", highlight=False, soft_wrap=True)
     if report.get("store_extra"):
-        err.print(f"note: the knowledge also holds {report['store_extra']} passages from earlier builds (other "
+        extra = report["store_extra"]
+        err.print(f"note: the knowledge also holds {extra} passage{'s' * (extra != 1)} from earlier builds (other "
                   f"paths{'' if paths else ', a larger --limit'} or the Knowledge Base node); they are kept in the "
                   "adjacency table too — "
                   + ("`overlay build --rebuild PATH…` starts over from PATH… only." if paths else

@@ -386,8 +386,9 @@ def test_building_one_file_after_a_folder_keeps_the_others_and_says_so(tmp_path)
     home = tmp_path / "h"
     run("build", str(docs), home=home, check=True)
     p = run("build", str(docs / "b.md"), home=home, check=True)
-    note = next(x for x in p.stderr.splitlines() if x.startswith("note: the knowledge also holds 1 passages"))
-    assert note == ("note: the knowledge also holds 1 passages from earlier builds (other paths or the Knowledge Base "
+    assert "knowledge built: 1 passage (2 in the knowledge), " in p.stderr, p.stderr
+    note = next(x for x in p.stderr.splitlines() if x.startswith("note: the knowledge also holds 1 passage"))
+    assert note == ("note: the knowledge also holds 1 passage from earlier builds (other paths or the Knowledge Base "
                     "node); they are kept in the adjacency table too — `overlay build --rebuild PATH…` starts over "
                     "from PATH… only."), p.stderr
     assert run("neighbors", "Marlow", home=home, check=True).stdout.count("DB") >= 1
