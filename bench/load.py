@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 HEADWORDS = ["hash table", "TCP", "compiler", "Unix", "stack", "queue", "kernel", "cache", "database", "thread",
              "linked list", "byte"]
 REVIEWER = "load-bench"
-ITEM_RE = re.compile(r"Queued for review as (it_[0-9a-f]{16}): ")
+ITEM_RE = re.compile(r"Queued for review\*\* as `(it_[0-9a-f]{16})`")
 #: What Apply Verdict answers for an item whose trace chose no word (overlay_core.verification._plan_deltas).
 NOTHING_TO_JUDGE = "has no chosen words in its trace"
 VERDICT_RE = re.compile(r"Verdict (vd_[0-9a-f]{16}) recorded")
@@ -87,10 +87,12 @@ class Client:
     def ask_for_review(self, url: str, question: str) -> tuple[str, str]:
         """(item id, answer) from ``overlay_answer_for_review``."""
         text = self.run(url, "overlay_answer_for_review", question)
-        m = ITEM_RE.match(text)
+        m = ITEM_RE.search(text)  # the receipt: the answer first, its steps, then "**Queued for review** as `it_…`"
         if not m:
             raise RuntimeError(f"no review item in {text[:200]!r}")
-        return m.group(1), text[m.end():].split("\n\nReviewers:")[0]
+        from overlay_core.trace import reply_answer
+
+        return m.group(1), reply_answer(text)
 
     def ask(self, url: str, question: str) -> str:
         """The answer of ``overlay_answer``: the first paragraph of its reply (:func:`overlay_core.trace.reply_answer`)."""

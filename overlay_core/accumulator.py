@@ -66,7 +66,8 @@ class ScoreWeights:
     w_rel: float = setting(6.0, bounds=_W, label="Relevance Weight",
                            help="Weight of the relevance to the question (0-1) of the sentence a candidate comes "
                                 "from; who/when/which/how questions; for definitions 1 only for the opening of a "
-                                "glossary-labelled definition (\"Tether drift. The slow change …\").")
+                                "glossary-labelled definition (a term alone before its definition, or followed by "
+                                "a colon).")
 
     def __post_init__(self) -> None:
         validate(self, "score weight")

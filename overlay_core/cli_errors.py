@@ -131,5 +131,5 @@ def home_path(value: str) -> Path:
 
 
 #: The ``--home`` option every command shares.
-HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", parser=home_path,
+HomeOpt = typer.Option(None, "--home", envvar="OVERLAY_HOME", parser=home_path, metavar="PATH",
                        help="State folder (default ./.overlay).")
