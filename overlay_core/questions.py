@@ -57,7 +57,8 @@ _PARTICIPLES = {
     "broke": "broken", "break": "broken", "flew": "flown", "fly": "flown", "fell": "fallen", "fall": "fallen",
     "drove": "driven", "drive": "driven", "rose": "risen", "rise": "risen", "threw": "thrown", "throw": "thrown",
     "stole": "stolen", "steal": "stolen", "sang": "sung", "sing": "sung", "sank": "sunk", "sink": "sunk",
-    "froze": "frozen", "freeze": "frozen", "hid": "hidden", "hide": "hidden", "wore": "worn", "wear": "worn", "kept": "kept", "keep": "kept", "left": "left", "leave": "left",
+    "froze": "frozen", "freeze": "frozen", "hid": "hidden", "hide": "hidden", "wore": "worn", "wear": "worn",
+    "kept": "kept", "keep": "kept", "left": "left", "leave": "left",
     "hung": "hung", "hang": "hung", "shot": "shot", "shoot": "shot", "struck": "struck", "strike": "struck",
 }
 #: Irregular past tenses of base verbs ("When did X begin?" → "X began").

@@ -432,7 +432,7 @@ def _candidate_prefix(st: Step | None, text: str, item_id: str) -> tuple[str, st
     words = text.split()
     first = st.chosen_words[:1]  # a correction's edge starts with its first word: one shared with the chosen
     # a yes/no step's blocked word can be corrected to: the reviewers' verdicts lift its rule's block
-    open_ = bool(st.extra.get("verdicts_overrule"))
+    open_ = st.yields_to_verdicts
     by_text = {ot.normalize(c.word).casefold(): c for c in st.candidates if c.blocked is None or open_}
     blocked = {ot.normalize(c.word).casefold(): c for c in st.candidates if c.blocked and not open_}
     prefixes = [ot.normalize(" ".join(words[:n])).strip("“”\"'«»").casefold() for n in range(len(words), 0, -1)]

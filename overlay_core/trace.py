@@ -184,11 +184,17 @@ class Step:
         """``(prev, first chosen word)``: the edge a verdict on this step changes; None when nothing was chosen."""
         return (self.prev, self.chosen_words[0]) if self.chosen_words else None
 
+    @property
+    def yields_to_verdicts(self) -> bool:
+        """True for a yes/no step (every candidate from the ``yes-no`` source): its rule's block on "Yes,"/"No,"
+        yields to the reviewers' verdicts on that question (:func:`overlay_core.stages.opening.yes_no_step`)."""
+        return bool(self.candidates) and all(c.source == "yes-no" for c in self.candidates)
+
     def overruling_rule(self, word: str) -> str | None:
         """Why the candidate ``word`` (its text, as a correction names it) was blocked at this step, or None when
         it was not (or is not a candidate, or the step is a yes/no step, whose rule yields to verdicts): a
         correction to a blocked candidate does not count while the same rule blocks it again."""
-        if self.extra.get("verdicts_overrule"):  # a yes/no step: the reviewers' verdicts lift its rule's block
+        if self.yields_to_verdicts:
             return None
         return next((c.blocked for c in self.candidates if c.word == word and c.blocked), None)
 

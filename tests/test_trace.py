@@ -182,3 +182,16 @@ def test_full_tables_explain_their_columns_once():
                                                             for s in range(3)]}
     md = to_markdown(result)
     assert md.count("**Columns:**") == 1 and "*glob* = the experts' verdicts" in md
+
+
+def test_a_yes_no_step_yields_to_verdicts_and_names_no_overruling_rule():
+    """Read from the step itself (every candidate from the yes-no source), not from a flag written into traces."""
+    from overlay_core.trace import Candidate, Step
+
+    def step(source):
+        return Step(step=0, prev="q", context=[], chosen="Yes,", chosen_words=["Yes", ","], source=source,
+                    candidates=[Candidate(word="No,", words=["No", ","], source=source, blocked="affirms"),
+                                Candidate(word="Yes,", words=["Yes", ","], source=source)])
+
+    assert step("yes-no").yields_to_verdicts and step("yes-no").overruling_rule("No,") is None
+    assert not step("corpus").yields_to_verdicts and step("corpus").overruling_rule("No,") == "affirms"

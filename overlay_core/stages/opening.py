@@ -54,7 +54,7 @@ def unnamed_role(question: str, form, passages) -> str | None:
     <attribute> of X?" is not read so: an attribute is often not written by its name — "the population of X" is
     "X had 4,300 inhabitants".)"""
     if form.lang != "en" or form.kind != "who" or form.rule != "who-is" or not form.focus or not form.subject:
-        return None  # not "What is the <attribute> of X?": "the population of X" is written "had 4,300 inhabitants"
+        return None
     said = {E.stem(w) for p in passages for w in T.words(p.text) if not T.is_punct(w)}
     deeds = {E.stem(d) for w in form.focus for d in _ROLE_DEEDS.get(w.casefold(), ())}
     if any(E.stem(w) in said for w in form.focus) or deeds & said:
@@ -356,7 +356,6 @@ def yes_no_step(prompt: str, question: str, form: QuestionForm, ev: Evidence, s:
             for d in drafts}
     best = best_of([d for d in drafts if d.blocked is None], rows)
     rec = step_record(0, [], rows, best, s, ts, tp, tsel, time.perf_counter(), prev=key)
-    rec.extra["verdicts_overrule"] = True  # a correction to the blocked word counts (see review chat)
     if overruled:
         rec.extra["overruled"] = overruled
     return rec
