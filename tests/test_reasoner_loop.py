@@ -529,13 +529,13 @@ def test_a_common_word_opening_a_sentence_goes_on_in_lower_case_after_yes():
     "SQLite" and "Gull" are names (never in lower case)."""
     from overlay_core import evidence as E
     from overlay_core.stages.base import Evidence
-    from overlay_core.stages.sources import common_english_word
+    from overlay_core.stages.sources import common_word
 
     toks = [E.material_tokens("Most SQL database engines use static typing. SQLite uses dynamic typing, and most "
                               "values are stored as text. Gull Point is north of the harbour.")]
     ev = Evidence(toks, [[]], [[]])
-    assert common_english_word("Most", ev)
-    assert not common_english_word("SQLite", ev) and not common_english_word("Gull", ev)
+    assert common_word("Most", ev)
+    assert not common_word("SQLite", ev) and not common_word("Gull", ev)
 
 
 def test_a_who_is_the_role_of_question_no_passage_names_the_role_of_is_declined():

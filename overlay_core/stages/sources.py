@@ -61,31 +61,22 @@ def definition_start(toks: list[str], n: int, lower: bool) -> tuple[str, ...]:
     return tuple(out)
 
 
-def common_russian_word(word: str, ev: Evidence) -> bool:
-    """True for a capitalised Cyrillic word that the passages never write capitalised inside a sentence
-    («Ядро», «Проект» open their sentence; «Debian», «Линус» are names): after «Да,» it goes on in lower
-    case."""
-    if not E.is_cyrillic(word):
+def common_word(word: str, ev: Evidence) -> bool:
+    """True for a capitalised word that the passages never write capitalised inside a sentence, so its capital
+    comes from opening its sentence: after «Да,»/"Yes," it goes on in lower case. Cyrillic: that is enough («Ядро»,
+    «Проект» open their sentence; «Debian», «Линус» are names). Latin: it must also be written in lower case
+    somewhere ("Most" of "Most SQL database engines …" is "most" elsewhere; "SQLite", "Gull" never are)."""
+    cyrillic = E.is_cyrillic(word)
+    if not cyrillic and not (word[:1].isupper() and word[1:].islower()):
         return False
+    low, seen_low = word.casefold(), cyrillic
     for toks in ev.toks:
         for i in range(1, len(toks)):
-            if toks[i] == word and toks[i - 1] not in T.SENTENCE_END and toks[i - 1] not in ('"', "«", "(", ":"):
-                return False
-    return True
-
-
-def common_english_word(word: str, ev: Evidence) -> bool:
-    """True for a capitalised Latin word that the passages write in lower case somewhere and never capitalised
-    inside a sentence ("Most" of "Most SQL database engines …"; "SQLite", "Linux" are names): after "Yes," it goes on
-    in lower case."""
-    if E.is_cyrillic(word) or not word[:1].isupper() or not word[1:].islower():
-        return False
-    low, seen_low = word.casefold(), False
-    for toks in ev.toks:
-        for i in range(1, len(toks)):
-            if toks[i] == low and toks[i - 1] not in T.SENTENCE_END:
+            if toks[i - 1] in T.SENTENCE_END:
+                continue
+            if toks[i] == low:
                 seen_low = True
-            elif toks[i] == word and toks[i - 1] not in T.SENTENCE_END and toks[i - 1] not in ('"', "(", ":"):
+            elif toks[i] == word and toks[i - 1] not in ('"', "«", "(", ":"):
                 return False
     return seen_low
 
@@ -169,7 +160,7 @@ class AnswerSpans:
     "stands for" question after its frame, the acronym's ``"expansion"`` s found in the passages.
 
     After a comma ("Yes,") a sentence opening that is a capitalised function word (or a common Russian or English
-    word: :func:`common_russian_word`, :func:`common_english_word`) goes on in lower case ("Yes, the program …";
+    word: :func:`common_word`) goes on in lower case ("Yes, the program …";
     "Yes, most SQL database engines …")."""
 
     name: str = "answer-span"
@@ -207,8 +198,7 @@ class AnswerSpans:
             if words and not T.ends_sentence(toks, start + len(words) - 1):
                 n += 1
                 if after_comma and not framed and words[0] != "I" and words[0][:1].isupper() \
-                        and (words[0].casefold() in FUNCTION_WORDS or common_russian_word(words[0], ev)
-                             or common_english_word(words[0], ev)):
+                        and (words[0].casefold() in FUNCTION_WORDS or common_word(words[0], ev)):
                     words = (words[0].casefold(), *words[1:])
                 # after a frame, its first word too ("in" of "in 1969 by Ken Thompson"); a sentence opening is
                 # proposed whole, so choosing it chooses its sentence ("The" alone opens every "The …" sentence)
