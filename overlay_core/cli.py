@@ -21,7 +21,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from .accumulator import ScoreWeights
-from .cli_errors import HomeOpt, err, fail as _fail, print_error
+from .cli_errors import HomeOpt, err, fail as _fail, json_error, print_error
 from .errors import InputError, OverlayError
 from .settings import ReasonerSettings, render_help, specs
 from .text import utf8_safe
@@ -367,7 +367,7 @@ def main() -> None:
         message = f"{exc.format_message().rstrip('.')} (see `{path} --help`)"
         print_error(message)
         if "--json" in sys.argv[1:]:  # a script reading stdout gets the error as JSON too
-            print(json.dumps({"error": message, "kind": "UsageError", "exit_code": exc.exit_code}, ensure_ascii=False))
+            print(json_error(message))
         sys.exit(exc.exit_code)
     except click.Abort:
         err.print("Aborted.", highlight=False)
