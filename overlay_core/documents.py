@@ -187,6 +187,8 @@ def text_sections(text: str) -> list[Section]:
                 and title.rstrip(_CLOSERS)[-1:] not in _ENDS + ",":  # «Сад «Поляна»» is a title; 'Hi.»' is not
             path, lines = [title], lines[first + 1:]
 
+    file_title = list(path)  # section titles stand under it, side by side
+
     def flush() -> None:
         body = "\n".join(buf).strip()
         if body:
@@ -196,7 +198,7 @@ def text_sections(text: str) -> list[Section]:
     for i, line in enumerate(lines):
         if _section_title(lines, i):  # "Railway" alone between blank lines, then its paragraph
             flush()
-            path = path[:1] + [line.strip()] if path else [line.strip()]
+            path = [*file_title, line.strip()]
             continue
         rule = _RULE.match(line)
         if rule:
@@ -221,16 +223,20 @@ def text_sections(text: str) -> list[Section]:
 
 def _section_title(lines: list[str], i: int) -> bool:
     """True when plain-text line ``i`` is a section title under the file's title: short (≤ 8 words, ≤ 60
-    characters), opening with a capital letter, ending no sentence nor clause (no final ``.!?:;,``), alone between
-    blank lines, with text after it ("Railway" over "The railway reached Marrowby in 1863." was read as that
-    sentence's first word: "Railway The railway reached …")."""
+    characters), opening with a capital letter, ending no sentence nor clause (no final ``.!?:;,``), after a blank
+    line (or first), and either alone between blank lines with text after it, or right over a line that opens with
+    a capital and ends a sentence ("Railway" over "The railway reached Marrowby in 1863." was read as that
+    sentence's first word: "Railway The railway reached …"; a hard-wrapped line goes on in lower case or ends
+    mid-sentence)."""
     t = lines[i].strip()
     if not t or len(t) > 60 or len(t.split()) > 8 or not t[:1].isupper() or t[-1:] in _ENDS + ",:;" \
             or t.startswith("#") or _RULE.match(lines[i]):
         return False
-    if i == 0 or lines[i - 1].strip() or i + 2 >= len(lines) or lines[i + 1].strip():
+    if i > 0 and lines[i - 1].strip():
         return False
-    return bool(lines[i + 2].strip())
+    if i + 1 < len(lines) and lines[i + 1].strip():  # its paragraph right under it: a new sentence there
+        return lines[i + 1].strip()[:1].isupper() and lines[i + 1].rstrip()[-1:] in _ENDS
+    return i > 0 and i + 2 < len(lines) and bool(lines[i + 2].strip())
 
 
 def _markdown():

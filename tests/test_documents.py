@@ -195,6 +195,12 @@ def test_plain_text_headings_and_rules():
     assert [(x.headings, x.text) for x in secs] == [
         (["A History of Marrowby"], "A small town."),
         (["A History of Marrowby", "Railway"], "The railway reached it in 1863.\n\nSee the list below:\n\nOne item.")]
+    # a title right over its paragraph (a fresh user's notes); a hard-wrapped short line is no title
+    secs = text_sections("Reading Club\nThe club meets in the east hall.\n\nMembership\nMembership is free.\n\n"
+                         "Opening hours for the\nreading room are long.\n")
+    assert [(x.headings, x.text) for x in secs] == [
+        (["Reading Club"], "The club meets in the east hall."),
+        (["Membership"], "Membership is free.\n\nOpening hours for the\nreading room are long.")]
 
 
 def test_a_dangling_link_in_a_folder_is_named(tmp_path):
