@@ -549,7 +549,8 @@ def to_compact(result: Trace | Mapping, *, sources_shown: int = 5,
         chosen = next((c for c in st.candidates if c.word == st.chosen), None)
         if st.chosen is None:
             first = next((c for c in st.candidates if c.blocked), None)
-            why = f"all blocked ({first.blocked})" if first else "no candidate"
+            why = (_rejected([c for c in st.candidates if c.blocked]) or f"all blocked ({first.blocked})" if first
+                   else "no candidate")
             lines.append("- " + _clip(f"{st.step} nothing chosen: {why}", COMPACT_WIDTH))
             continue
         runner = next((c for c in live if c.word != st.chosen), None)
@@ -619,6 +620,25 @@ def _selector_line(t: Trace) -> str:
     return f"**Selector:** {sel['model']}" + (f" ({sel['why']})" if sel.get("why") else "")
 
 
+def _none_chosen(st: Step) -> str:
+    """Why a step chose nothing: its candidates all blocked, with the first one's rule, and the verdicts that blocked
+    any (a reviewer's reject of the only word left: the verdict ids say which judgement stopped the answer)."""
+    blocked = [c for c in st.candidates if c.blocked]
+    if not blocked:
+        return "no candidate"
+    first = blocked[0]
+    text = f"{len(blocked)} candidate{'s' * (len(blocked) != 1)}, all blocked (e.g. {first.word!r}: {first.blocked})"
+    rejected = _rejected(blocked)
+    return text + (f"; {rejected}" if rejected else "")
+
+
+def _rejected(candidates: list[Candidate]) -> str:
+    """"rejected by review: 'Ada' (vd_…)" for the candidates whose verdicts sum below zero; "" when none."""
+    judged = [c for c in candidates if c.verdicts and (c.glob or 0) < 0]
+    return ("rejected by review: " + ", ".join(f"{c.word!r} ({','.join(c.verdicts)})" for c in judged)
+            if judged else "")
+
+
 def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     """Compact plain-text trace for terminals: one line per step with the top candidates."""
     t = _as_trace(result)
@@ -646,23 +666,20 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
         top = "; ".join(f"{c.word!r} {c.score:.2f} [{c.source}" + (f"; {','.join(c.verdicts)}" if c.verdicts else "")
                         + "]" for c in listed)
         chosen = next((c for c in cands if c.word == st.chosen), None)
-        why = ""
-        if chosen is not None:
-            share = st.extra.get("llm_share")  # the step that chose the answer's sentence weighs the LLM less
-            why = (f"p_adj={_fmt(chosen.p_adj)} ctx={_fmt(chosen.ctx)} "
-                   + (f"rel={_fmt(chosen.rel)} " if chosen.rel else "") + f"llm={_fmt(chosen.llm)} "
-                   + (f"(weighed x{share:g}, choosing the sentence) " if share is not None else "")
-                   + f"glob={_fmt(chosen.glob)}")
-        else:
-            why = "p_adj= ctx= llm= glob="
-        verdicts = f" verdicts={','.join(chosen.verdicts)}" if chosen is not None and chosen.verdicts else ""
         n_blocked = sum(1 for c in st.candidates if c.blocked)
         if st.chosen is None:  # the answer stopped here: say why instead of "-> None (None; p_adj= …)"
-            first = next((c for c in st.candidates if c.blocked), None)
-            out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> nothing chosen: "
-                       + (f"{n_blocked} candidates, all blocked (e.g. {first.word!r}: {first.blocked})" if first
-                          else "no candidate"))
+            out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> nothing chosen: " + _none_chosen(st))
             continue
+        why, verdicts = "", ""
+        if chosen is not None:
+            share = st.extra.get("llm_share")  # the step that chose the answer's sentence weighs the LLM less
+            # a number the candidate's source does not give (a yes/no word has no p_adj, ctx or llm) is left out
+            why = " ".join(f"{name}={_fmt(v)}" for name, v in (("p_adj", chosen.p_adj), ("ctx", chosen.ctx),
+                                                                 ("rel", chosen.rel or None), ("llm", chosen.llm))
+                           if v is not None)
+            why += (f" (weighed x{share:g}, choosing the sentence)" if share is not None else "") \
+                + f" glob={_fmt(chosen.glob)}"
+            verdicts = f" verdicts={','.join(chosen.verdicts)}" if chosen.verdicts else ""
         out.append(f"  step {st.step:>2} [{' '.join(st.context)}] -> {st.chosen!r} "
                    f"({st.source}; {why}{verdicts}) of {len(cands)} candidates"
                    + (f", {n_blocked} blocked" if n_blocked else "") + f" | top: {top}")

@@ -126,8 +126,19 @@ def test_a_step_where_every_candidate_is_blocked_says_so_instead_of_printing_non
     text = to_text(result)
     assert "  step  0 [by] -> nothing chosen: 2 candidates, all blocked (e.g. 'Ada': " + why + ")" in text, text
     assert "None" not in text and text.rstrip().endswith("stopped: every candidate rejected by review")
+    assert "; rejected by review: 'Ada' (vd_abc)\n" in text, text  # the verdict that stopped the answer is named
+    assert "- 0 nothing chosen: rejected by review: 'Ada' (vd_abc)" in to_compact(result)
     md = to_markdown(result)
     assert "**Step 0** — context `by` → nothing chosen (every candidate blocked, " in md and "None" not in md, md
+
+
+def test_a_number_the_source_does_not_give_is_left_out_of_the_text_line():
+    """A yes/no step's word comes from the passage's reading, not the table or the model: it printed `p_adj= ctx=`."""
+    yes = dict(_cand("No,", 5.0), source="yes-no", p_adj=None, ctx=0.0, llm=None, glob=54.0)
+    text = to_text({"question": "Is it open?", "answer": "No, it is closed.",
+                    "trace": [{"step": 0, "context": [], "chosen": "No,", "source": "yes-no", "candidates": [yes]}]})
+    line = next(ln for ln in text.splitlines() if ln.startswith("  step  0"))
+    assert "-> 'No,' (yes-no; ctx=0.000 glob=54.000)" in line and "p_adj" not in line, line
 
 
 def test_the_step_that_chose_the_sentence_says_how_it_weighed_the_llm():
