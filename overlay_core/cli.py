@@ -247,9 +247,13 @@ def ask(
         if enqueue:
             from .verification import ReviewStore
 
-            result["answer_id"] = ReviewStore(db or state_paths(home).review_db).enqueue(
+            store = ReviewStore(db or state_paths(home).review_db)
+            waiting = store.pending_like(question, result["answer"])  # asked again: the item already queued
+            result["answer_id"] = waiting.id if waiting else store.enqueue(
                 flow="cli", question=question, answer=result["answer"], trace=result,
                 model_fingerprint=result.get("model", ""), index_fingerprint=result.get("index", ""))
+            if waiting:
+                result["answer_queued_before"] = True
     except OverlayError as exc:
         _fail(exc, ctx, json_out=json_out)
     if json_out:
@@ -259,7 +263,9 @@ def ask(
     else:
         print(to_text(result))  # starts with "Answer: ..."
         if result.get("answer_id"):
-            print(f"\nreview item: {result['answer_id']}")
+            print(f"\nreview item: {result['answer_id']}" + (" (already waiting for review: the same answer to the "
+                                                             "same question)" if result.get("answer_queued_before")
+                                                             else ""))
 
 
 @app.command(cls=_Command)

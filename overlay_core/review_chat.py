@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from . import text as ot
 from .errors import OverlayError
 from .trace import Step, Trace
-from .verification import ReviewItem, ReviewStore, Verdict, apply_to_file
+from .verification import ReviewItem, ReviewStore, Verdict, answer_key, apply_to_file
 
 #: The ``flow`` recorded with every item this chat enqueues.
 CHAT_FLOW = "overlay-expert-chat"
@@ -262,7 +262,7 @@ class ReviewChat:
         # the same question answered the same way again is one line: its newest item, and how many times
         groups: dict[tuple[str, str], list[ReviewItem]] = {}
         for it in items[::-1]:
-            groups.setdefault((" ".join(it.question.split()).casefold(), it.answer), []).append(it)
+            groups.setdefault(answer_key(it.question, it.answer), []).append(it)
         shown = list(groups.values())[:QUEUE_SHOWN]
         lines = [f"**{len(items)} item{'s' * (len(items) != 1)} waiting for review**"
                  + (f" (newest {len(shown)})" if len(groups) > len(shown) else "") + ":", ""]

@@ -342,6 +342,12 @@ def check_verdict(item_id: str, *, reviewer: str, kind: str, step: int | None = 
     return item_id, reviewer, word, comment, rubric_json
 
 
+def answer_key(question: str, answer: str) -> tuple[str, str]:
+    """What makes two review items the same judgement: the question with its spaces and case evened out, and the
+    answer as given."""
+    return " ".join(question.split()).casefold(), answer
+
+
 class ReviewStore:
     """The review queue and the append-only verdict log (see module docstring).
 
@@ -535,6 +541,12 @@ class ReviewStore:
                 raise VerificationError(f"unknown review item {item_id!r}; list items with `overlay review list`")
             status = self._statuses(conn, [item_id]).get(item_id, "pending")
         return _item_from_row(row, status)
+
+    def pending_like(self, question: str, answer: str) -> ReviewItem | None:
+        """The newest pending item that answered ``question`` (spaces and case aside) with exactly ``answer``, or
+        None: asking again for review need not queue a second copy of the same judgement."""
+        key = answer_key(question, answer)
+        return next((it for it in self.list("pending")[::-1] if answer_key(it.question, it.answer) == key), None)
 
     def list(self, status: str | None = None) -> list[ReviewItem]:
         """Items in queue order (oldest first), optionally only those with ``status``.

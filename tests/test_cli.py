@@ -284,6 +284,11 @@ def test_ask_enqueue_creates_the_review_database_that_review_reads(env_home, tmp
     assert db.is_file()
     p = run("review", "list", "--db", str(db), home=env_home, check=True)
     assert p.stdout.startswith(f"{out['answer_id']}\tpending\t")
+    # asked again, answered the same way: the item already waiting is named, not queued twice (a fresh user's walk)
+    p = run("ask", "What is a  compiler?", "--max-words", "3", "--enqueue", "--db", str(db), home=env_home, check=True)
+    assert f"review item: {out['answer_id']} (already waiting for review" in p.stdout, p.stdout
+    p = run("review", "list", "--db", str(db), home=env_home, check=True)
+    assert len(p.stdout.splitlines()) == 1, p.stdout
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
