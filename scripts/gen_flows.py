@@ -61,7 +61,8 @@ def registry() -> dict[str, dict]:
     return reg
 
 
-def _build(reg, name: str, description: str, nodes: dict[str, str], config: dict, edges: list[tuple]) -> dict:
+def _build(reg, name: str, description: str, nodes: dict[str, str], config: dict, edges: list[tuple],
+           columns: list[list[str]] | None = None, minimized: tuple[str, ...] = ()) -> dict:
     from lfx.graph.flow_builder import add_component, add_connection, configure_component, empty_flow, layout_flow
 
     flow = empty_flow(name=name, description=description)
@@ -71,44 +72,54 @@ def _build(reg, name: str, description: str, nodes: dict[str, str], config: dict
         configure_component(flow, node_id, params)
     for src, out, tgt, inp in edges:
         add_connection(flow, src, out, tgt, inp)
-    layout_flow(flow)
-    # lfx's layout spaces rows ~350 px apart; the service nodes are up to ~420 px tall, so give
-    # every row 1.6x the room (otherwise Knowledge Base hides under Adjacency Table in the UI).
-    for node in flow["data"]["nodes"]:
-        node["position"]["y"] = round(node["position"]["y"] * 1.6)
-    _columns(flow)
+    for node_id in minimized:
+        _minimize(flow, node_id)
+    if columns:
+        _stack(flow, columns)
+    else:
+        layout_flow(flow)
+        for node in flow["data"]["nodes"]:
+            node["position"] = {k: round(v) for k, v in node["position"].items()}
     flow["id"] = _flow_id(name)
     flow["endpoint_name"] = name.lower().replace(" ", "-")
     flow["is_component"] = False
     return flow
 
 
-#: Column of each stage node type in an answer flow (left to right), and the height each of its nodes gets (px).
-_STAGE_COLUMNS = {"OverlayCandidateSource": 1, "OverlayGuard": 2, "OverlayFeature": 3}
-_STAGE_ROW = 420
+#: Height of each node type as LangFlow 1.13 draws it at zoom 1 (px; 320 px wide), measured in headless Chromium
+#: (``tests/test_ui.py`` checks every drawn node against it). A minimized node is drawn as its title bar.
+DRAWN_HEIGHT = {"ChatInput": 210, "ChatOutput": 170, "OverlayKnowledgeBase": 280, "OverlayAdjacencyTable": 220,
+                "OverlayLLMSelector": 320, "OverlayScoreAccumulator": 220, "OverlayReasoner": 1440,
+                "OverlayFeature": 340, "OverlayCandidateSource": 340, "OverlayGuard": 340,
+                "OverlayExpertVerification": 230, "OverlayToolReply": 220, "OverlayReviewChat": 550}
+MINIMIZED_HEIGHT = 80
+_WIDTH, _COLUMN_GAP, _ROW_GAP = 320, 80, 40
 
 
-def _columns(flow: dict) -> None:
-    """In a flow with stage nodes: the services stay in the first column, the candidate sources, the guards and the
-    features get a column each (one node per row, in id order), and the nodes lfx placed right of the services
-    move right by those columns — so the stages read as the reasoner's inputs, not as one 10,000-px column."""
-    nodes = flow["data"]["nodes"]
-    kinds = {n["id"]: n["id"].rsplit("-", 1)[0] for n in nodes}
-    if not any(k in _STAGE_COLUMNS for k in kinds.values()):
-        return
-    width = 480
-    for n in sorted(nodes, key=lambda n: n["id"]):
-        col = _STAGE_COLUMNS.get(kinds[n["id"]])
-        if col is not None:
-            row = int(n["id"].rsplit("-", 1)[1]) - 1
-            n["position"] = {"x": col * width, "y": row * _STAGE_ROW}
-    services = sorted((n for n in nodes if kinds[n["id"]] not in _STAGE_COLUMNS and n["position"]["x"] == 0),
-                      key=lambda n: n["position"]["y"])
-    for i, n in enumerate(services):
-        n["position"] = {"x": 0, "y": i * 560}
-    for n in nodes:
-        if kinds[n["id"]] not in _STAGE_COLUMNS and n["position"]["x"] > 0:
-            n["position"] = {"x": n["position"]["x"] + len(_STAGE_COLUMNS) * width, "y": 0}
+def _stack(flow: dict, columns: list[list[str]]) -> None:
+    """Place the nodes column by column, left to right, each column's nodes one under another with their drawn
+    height (:data:`DRAWN_HEIGHT`) and a small gap between: LangFlow opens a flow zoomed to fit all of it (it does not
+    keep a saved viewport), so the tighter the box, the larger the text (lfx's layout left ~560 px per row and opened
+    the answer flow at 30 %)."""
+    nodes = {n["id"]: n for n in flow["data"]["nodes"]}
+    placed = [node_id for col in columns for node_id in col]
+    assert sorted(placed) == sorted(nodes), f"columns place {sorted(placed)}, the flow has {sorted(nodes)}"
+    for i, col in enumerate(columns):
+        y = 0
+        for node_id in col:
+            node = nodes[node_id]
+            node["position"] = {"x": i * (_WIDTH + _COLUMN_GAP), "y": y}
+            shown = node["data"].get("showNode", True)
+            y += (DRAWN_HEIGHT[node["data"]["type"]] if shown else MINIMIZED_HEIGHT) + _ROW_GAP
+
+
+def _minimize(flow: dict, node_id: str) -> None:
+    """Save ``node_id`` minimized (its title bar and handle: LangFlow's node toolbar → Expand shows its fields), its
+    title naming its stage ("Guard: keep-sentence") so the minimized nodes tell apart."""
+    data = next(n for n in flow["data"]["nodes"] if n["id"] == node_id)["data"]
+    data["showNode"] = False
+    node = data["node"]
+    node["display_name"] = node["template"]["stage"]["value"]
 
 
 #: The MCP tool name of the answer tool flow (``action_name``; LangFlow's project MCP server lists it so).
@@ -173,21 +184,29 @@ def flows() -> dict[str, dict]:
             answer_nodes[node] = kind
             stage_config[node] = {"stage": spec.stage, **({"weight": spec.weight} if hasattr(spec, "weight") else {})}
             answer_edges.append((node, out_name, rsn, in_name))
+    # columns: Chat Input over the services, the candidate sources and guards (minimized: 12 title
+    # bars), the features with their weights in two columns, the reasoner, then what reads its output
+    stage_nodes = [n for n in answer_nodes if n.startswith(("OverlayCandidateSource", "OverlayGuard"))]
+    features = [n for n in answer_nodes if n.startswith("OverlayFeature")]
+    answer_columns = [[ci, kb, adj, sel, acc], stage_nodes, features[:3], features[3:], [rsn]]
+    ev = "OverlayExpertVerification-00001"
+    tr = "OverlayToolReply-00001"
     out = {}
     out["overlay_answer"] = _build(
         reg, "Overlay Answer", "Ask a question: Overlay answers word by word from FOLDOC and shows the trace.",
-        {**answer_nodes, co: "ChatOutput"}, stage_config, answer_edges + [(rsn, "answer", co, "input_value")])
-    ev = "OverlayExpertVerification-00001"
-    tr = "OverlayToolReply-00001"
+        {**answer_nodes, co: "ChatOutput"}, stage_config, answer_edges + [(rsn, "answer", co, "input_value")],
+        answer_columns + [[co]], stage_nodes)
     out["overlay_answer_tool"] = _as_tool(_build(
         reg, "Overlay Answer Tool", "The answer flow for MCP clients and agents: ask a question, optionally change "
         "the main settings, get the answer with its sources and the settings used (no trace tables).",
         {**answer_nodes, tr: "OverlayToolReply", co: "ChatOutput"}, stage_config,
-        answer_edges + [(rsn, "trace", tr, "trace"), (tr, "reply", co, "input_value")]), rsn)
+        answer_edges + [(rsn, "trace", tr, "trace"), (tr, "reply", co, "input_value")],
+        answer_columns + [[tr, co]], stage_nodes), rsn)
     out["overlay_answer_for_review"] = _build(
         reg, "Overlay Answer For Review", "Answer a question and put the answer with its trace in the review queue.",
         {**answer_nodes, ev: "OverlayExpertVerification", co: "ChatOutput"}, stage_config,
-        answer_edges + [(rsn, "trace", ev, "trace"), (ev, "receipt", co, "input_value")])
+        answer_edges + [(rsn, "trace", ev, "trace"), (ev, "receipt", co, "input_value")],
+        answer_columns + [[ev, co]], stage_nodes)
     av = "OverlayApplyVerdict-00001"
     out["overlay_review"] = _build(
         reg, "Overlay Review", "Give an expert verdict on a review item (type its id, or a JSON object with "
@@ -202,7 +221,8 @@ def flows() -> dict[str, dict]:
          acc: "OverlayScoreAccumulator", rc: "OverlayReviewChat", co: "ChatOutput"}, {},
         [(ci, "message", rc, "message"), (kb, "knowledge_base", rc, "knowledge_base"),
          (adj, "adjacency_table", rc, "adjacency_table"), (sel, "llm_selector", rc, "llm_selector"),
-         (acc, "score_accumulator", rc, "score_accumulator"), (rc, "reply", co, "input_value")])
+         (acc, "score_accumulator", rc, "score_accumulator"), (rc, "reply", co, "input_value")],
+        [[kb, adj, sel, acc], [ci, rc], [co]])
     bk = "OverlayBuildKnowledge-00001"
     out["overlay_build_knowledge"] = _build(
         reg, "Overlay Build Knowledge", "Ingest the bundled FOLDOC dictionary (or your documents) into ChromaDB and "

@@ -56,6 +56,15 @@ def test_a_service_node_draws_its_handle_and_its_preview_side_by_side(stem):
     node = cls().to_frontend_node()["data"]["node"]
     assert all(o["group_outputs"] for o in node["outputs"])
 
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_a_node_with_several_outputs_draws_them_all(path):
+    """Ungrouped outputs sit behind a dropdown, and choosing another there deletes the edges of the one that was
+    shown (the reasoner's Answer -> Chat Output went when Trace was picked; issue 17)."""
+    cls = load(path.stem)
+    if len(cls.outputs) > 1:
+        assert all(o.group_outputs for o in cls.outputs), [o.name for o in cls.outputs if not o.group_outputs]
+
+
 def test_reasoner_node_with_service_nodes(env_home):
     kb = load("knowledge_base")(query="What is a hash table?", top_k=2)
     adj = load("adjacency_table")(word="hash table", top_n=5)

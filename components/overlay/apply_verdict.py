@@ -36,8 +36,8 @@ class OverlayApplyVerdict(OverlayNode, Component):
         StrInput(**STATE_FOLDER_INPUT),
     ]
     outputs = [
-        Output(display_name="Applied", name="applied", method="apply"),
-        Output(display_name="Summary", name="summary", method="summary"),
+        Output(display_name="Applied", name="applied", method="apply", group_outputs=True),
+        Output(display_name="Summary", name="summary", method="summary", group_outputs=True),
     ]
 
     def _request(self) -> dict:

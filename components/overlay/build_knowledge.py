@@ -32,8 +32,8 @@ class OverlayBuildKnowledge(OverlayNode, Component):
                  info="Empty = embedded ChromaDB in the state folder."),
     ]
     outputs = [
-        Output(display_name="Report", name="report", method="build_report"),
-        Output(display_name="Summary", name="summary", method="build_summary"),
+        Output(display_name="Report", name="report", method="build_report", group_outputs=True),
+        Output(display_name="Summary", name="summary", method="build_summary", group_outputs=True),
     ]
 
     def _build(self) -> dict:

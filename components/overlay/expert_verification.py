@@ -24,8 +24,8 @@ class OverlayExpertVerification(OverlayNode, Component):
         StrInput(**STATE_FOLDER_INPUT),
     ]
     outputs = [
-        Output(display_name="Review Item", name="item", method="enqueue"),
-        Output(display_name="Receipt", name="receipt", method="receipt"),
+        Output(display_name="Review Item", name="item", method="enqueue", group_outputs=True),
+        Output(display_name="Receipt", name="receipt", method="receipt", group_outputs=True),
     ]
 
     def _enqueue(self) -> dict:

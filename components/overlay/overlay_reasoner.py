@@ -60,9 +60,9 @@ class OverlayReasoner(OverlayNode, Component):
     outputs = [
         # Answer: the answer, its sources and one short line per step (fits the Playground chat column);
         # Trace (into a Trace View node) and Trace Table: every candidate with its numbers
-        Output(display_name="Answer", name="answer", method="build_answer"),
-        Output(display_name="Trace", name="trace", method="build_trace"),
-        Output(display_name="Trace Table", name="trace_table", method="build_trace_table"),
+        Output(display_name="Answer", name="answer", method="build_answer", group_outputs=True),
+        Output(display_name="Trace", name="trace", method="build_trace", group_outputs=True),
+        Output(display_name="Trace Table", name="trace_table", method="build_trace_table", group_outputs=True),
     ]
 
     def _pre_run_setup(self):

@@ -44,8 +44,8 @@ class OverlaySafetensorsInspector(OverlayNode, Component):
                       "(the state folder, default ./.overlay)."),
     ]
     outputs = [
-        Output(display_name="Report", name="report", method="build_report"),
-        Output(display_name="Tensors", name="tensors", method="build_tensors"),
+        Output(display_name="Report", name="report", method="build_report", group_outputs=True),
+        Output(display_name="Tensors", name="tensors", method="build_tensors", group_outputs=True),
     ]
 
     def _inspect(self):

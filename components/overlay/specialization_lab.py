@@ -47,8 +47,8 @@ class OverlaySpecializationLab(OverlayNode, Component):
                  info="Where checkpoints and report go; empty = $OVERLAY_HOME/lab/<run name>/ (default ./.overlay)."),
     ]
     outputs = [
-        Output(display_name="Report", name="report", method="build_report"),
-        Output(display_name="Checkpoints", name="checkpoints", method="build_checkpoints"),
+        Output(display_name="Report", name="report", method="build_report", group_outputs=True),
+        Output(display_name="Checkpoints", name="checkpoints", method="build_checkpoints", group_outputs=True),
     ]
 
     def _run(self) -> dict:
