@@ -250,6 +250,23 @@ def _type_match(form: QuestionForm, sent: list[str]) -> bool:
 _ANAPHORS = frozenset({"it", "he", "she", "they"})
 
 
+#: Personal pronouns that stand for a person ("He designed the Kestrel Lamp K7."; «Она написала …»):
+#: :func:`overlay_core.stages.opening.pronoun_referent`.
+PERSON_PRONOUNS = frozenset({"he", "she", "they", "он", "она", "они"})
+
+
+def leading_name(sent: list[str]) -> list[str] | None:
+    """The name that opens ``sent`` (word tokens) as its subject: two or more capitalised words followed by a
+    lower-case word or a comma ("Tomas Erland was born in 1931." → ``["Tomas", "Erland"]``; «Ильза Варга пришла …»),
+    else None. A capital that only opens the sentence ("In March the …") is the caller's to rule out."""
+    n = 0
+    while n < len(sent) and sent[n][:1].isupper() and sent[n][:1].isalpha():
+        n += 1
+    if n < 2 or n >= len(sent) or not (sent[n][:1].islower() or sent[n] == ","):
+        return None
+    return list(sent[:n])
+
+
 def subject_end(subject: str, sent: list[str]) -> int | None:
     """Where ``subject``'s words end in ``sent`` (word tokens) when the sentence opens with them, case-folded, after
     at most an article ("The Zephyr Toolkit is a small library" opens with "Zephyr Toolkit": 3, the index of "is"),

@@ -230,8 +230,14 @@ class Reasoner:
             turn.answer_words.extend(rec.chosen_words)
             first_step = 1
         result.stop_reason = self._loop(turn, prompt, first_step, result, times)
-        text = T.join(turn.answer_words)
-        result.answer, result.answer_words = text[:1].upper() + text[1:], turn.answer_words
+        words = turn.answer_words
+        # "He designed the Kestrel Lamp K7." answers "Who designed …?" only with the name the sentence before gives
+        referent = O.pronoun_referent(form, words, ev, passages)
+        if referent:
+            words = [*referent["name"], *words[1:]]
+            result.extra["referent"] = referent
+        text = T.join(words)
+        result.answer, result.answer_words = text[:1].upper() + text[1:], words
         result.timings_ms = {**times, "total": 1000 * (time.perf_counter() - t0)}
         return result
 

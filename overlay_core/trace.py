@@ -415,8 +415,8 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8, more: str =
     for p in t.passages:
         lines.append(f"| {p.rank} | {_fmt(p.source)} | {_fmt(p.distance)} | `{p.id}` "
                      f"| {_fmt(p.text[:120] + ('…' if len(p.text) > 120 else ''))} |")
-    selector = _selector_line(t)
-    lines += ["", _form_line(t)] + ([selector] if selector else [])
+    selector, referent = _selector_line(t), _referent_line(t)
+    lines += ["", _form_line(t)] + ([selector] if selector else []) + (["", referent] if referent else [])
     if t.refused:
         lines += ["", f"**Declined:** {t.refusal or ''}"]
     if t.evidence:
@@ -542,6 +542,8 @@ def to_compact(result: Trace | Mapping, *, sources_shown: int = 5,
         lines += [f"**Declined:** {t.refusal or ''}", ""]
     if t.prefix:
         lines += [f"**Start (from the question):** {_clip(' '.join(t.prefix), COMPACT_WIDTH - 28)}", ""]
+    if _referent_line(t):
+        lines += [_referent_line(t), ""]
     if t.steps:
         lines += ["**Steps** (chosen — not the runner-up · why):", ""]
     for st in t.steps:
@@ -611,6 +613,17 @@ def _form_line(t: Trace) -> str:
     return line
 
 
+def _referent_line(t: Trace) -> str:
+    """One line when the answer's opening pronoun was read as the name the passage gives before it
+    (``extra["referent"]``: ``{"pronoun", "name", "passage", "sentence"}``, :func:`overlay_core.stages.opening.
+    pronoun_referent`); empty otherwise."""
+    ref = t.extra.get("referent")
+    if not isinstance(ref, Mapping) or not ref.get("name"):
+        return ""
+    return (f"**Pronoun read as a name:** '{ref.get('pronoun')}' → '{' '.join(ref['name'])}' (passage "
+            f"`{ref.get('passage')}`: \"{ref.get('sentence')}\")")
+
+
 def _selector_line(t: Trace) -> str:
     """One line naming the model that scored the candidates and why it was chosen (``extra["selector"]``:
     ``{"model": file name, "why": text}``); empty when the trace does not say."""
@@ -648,6 +661,8 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     for p in t.passages:
         out.append(f"  passage [{p.rank}] {p.source} (distance {p.distance:.3f}) id={p.id}")
     out.append("  " + _form_line(t).replace("**", ""))
+    if _referent_line(t):
+        out.append("  " + _referent_line(t).replace("**", "").replace("`", ""))
     selector = _selector_line(t)
     if selector:
         out.append("  " + selector.replace("**", ""))

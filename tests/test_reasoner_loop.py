@@ -570,3 +570,34 @@ def test_a_sentence_denies_the_question_only_when_its_negation_governs_a_questio
                   "SQLite is not directly comparable to client/server SQL database engines such as MySQL.") is None
     assert denies("Why does SQLite work well in embedded devices?", "Because it requires no administration, it works "
                   "well in devices that must operate without expert human support.") is None
+
+
+def test_a_who_answer_that_opens_with_a_pronoun_names_the_person_the_passage_named_before():
+    """"Who designed the Kestrel Lamp K7?" was answered "He designed the Kestrel Lamp K7." (a fresh user's walk):
+    the name is in the sentence before, or — when only "He …" sentences come before — the section's heading."""
+    from overlay_core.questions import analyze
+    from overlay_core.stages.opening import pronoun_referent
+    from overlay_core.stages.reading import read_evidence
+
+    def referent(question, text, headings="", answer=None):
+        passages = [RetrievedPassage("p1", text, 0.2, {"source": "TEST", "headings": headings})]
+        form = analyze(question)
+        ev = read_evidence(None, question, form, passages, ReasonerSettings(cross_encoder=False))
+        return pronoun_referent(form, T.words(answer), ev, passages)
+
+    bio = ("Tomas Erland was born in Marrowby in 1931. He later taught at the technical school. He designed the "
+           "Kestrel Lamp K7.")
+    ref = referent("Who designed the Kestrel Lamp K7?", bio, answer="He designed the Kestrel Lamp K7.")
+    assert ref == {"pronoun": "He", "passage": "p1", "name": ["Tomas", "Erland"],
+                   "sentence": "Tomas Erland was born in Marrowby in 1931."}
+    ref = referent("Who designed the Kestrel Lamp K7?", "He designed the Kestrel Lamp K7.", "People > Tomas Erland",
+                   answer="He designed the Kestrel Lamp K7.")
+    assert ref["name"] == ["Tomas", "Erland"] and ref["sentence"] == "Tomas Erland"
+    ru = "Ильза Варга пришла в мастерскую в 1958 году. Она написала полевое руководство."
+    assert referent("Кто написал полевое руководство?", ru, answer="Она написала полевое руководство.")["name"] == \
+        ["Ильза", "Варга"]
+    # not a name before it, not a person's question, not a pronoun: left as it is
+    town = "In March the council met. He designed the Kestrel Lamp K7."
+    assert referent("Who designed the Kestrel Lamp K7?", town, answer="He designed the Kestrel Lamp K7.") is None
+    assert referent("What did Tomas Erland design?", bio, answer="He designed the Kestrel Lamp K7.") is None
+    assert referent("Who designed the Kestrel Lamp K7?", bio, answer="Tomas Erland was born in Marrowby") is None

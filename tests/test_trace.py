@@ -206,3 +206,16 @@ def test_a_yes_no_step_yields_to_verdicts_and_names_no_overruling_rule():
 
     assert step("yes-no").yields_to_verdicts and step("yes-no").overruling_rule("No,") is None
     assert not step("corpus").yields_to_verdicts and step("corpus").overruling_rule("No,") == "affirms"
+
+
+def test_a_pronoun_read_as_a_name_is_said_in_every_rendering():
+    ref = {"pronoun": "He", "name": ["Tomas", "Erland"], "passage": "p1",
+           "sentence": "Tomas Erland was born in Marrowby in 1931."}
+    result = {"question": "Who designed the K7?", "answer": "Tomas Erland designed the K7.", "referent": ref,
+              "trace": [{"step": 0, "context": [], "chosen": "He designed the K7.", "source": "answer-span",
+                         "candidates": [_cand("He designed the K7.", 1.0)]}]}
+    line = "'He' → 'Tomas Erland' (passage "
+    assert f"Pronoun read as a name: {line}p1: \"Tomas Erland was born" in to_text(result)
+    assert f"**Pronoun read as a name:** {line}`p1`" in to_markdown(result)
+    assert f"**Pronoun read as a name:** {line}`p1`" in to_compact(result)
+    assert Trace.from_dict(result, partial=True).to_dict()["referent"] == ref

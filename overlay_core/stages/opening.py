@@ -266,6 +266,52 @@ def subject_prefix(subject: str, passages, table, *, article: str | None = None)
     return prefix + ["is"]
 
 
+def pronoun_referent(form: QuestionForm, words: list[str], ev: Evidence, passages) -> dict | None:
+    """Whom a who-question's answer names when its sentence opens with a personal pronoun: "Who designed the
+    Kestrel Lamp K7?" — "He designed the Kestrel Lamp K7." says who only with the sentence before it ("Tomas Erland
+    was born in 1931."). Returns ``{"pronoun": str, "name": [str], "passage": id, "sentence": str}`` or None.
+
+    ``words``: the answer's words. Its sentence is the first passage sentence that opens with the same words (up to
+    four, case-folded). The name opens the nearest sentence before it in that passage that does not itself open
+    with a pronoun (:func:`overlay_core.evidence.leading_name`: a run of "He …" sentences goes back to the one that
+    names him; a sentence that opens otherwise ends the search: the pronoun may mean something else), or, when
+    only pronoun sentences come before, the passage's last heading written as such a name ("## Tomas Erland").
+    A name whose first word is a function word ("In March …", «В марте …») or, in Latin script, a word the passages
+    also write in lower case ("Early Tuesday …") is not a name.
+    """
+    from ..questions import STOP_WORDS
+    from .sources import common_word
+
+    if form.answer_type != "person" or len(words) < 2 or words[0].casefold() not in E.PERSON_PRONOUNS:
+        return None
+    k = min(len(words), 4)
+    key = [w.casefold() for w in words[:k]]
+
+    def named(name: list[str] | None) -> bool:
+        first = name[0] if name else ""
+        return (bool(name) and first.casefold() not in STOP_WORDS | STOP_WORDS_RU
+                and (T.is_cyrillic(first) or not common_word(first, ev)))
+
+    for r, ss in enumerate(ev.sentences):
+        toks = ev.toks[r]
+        j = next((j for j, x in enumerate(ss) if [w.casefold() for w in toks[x.start:x.start + k]] == key), None)
+        if j is None:
+            continue
+        found = {"pronoun": words[0], "passage": passages[r].id}
+        for y in reversed(ss[:j]):
+            sent = toks[y.start:y.end]
+            if sent and sent[0].casefold() in E.PERSON_PRONOUNS:
+                continue
+            name = E.leading_name(sent)
+            return {**found, "name": name, "sentence": T.join(sent)} if named(name) else None
+        headings = str((passages[r].metadata or {}).get("headings") or "").split(" > ")
+        name = [w for w in T.words(headings[-1])]
+        if len(name) > 1 and all(w[:1].isupper() and w[:1].isalpha() for w in name) and named(name):
+            return {**found, "name": name, "sentence": headings[-1]}
+        return None
+    return None
+
+
 def _names(words: list[str]) -> list[str]:
     """The words after the first of a question (word tokens) that are written as names: with a capital letter
     anywhere ("Rust", "macOS", "TideLog"), not "I"."""
