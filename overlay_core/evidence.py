@@ -255,6 +255,27 @@ _ANAPHORS = frozenset({"it", "he", "she", "they"})
 PERSON_PRONOUNS = frozenset({"he", "she", "they", "он", "она", "они"})
 
 
+#: A sentence opening that dates it from the sentence before ("Three years later …", "The next year …", "That same
+#: year …"; «Через три года …», «Спустя два года …», «В том же году …»): :func:`dated_before`.
+_RELATIVE_TIME = re.compile(
+    r"^(?:(?:\w+|\d+)\s+(?:years?|months?|decades?|weeks?|days?)\s+(?:later|after(?:wards)?)"
+    r"|(?:a|one)\s+(?:year|decade|month)\s+later|later\s+that\s+year|that\s+(?:same\s+)?year"
+    r"|(?:in\s+)?the\s+(?:same|next|following)\s+year|the\s+year\s+after"
+    r"|через\s+\w+\s+(?:год|года|лет|месяц\w*)|спустя\s+\w+\s*(?:год|года|лет|месяц\w*)?"
+    r"|в\s+(?:том\s+же|следующем)\s+году|на\s+следующий\s+год)\b", re.IGNORECASE)
+
+
+def dated_before(sent: list[str]) -> bool:
+    """True when ``sent`` (word tokens) names no year itself and opens with a time counted from the sentence before
+    it ("Three years later the town opened its first school."): the year it means is written there."""
+    return bool(_RELATIVE_TIME.match(" ".join(sent[:6]))) and not any(_YEAR.match(w) for w in sent)
+
+
+def names_year(sent: list[str]) -> bool:
+    """True when ``sent`` (word tokens) holds a year (1500–2099, "1990s")."""
+    return any(_YEAR.match(w) for w in sent)
+
+
 def leading_name(sent: list[str]) -> list[str] | None:
     """The name that opens ``sent`` (word tokens) as its subject: two or more capitalised words followed by a
     lower-case word or a comma ("Tomas Erland was born in 1931." → ``["Tomas", "Erland"]``; «Ильза Варга пришла …»),

@@ -236,6 +236,11 @@ class Reasoner:
         if referent:
             words = [*referent["name"], *words[1:]]
             result.extra["referent"] = referent
+        # "Three years later the town opened its first school." answers "When …?" only with the year before it
+        dated = O.year_before(form, words, ev, passages)
+        if dated:
+            words = [*dated["words"], *words]
+            result.extra["year_before"] = dated
         text = T.join(words)
         result.answer, result.answer_words = text[:1].upper() + text[1:], words
         result.timings_ms = {**times, "total": 1000 * (time.perf_counter() - t0)}

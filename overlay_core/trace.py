@@ -415,8 +415,10 @@ def to_markdown(result: Trace | Mapping, *, max_candidates: int = 8, more: str =
     for p in t.passages:
         lines.append(f"| {p.rank} | {_fmt(p.source)} | {_fmt(p.distance)} | `{p.id}` "
                      f"| {_fmt(p.text[:120] + ('…' if len(p.text) > 120 else ''))} |")
-    selector, referent = _selector_line(t), _referent_line(t)
-    lines += ["", _form_line(t)] + ([selector] if selector else []) + (["", referent] if referent else [])
+    selector = _selector_line(t)
+    lines += ["", _form_line(t)] + ([selector] if selector else [])
+    for line in _reading_lines(t):
+        lines += ["", line]
     if t.refused:
         lines += ["", f"**Declined:** {t.refusal or ''}"]
     if t.evidence:
@@ -542,8 +544,8 @@ def to_compact(result: Trace | Mapping, *, sources_shown: int = 5,
         lines += [f"**Declined:** {t.refusal or ''}", ""]
     if t.prefix:
         lines += [f"**Start (from the question):** {_clip(' '.join(t.prefix), COMPACT_WIDTH - 28)}", ""]
-    if _referent_line(t):
-        lines += [_referent_line(t), ""]
+    for line in _reading_lines(t):
+        lines += [line, ""]
     if t.steps:
         lines += ["**Steps** (chosen — not the runner-up · why):", ""]
     for st in t.steps:
@@ -613,15 +615,22 @@ def _form_line(t: Trace) -> str:
     return line
 
 
-def _referent_line(t: Trace) -> str:
-    """One line when the answer's opening pronoun was read as the name the passage gives before it
-    (``extra["referent"]``: ``{"pronoun", "name", "passage", "sentence"}``, :func:`overlay_core.stages.opening.
-    pronoun_referent`); empty otherwise."""
+def _reading_lines(t: Trace) -> list[str]:
+    """The lines that say where the answer took words from outside its own sentence: its opening pronoun read as the
+    name the passage gives before it (``extra["referent"]``: ``{"pronoun", "name", "passage", "sentence"}``,
+    :func:`overlay_core.stages.opening.pronoun_referent`), the sentence before it that holds the year it counts
+    from (``extra["year_before"]``: ``{"words", "passage", "sentence"}``, :func:`overlay_core.stages.opening.
+    year_before`); [] when neither."""
+    out = []
     ref = t.extra.get("referent")
-    if not isinstance(ref, Mapping) or not ref.get("name"):
-        return ""
-    return (f"**Pronoun read as a name:** '{ref.get('pronoun')}' → '{' '.join(ref['name'])}' (passage "
-            f"`{ref.get('passage')}`: \"{ref.get('sentence')}\")")
+    if isinstance(ref, Mapping) and ref.get("name"):
+        out.append(f"**Pronoun read as a name:** '{ref.get('pronoun')}' → '{' '.join(ref['name'])}' (passage "
+                   f"`{ref.get('passage')}`: \"{ref.get('sentence')}\")")
+    dated = t.extra.get("year_before")
+    if isinstance(dated, Mapping) and dated.get("sentence"):
+        out.append(f"**Year from the sentence before:** \"{dated['sentence']}\" (passage `{dated.get('passage')}`; "
+                   "the answer's sentence counts from it)")
+    return out
 
 
 def _selector_line(t: Trace) -> str:
@@ -661,8 +670,7 @@ def to_text(result: Trace | Mapping, *, max_candidates: int = 4) -> str:
     for p in t.passages:
         out.append(f"  passage [{p.rank}] {p.source} (distance {p.distance:.3f}) id={p.id}")
     out.append("  " + _form_line(t).replace("**", ""))
-    if _referent_line(t):
-        out.append("  " + _referent_line(t).replace("**", "").replace("`", ""))
+    out += ["  " + line.replace("**", "").replace("`", "") for line in _reading_lines(t)]
     selector = _selector_line(t)
     if selector:
         out.append("  " + selector.replace("**", ""))

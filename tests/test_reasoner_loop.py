@@ -601,3 +601,37 @@ def test_a_who_answer_that_opens_with_a_pronoun_names_the_person_the_passage_nam
     assert referent("Who designed the Kestrel Lamp K7?", town, answer="He designed the Kestrel Lamp K7.") is None
     assert referent("What did Tomas Erland design?", bio, answer="He designed the Kestrel Lamp K7.") is None
     assert referent("Who designed the Kestrel Lamp K7?", bio, answer="Tomas Erland was born in Marrowby") is None
+
+
+def test_a_when_answer_counted_from_the_sentence_before_holds_that_sentence_too():
+    """"When did the town open its first school?" was answered "Three years later the town opened its first
+    school." (a fresh user's walk): the year is in the sentence before; the answer copies both, the reader counts."""
+    from overlay_core import evidence as E
+    from overlay_core.questions import analyze
+    from overlay_core.stages.opening import year_before
+    from overlay_core.stages.reading import read_evidence
+
+    for sent, dated in [("Three years later the town opened its first school.", True),
+                        ("A year later it burned down.", True), ("The next year the mill closed.", True),
+                        ("That same year the railway arrived.", True), ("Через три года открылась школа.", True),
+                        ("В том же году построили мост.", True), ("Three years later, in 1853, it opened.", False),
+                        ("The town opened its first school.", False), ("Years later nobody remembered.", False)]:
+        assert E.dated_before(T.words(sent)) is dated, sent
+
+    def dated(question, text, answer):
+        passages = [RetrievedPassage("p1", text, 0.2, {"source": "TEST"})]
+        form = analyze(question)
+        ev = read_evidence(None, question, form, passages, ReasonerSettings(cross_encoder=False))
+        return year_before(form, T.words(answer), ev, passages)
+
+    town = ("Marrowby was founded in 1790. The town built its harbour wall in 1850. Three years later the town "
+            "opened its first school.")
+    q, answer = "When did the town open its first school?", "Three years later the town opened its first school."
+    assert dated(q, town, answer) == {"words": T.words("The town built its harbour wall in 1850."), "passage": "p1",
+                                      "sentence": "The town built its harbour wall in 1850."}
+    assert dated(q, "The wall was built early. Three years later the town opened its first school.", answer) is None
+    assert dated("Who opened the first school?", town, answer) is None  # not a question about when
+    assert dated(q, town, "Marrowby was founded in 1790.") is None
+    ru = "Пристань построили в 1850 году. Через три года в городе открылась первая школа."
+    assert dated("Когда в городе открылась первая школа?", ru, "Через три года в городе открылась первая школа.")[
+        "sentence"] == "Пристань построили в 1850 году."

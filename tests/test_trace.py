@@ -219,3 +219,7 @@ def test_a_pronoun_read_as_a_name_is_said_in_every_rendering():
     assert f"**Pronoun read as a name:** {line}`p1`" in to_markdown(result)
     assert f"**Pronoun read as a name:** {line}`p1`" in to_compact(result)
     assert Trace.from_dict(result, partial=True).to_dict()["referent"] == ref
+    result["year_before"] = {"words": ["In", "1850", "."], "passage": "p2", "sentence": "In 1850."}
+    line = "Year from the sentence before:** \"In 1850.\" (passage `p2`; the answer's sentence counts from it)"
+    assert line in to_markdown(result) and line in to_compact(result)
+    assert line.replace("*", "").replace("`", "") in to_text(result)

@@ -266,13 +266,44 @@ def subject_prefix(subject: str, passages, table, *, article: str | None = None)
     return prefix + ["is"]
 
 
+def _answer_sentence(words: list[str], ev: Evidence) -> tuple[int, int] | None:
+    """``(passage rank, sentence index)`` of the first passage sentence that opens with the answer's first words (up
+    to four, case-folded): the sentence the answer was copied from; None when none does."""
+    k = min(len(words), 4)
+    key = [w.casefold() for w in words[:k]]
+    for r, ss in enumerate(ev.sentences):
+        toks = ev.toks[r]
+        j = next((j for j, x in enumerate(ss) if [w.casefold() for w in toks[x.start:x.start + k]] == key), None)
+        if j is not None:
+            return r, j
+    return None
+
+
+def year_before(form: QuestionForm, words: list[str], ev: Evidence, passages) -> dict | None:
+    """The sentence that dates a when-answer copied from a sentence that counts from it: "When did the town open its
+    first school?" — "Three years later the town opened its first school." means a year only with "The town built
+    its harbour wall in 1850." before it. Returns ``{"words": [str], "passage": id, "sentence": str}`` (the sentence
+    before, in the same passage, when it holds a year; :func:`overlay_core.evidence.dated_before`) or None. The
+    answer then holds both sentences, each copied: the reader counts, Overlay does not."""
+    if (form.kind != "when" and form.answer_type != "year") or len(words) < 2:  # «Когда …?» expects any answer
+        return None
+    at = _answer_sentence(words, ev)
+    if at is None or at[1] == 0:
+        return None
+    r, j = at
+    x, before = ev.sentences[r][j], ev.sentences[r][j - 1]
+    if not E.dated_before(ev.toks[r][x.start:x.end]) or not E.names_year(ev.toks[r][before.start:before.end]):
+        return None
+    sent = list(ev.toks[r][before.start:before.end])
+    return {"words": sent, "passage": passages[r].id, "sentence": T.join(sent)}
+
+
 def pronoun_referent(form: QuestionForm, words: list[str], ev: Evidence, passages) -> dict | None:
     """Whom a who-question's answer names when its sentence opens with a personal pronoun: "Who designed the
     Kestrel Lamp K7?" — "He designed the Kestrel Lamp K7." says who only with the sentence before it ("Tomas Erland
     was born in 1931."). Returns ``{"pronoun": str, "name": [str], "passage": id, "sentence": str}`` or None.
 
-    ``words``: the answer's words. Its sentence is the first passage sentence that opens with the same words (up to
-    four, case-folded). The name opens the nearest sentence before it in that passage that does not itself open
+    ``words``: the answer's words; its sentence is :func:`_answer_sentence`. The name opens the nearest sentence before it in that passage that does not itself open
     with a pronoun (:func:`overlay_core.evidence.leading_name`: a run of "He …" sentences goes back to the one that
     names him; a sentence that opens otherwise ends the search: the pronoun may mean something else), or, when
     only pronoun sentences come before, the passage's last heading written as such a name ("## Tomas Erland").
@@ -284,31 +315,27 @@ def pronoun_referent(form: QuestionForm, words: list[str], ev: Evidence, passage
 
     if form.answer_type != "person" or len(words) < 2 or words[0].casefold() not in E.PERSON_PRONOUNS:
         return None
-    k = min(len(words), 4)
-    key = [w.casefold() for w in words[:k]]
 
     def named(name: list[str] | None) -> bool:
         first = name[0] if name else ""
         return (bool(name) and first.casefold() not in STOP_WORDS | STOP_WORDS_RU
                 and (T.is_cyrillic(first) or not common_word(first, ev)))
 
-    for r, ss in enumerate(ev.sentences):
-        toks = ev.toks[r]
-        j = next((j for j, x in enumerate(ss) if [w.casefold() for w in toks[x.start:x.start + k]] == key), None)
-        if j is None:
-            continue
-        found = {"pronoun": words[0], "passage": passages[r].id}
-        for y in reversed(ss[:j]):
-            sent = toks[y.start:y.end]
-            if sent and sent[0].casefold() in E.PERSON_PRONOUNS:
-                continue
-            name = E.leading_name(sent)
-            return {**found, "name": name, "sentence": T.join(sent)} if named(name) else None
-        headings = str((passages[r].metadata or {}).get("headings") or "").split(" > ")
-        name = [w for w in T.words(headings[-1])]
-        if len(name) > 1 and all(w[:1].isupper() and w[:1].isalpha() for w in name) and named(name):
-            return {**found, "name": name, "sentence": headings[-1]}
+    at = _answer_sentence(words, ev)
+    if at is None:
         return None
+    r, j = at
+    toks, found = ev.toks[r], {"pronoun": words[0], "passage": passages[r].id}
+    for y in reversed(ev.sentences[r][:j]):
+        sent = toks[y.start:y.end]
+        if sent and sent[0].casefold() in E.PERSON_PRONOUNS:
+            continue
+        name = E.leading_name(sent)
+        return {**found, "name": name, "sentence": T.join(sent)} if named(name) else None
+    headings = str((passages[r].metadata or {}).get("headings") or "").split(" > ")
+    name = T.words(headings[-1])
+    if len(name) > 1 and all(w[:1].isupper() and w[:1].isalpha() for w in name) and named(name):
+        return {**found, "name": name, "sentence": headings[-1]}
     return None
 
 
