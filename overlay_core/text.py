@@ -185,11 +185,14 @@ def ends_sentence(tokens: Sequence[str], i: int) -> bool:
 
 
 def join(tokens: Iterable[str]) -> str:
-    """Detokenize: join word tokens into text using :func:`continuation` spacing."""
+    """Detokenize: join word tokens into text using :func:`continuation` spacing, except that empty brackets right
+    after a word stay on it ("fopen()", not "fopen ()": :func:`continuation` cannot see the ``)`` coming)."""
     out: list[str] = []
     parts: list[str] = []
     for tok in tokens:
         parts.append(continuation(out, tok))
+        if tok == ")" and len(out) > 1 and out[-1] == "(" and not is_punct(out[-2]) and parts[-2] == " (":
+            parts[-2] = "("
         out.append(tok)
     return "".join(parts)
 

@@ -32,6 +32,9 @@ def test_continuation_spacing_convention():
     assert T.continuation(["table"], ",") == ","
     assert T.continuation(["("], "or") == "or"
     assert T.join(["A", "hash", "table", "(", "or", "map", ")", "is", "fast", "."]) == "A hash table (or map) is fast."
+    # empty brackets stay on their word (an answer said "SQLite competes with fopen ()")
+    assert T.join(T.words("SQLite competes with fopen().")) == "SQLite competes with fopen()."
+    assert T.join(T.words("x, () y")) == "x, () y"
 
 
 def test_straight_quotes_open_and_close_by_parity():
