@@ -231,6 +231,12 @@ class Reasoner:
             first_step = 1
         result.stop_reason = self._loop(turn, prompt, first_step, result, times)
         words = turn.answer_words
+        # "The guide app runs on these systems: Android 10 or later." goes on with the list's other items
+        listed = (O.list_items(turn.cursor, ev, passages, s.max_words + s.finish_sentence - turn.generated)
+                  if result.stop_reason == StopReason.SENTENCE_END else None)
+        if listed:
+            words = [*words, *listed["words"]]
+            result.extra["list_items"] = listed
         # "He designed the Kestrel Lamp K7." answers "Who designed …?" only with the name the sentence before gives
         referent = O.pronoun_referent(form, words, ev, passages)
         if referent:

@@ -616,8 +616,9 @@ def _form_line(t: Trace) -> str:
 
 
 def _reading_lines(t: Trace) -> list[str]:
-    """The lines that say where the answer took words from outside its own sentence: its opening pronoun read as the
-    name the passage gives before it (``extra["referent"]``: ``{"pronoun", "name", "passage", "sentence"}``,
+    """The lines that say where the answer took words from outside its own sentence: the next items of a list its
+    sentence introduces (``extra["list_items"]``: ``{"words", "passage", "items", "more"}``, :func:`overlay_core.
+    stages.opening.list_items`), its opening pronoun read as the name the passage gives before it (``extra["referent"]``: ``{"pronoun", "name", "passage", "sentence"}``,
     :func:`overlay_core.stages.opening.pronoun_referent`), the sentence before it that holds the year it counts
     from (``extra["year_before"]``: ``{"words", "passage", "sentence"}``, :func:`overlay_core.stages.opening.
     year_before`); [] when neither."""
@@ -626,6 +627,12 @@ def _reading_lines(t: Trace) -> list[str]:
     if isinstance(ref, Mapping) and ref.get("name"):
         out.append(f"**Pronoun read as a name:** '{ref.get('pronoun')}' → '{' '.join(ref['name'])}' (passage "
                    f"`{ref.get('passage')}`: \"{ref.get('sentence')}\")")
+    listed = t.extra.get("list_items")
+    if isinstance(listed, Mapping) and listed.get("items"):
+        n, more = listed["items"], listed.get("more", 0)
+        out.append(f"**List read on:** the answer's sentence introduces a list; its next {n} item{'s' * (n != 1)} "
+                   f"follow (passage `{listed.get('passage')}`)"
+                   + (f"; {more} more left out for the word limit" if more else ""))
     dated = t.extra.get("year_before")
     if isinstance(dated, Mapping) and dated.get("sentence"):
         out.append(f"**Year from the sentence before:** \"{dated['sentence']}\" (passage `{dated.get('passage')}`; "

@@ -635,3 +635,31 @@ def test_a_when_answer_counted_from_the_sentence_before_holds_that_sentence_too(
     ru = "Пристань построили в 1850 году. Через три года в городе открылась первая школа."
     assert dated("Когда в городе открылась первая школа?", ru, "Через три года в городе открылась первая школа.")[
         "sentence"] == "Пристань построили в 1850 году."
+
+
+def test_an_answer_that_stops_at_a_lists_first_item_reads_on_the_other_items():
+    """"Which systems does the guide app run on?" was answered "The guide app runs on these systems: Android 10 or
+    later." — the document lists two more. Items that are sentences of their own are not read on."""
+    from overlay_core.questions import analyze
+    from overlay_core.stages.opening import list_items
+    from overlay_core.stages.reading import read_evidence
+
+    def listed(text, answer_end, room=30):
+        passages = [RetrievedPassage("p1", text, 0.2, {"source": "TEST"})]
+        q = "Which systems does the guide app run on?"
+        ev = read_evidence(None, q, analyze(q), passages, ReasonerSettings(cross_encoder=False))
+        end = next(i for i in range(len(ev.toks[0])) if T.join(ev.toks[0][:i + 1]).endswith(answer_end))
+        return list_items({(0, end)}, ev, passages, room)
+
+    # a document passage opens with its section's label ("Guide app: "), as overlay build writes it
+    app = ("Guide app: The guide app runs on these systems:\n\nAndroid 10 or later.\n\niOS 15 or later.\n\nHarmonyOS 3.\n\nThe "
+           "app needs 200 MB of free space, and it works offline once the city maps are downloaded.")
+    got = listed(app, "Android 10 or later.")
+    assert T.join(got["words"]) == "iOS 15 or later. HarmonyOS 3." and (got["items"], got["more"]) == (2, 0)
+    assert listed(app, "Android 10 or later.", room=6)["more"] == 1
+    assert listed(app, "of free space, and it works offline once the city maps are downloaded.") is None
+    # one sentence, no blocks; items that say more than a name
+    assert listed("App: It runs on these systems: Android. It also runs on iOS.", "Android.") is None
+    classes = ("Types: It has one of the following storage classes:\n\nNULL. The value is a NULL value.\n\nINTEGER. The "
+               "value is a signed integer.")
+    assert listed(classes, "NULL.") is None

@@ -298,6 +298,47 @@ def year_before(form: QuestionForm, words: list[str], ev: Evidence, passages) ->
     return {"words": sent, "passage": passages[r].id, "sentence": T.join(sent)}
 
 
+#: The most words a list item read on after its introduction may have (:func:`list_items`).
+LIST_ITEM_WORDS = 8
+
+
+def list_items(cursor, ev: Evidence, passages, room: int) -> dict | None:
+    """The rest of a list an answer stopped in: "The guide app runs on these systems: Android 10 or later." — the
+    document lists "iOS 15 or later" and "HarmonyOS 3" as the next items. Returns ``{"words": [str], "passage": id,
+    "items": int, "more": int}`` or None.
+
+    ``cursor``: the positions ``(passage rank, token index)`` the answer's last word was copied from. The answer's
+    sentence must be a list's introduction and its first item: its ``:`` ends a block of the passage's text
+    (``"…systems:\n\nAndroid 10 or later."``) and what follows the colon is one short item. The next sentences are
+    read on while each is a block of its own of at most :data:`LIST_ITEM_WORDS` words, as long as ``room`` (words
+    the answer may still take) allows; ``more`` counts the items left out for room. A list of items that are
+    sentences ("NULL. The value is a NULL value.") is not read on."""
+    for r, i in sorted(cursor):
+        x = ev.sentence_at(r, i)
+        if x is None or i != x.end - 1:
+            continue
+        toks, text = ev.toks[r], passages[r].text
+        colon = max((k for k in range(x.start, x.end) if toks[k] == ":"), default=None)
+        if colon is None or colon - x.start < 2 or not 0 < x.end - colon - 1 <= LIST_ITEM_WORDS + 1:
+            continue
+        if T.join(toks[max(x.start, colon - 3):colon + 1]) + "\n\n" not in text:
+            continue
+        j = ev.sentence_of[r][i]
+        words, items, more = [], 0, 0
+        for y in ev.sentences[r][j + 1:]:
+            item = toks[y.start:y.end]
+            block = T.join(item)
+            if len(item) > LIST_ITEM_WORDS + 1 or not (f"\n\n{block}\n\n" in text or text.endswith("\n\n" + block)):
+                break
+            if len(words) + len(item) > room:
+                more += 1
+                continue
+            words += item
+            items += 1
+        return {"words": words, "passage": passages[r].id, "items": items, "more": more} if items else None
+    return None
+
+
 def pronoun_referent(form: QuestionForm, words: list[str], ev: Evidence, passages) -> dict | None:
     """Whom a who-question's answer names when its sentence opens with a personal pronoun: "Who designed the
     Kestrel Lamp K7?" — "He designed the Kestrel Lamp K7." says who only with the sentence before it ("Tomas Erland
