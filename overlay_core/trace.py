@@ -630,8 +630,9 @@ def _reading_lines(t: Trace) -> list[str]:
     listed = t.extra.get("list_items")
     if isinstance(listed, Mapping) and listed.get("items"):
         n, more = listed["items"], listed.get("more", 0)
-        out.append(f"**List read on:** the answer's sentence introduces a list; its next {n} item{'s' * (n != 1)} "
-                   f"follow (passage `{listed.get('passage')}`)"
+        out.append("**List read on:** the answer's sentence introduces a list; "
+                   + ("its next item follows" if n == 1 else f"its next {n} items follow")
+                   + f" (passage `{listed.get('passage')}`)"
                    + (f"; {more} more left out for the word limit" if more else ""))
     dated = t.extra.get("year_before")
     if isinstance(dated, Mapping) and dated.get("sentence"):

@@ -224,6 +224,6 @@ def test_a_pronoun_read_as_a_name_is_said_in_every_rendering():
     assert line in to_markdown(result) and line in to_compact(result)
     assert line.replace("*", "").replace("`", "") in to_text(result)
     result["list_items"] = {"words": ["iOS", "."], "passage": "p3", "items": 1, "more": 2}
-    line = ("List read on:** the answer's sentence introduces a list; its next 1 item follow (passage `p3`); 2 more "
+    line = ("List read on:** the answer's sentence introduces a list; its next item follows (passage `p3`); 2 more "
             "left out for the word limit")
     assert line in to_markdown(result) and line in to_compact(result)
