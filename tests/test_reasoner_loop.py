@@ -536,6 +536,10 @@ def test_a_common_word_opening_a_sentence_goes_on_in_lower_case_after_yes():
     ev = Evidence(toks, [[]], [[]])
     assert common_word("Most", ev)
     assert not common_word("SQLite", ev) and not common_word("Gull", ev)
+    # passages that never write "most" in lower case (the SQLite set's answer said "Yes, Most SQL …"): a function word
+    from overlay_core.stages.sources import FUNCTION_WORDS
+
+    assert "most" in FUNCTION_WORDS and "gull" not in FUNCTION_WORDS
 
 
 def test_a_who_is_the_role_of_question_no_passage_names_the_role_of_is_declined():

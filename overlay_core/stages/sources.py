@@ -26,8 +26,11 @@ from .reading import bears, expansions
 
 #: At most this many relevant sentences open factoid answers (step 0 candidates).
 MAX_ANSWER_SENTENCES = 8
-#: Words that open a sentence in capitals only because they open it ("The", "It", «Это»): lower-cased after "Yes,".
-FUNCTION_WORDS = STOP_WORDS | STOP_WORDS_RU
+#: Words that open a sentence in capitals only because they open it ("The", "It", «Это»; "Most" of "Most SQL
+#: database engines …", which the passages may never write in lower case): lower-cased after "Yes,".
+FUNCTION_WORDS = STOP_WORDS | STOP_WORDS_RU | frozenset({
+    "most", "many", "all", "both", "several", "few", "such", "other", "another", "either", "neither", "none", "more",
+    "less", "only", "even", "however", "also", "often", "usually", "sometimes"})
 #: Words that open a subordinate clause: no answer goes on with one after "Yes,".
 SUBORDINATORS = frozenset({"which", "that", "who", "whom", "whose", "where", "when", "while", "because", "although",
                            "though", "if", "unless", "whereas", "as", "and", "or", "but", "so"})
