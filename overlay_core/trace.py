@@ -616,12 +616,12 @@ def _form_line(t: Trace) -> str:
 
 
 def _reading_lines(t: Trace) -> list[str]:
-    """The lines that say where the answer took words from outside its own sentence: the next items of a list its
-    sentence introduces (``extra["list_items"]``: ``{"words", "passage", "items", "more"}``, :func:`overlay_core.
-    stages.opening.list_items`), its opening pronoun read as the name the passage gives before it (``extra["referent"]``: ``{"pronoun", "name", "passage", "sentence"}``,
-    :func:`overlay_core.stages.opening.pronoun_referent`), the sentence before it that holds the year it counts
-    from (``extra["year_before"]``: ``{"words", "passage", "sentence"}``, :func:`overlay_core.stages.opening.
-    year_before`); [] when neither."""
+    """The lines that say where the answer took words from outside its own sentence: its opening pronoun read as the
+    name the passage gives before it (``extra["referent"]``: ``{"pronoun", "name", "passage", "sentence"}``,
+    :func:`overlay_core.stages.opening.pronoun_referent`), the next items of a list its sentence introduces
+    (``extra["list_items"]``: ``{"words", "passage", "items", "more"}``, :func:`overlay_core.stages.opening.
+    list_items`), the sentence before it that holds the year it counts from (``extra["year_before"]``: ``{"words",
+    "passage", "sentence"}``, :func:`overlay_core.stages.opening.year_before`); [] when none."""
     out = []
     ref = t.extra.get("referent")
     if isinstance(ref, Mapping) and ref.get("name"):

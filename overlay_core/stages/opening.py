@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from .. import evidence as E
 from .. import text as T
-from ..questions import QuestionForm
+from ..questions import STOP_WORDS, QuestionForm
 from ..questions_ru import STOP_WORDS_RU
 from ..settings import ReasonerSettings
 from ..trace import Step
@@ -18,6 +18,7 @@ from .features import best_of, candidate_row, step_record
 from .prompting import continuation
 from .ranking import about, yes_no_name
 from .reading import MULTILINGUAL_EMBEDDERS, bears, expansions
+from .sources import common_word
 
 _ARTICLES = {"a", "an", "the"}
 #: The answer of a declined question, in the question's language (``QuestionForm.lang``).
@@ -344,16 +345,14 @@ def pronoun_referent(form: QuestionForm, words: list[str], ev: Evidence, passage
     Kestrel Lamp K7?" — "He designed the Kestrel Lamp K7." says who only with the sentence before it ("Tomas Erland
     was born in 1931."). Returns ``{"pronoun": str, "name": [str], "passage": id, "sentence": str}`` or None.
 
-    ``words``: the answer's words; its sentence is :func:`_answer_sentence`. The name opens the nearest sentence before it in that passage that does not itself open
-    with a pronoun (:func:`overlay_core.evidence.leading_name`: a run of "He …" sentences goes back to the one that
-    names him; a sentence that opens otherwise ends the search: the pronoun may mean something else), or, when
-    only pronoun sentences come before, the passage's last heading written as such a name ("## Tomas Erland").
+    ``words``: the answer's words; its sentence is :func:`_answer_sentence`. The name opens the nearest sentence
+    before it in that passage that does not itself open with a pronoun (:func:`overlay_core.evidence.leading_name`:
+    a run of "He …" sentences goes back to the one that names him; a sentence that opens otherwise ends the search:
+    the pronoun may mean something else), or, when only pronoun sentences come before, the passage's last heading
+    written as such a name ("## Tomas Erland").
     A name whose first word is a function word ("In March …", «В марте …») or, in Latin script, a word the passages
     also write in lower case ("Early Tuesday …") is not a name.
     """
-    from ..questions import STOP_WORDS
-    from .sources import common_word
-
     if form.answer_type != "person" or len(words) < 2 or words[0].casefold() not in E.PERSON_PRONOUNS:
         return None
 
