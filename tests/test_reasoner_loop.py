@@ -656,14 +656,15 @@ def test_an_answer_that_stops_at_a_lists_first_item_reads_on_the_other_items():
         return list_items({(0, end)}, ev, passages, room)
 
     # a document passage opens with its section's label ("Guide app: "), as overlay build writes it
-    app = ("Guide app: The guide app runs on these systems:\n\nAndroid 10 or later.\n\niOS 15 or later.\n\nHarmonyOS 3.\n\nThe "
-           "app needs 200 MB of free space, and it works offline once the city maps are downloaded.")
+    app = ("Guide app: The guide app runs on these systems:\n\nAndroid 10 or later.\n\niOS 15 or later.\n\n"
+           "HarmonyOS 3.\n\nThe app needs 200 MB of free space, and it works offline once the city maps are "
+           "downloaded.")
     got = listed(app, "Android 10 or later.")
     assert T.join(got["words"]) == "iOS 15 or later. HarmonyOS 3." and (got["items"], got["more"]) == (2, 0)
     assert listed(app, "Android 10 or later.", room=6)["more"] == 1
     assert listed(app, "of free space, and it works offline once the city maps are downloaded.") is None
     # one sentence, no blocks; items that say more than a name
     assert listed("App: It runs on these systems: Android. It also runs on iOS.", "Android.") is None
-    classes = ("Types: It has one of the following storage classes:\n\nNULL. The value is a NULL value.\n\nINTEGER. The "
-               "value is a signed integer.")
+    classes = ("Types: It has one of the following storage classes:\n\nNULL. The value is a NULL value.\n\n"
+               "INTEGER. The value is a signed integer.")
     assert listed(classes, "NULL.") is None
