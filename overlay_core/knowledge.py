@@ -244,8 +244,9 @@ def build_knowledge(home: str | Path | None = None, *, corpus: str | Path | None
     t_parse = time.perf_counter() - t0
     paths.home.mkdir(parents=True, exist_ok=True)
     # until the report is written, the state folder says a build is under way (or was killed): ask refuses it
+    # with the build's own arguments: the hint of a killed build names them (a bare `overlay build` is FOLDOC)
     write_atomic(paths.build_marker, json.dumps({"fingerprint": fingerprint, "started": time.time(),
-                                                 "pid": os.getpid()}).encode())
+                                                 "pid": os.getpid(), "build_args": build_args}).encode())
     if rebuild and server_url is None and paths.chroma.exists():
         from .retrieval import remove_store
 
@@ -367,9 +368,19 @@ def load_table(path: str | Path):
     if marker.exists():
         import shlex
 
+        home = shlex.quote(str(path.parent))
+        try:
+            args = json.loads(marker.read_text()).get("build_args")
+        except (OSError, ValueError, AttributeError):
+            args = None
+        # the same build again: its documents (a bare `overlay build` would build FOLDOC into a documents folder)
+        again = (f"`overlay build {' '.join(map(shlex.quote, args)) + ' ' if args else ''}--home {home}`"
+                 if isinstance(args, list) and all(isinstance(a, str) for a in args)
+                 else f"the same build again (`overlay build PATH… --home {home}` with the same documents, or no "
+                      "PATH for FOLDOC)")
         raise StateFileError(f"the last build in {path.parent} did not finish (it was interrupted or is still "
-                             f"running: {marker.name} is there); run `overlay build --home "
-                             f"{shlex.quote(str(path.parent))}` (or the Build Knowledge flow) and let it finish")
+                             f"running: {marker.name} is there); run {again} (or the Build Knowledge flow) and let "
+                             "it finish")
     table = get_adjacency_table(path)
     if not table.tokenization_current:
         raise StateFileError(f"{path} was built by an older Overlay with other word-token rules "

@@ -188,8 +188,16 @@ def test_an_interrupted_build_is_named_as_such_by_ask(home_copy):
     from overlay_core.knowledge import load_table
 
     paths = state_paths(home_copy)
-    paths.build_marker.write_text("{}")  # what a killed `overlay build` leaves behind
-    with pytest.raises(StateFileError, match="the last build .* did not finish.*overlay build --home"):
+    paths.build_marker.write_text("{}")  # what a killed `overlay build` of unknown arguments leaves behind
+    with pytest.raises(StateFileError, match=r"the last build .* did not finish.*the same build again \(`overlay "
+                                             r"build PATH… --home .*` with the same documents, or no PATH for FOLDOC"):
+        load_table(paths.adjacency)
+    # a killed build of documents names them: a bare `overlay build` would start FOLDOC there (a fresh user's walk)
+    paths.build_marker.write_text(json.dumps({"build_args": ["/my docs/a.md", "--order", "2"]}))
+    with pytest.raises(StateFileError, match=r"run `overlay build '/my docs/a.md' --order 2 --home .*` \(or the "):
+        load_table(paths.adjacency)
+    paths.build_marker.write_text(json.dumps({"build_args": []}))  # FOLDOC with the defaults
+    with pytest.raises(StateFileError, match=r"run `overlay build --home "):
         load_table(paths.adjacency)
     paths.build_marker.unlink()
     load_table(paths.adjacency)
@@ -243,7 +251,7 @@ def test_a_build_killed_midway_is_named_by_ask_and_the_next_build_finishes_it(ho
     assert paths.build_marker.exists() and paths.report.exists()  # the old report and table are still there
     stored = get_knowledge_base(paths.chroma).count()
     assert stored == (8 if killed_in == "upsert" else before["store_count"])
-    with pytest.raises(StateFileError, match=r"the last build in .* did not finish .* run `overlay build --home"):
+    with pytest.raises(StateFileError, match=r"the last build in .* did not finish .* run the same build again"):
         make_reasoner(home_copy)
     report = build_knowledge(home_copy, headwords=SUBSET, order=3)
     assert report["cached"] is False and report["ingest"]["unchanged"] == stored
