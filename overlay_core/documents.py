@@ -630,12 +630,22 @@ def load_file(path: str | Path) -> list[Section]:
     return sections
 
 
+#: The files that mark an Overlay state folder (with its ``chroma`` folder or adjacency table beside them).
+_STATE_MARKS = ("knowledge.json", "build.incomplete")
+#: Why :func:`iter_files` leaves a state folder inside the documents out: this build's, another build's.
+THIS_STATE_FOLDER = "the state folder of this build, left out; keep it outside the documents folder"
+OTHER_STATE_FOLDER = ("an Overlay state folder, not documents: left out (keep state folders outside the documents "
+                      "folder)")
+
+
 def iter_files(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = ()) -> Iterator[tuple[Path, str | None]]:
     """Every file named or inside a named folder (recursively, sorted; hidden files and folders skipped, and
     anything inside an ``exclude`` folder, e.g. the state folder; each file once, as its resolved absolute path):
-    ``(path, problem)``; ``problem`` is None or why it is not a file."""
+    ``(path, problem)``; ``problem`` is None or why it is not a file. An ``exclude`` folder or another Overlay state
+    folder (:data:`_STATE_MARKS`) inside a named folder is given once as ``(folder, why it is left out)``."""
     seen: set[Path] = set()
     skip = [Path(e).expanduser().resolve() for e in exclude]
+    named: set[Path] = set()  # state folders already named
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
@@ -643,7 +653,16 @@ def iter_files(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (
             for f in inside:  # a link to nothing is named, not dropped silently
                 if f.is_symlink() and not f.exists():
                     yield f, "a symbolic link to a file that does not exist"
-            files = [f for f in inside if f.is_file()]
+            # a state folder inside the documents (this build's, or another's) is named once, not file by file
+            top = p.resolve()
+            states = {e for e in skip if top in e.parents} | {
+                f.parent.resolve() for f in inside if f.name in _STATE_MARKS
+                and ((f.parent / "chroma").is_dir() or (f.parent / "adjacency.safetensors").is_file())}
+            for d in sorted(states - named):
+                named.add(d)
+                yield d, THIS_STATE_FOLDER if d in skip else OTHER_STATE_FOLDER
+            files = [f for f in inside if f.is_file() and not any(d == f.resolve() or d in f.resolve().parents
+                                                                  for d in states)]
         elif p.is_file():
             files = [p]
         elif p.is_symlink():
@@ -785,7 +804,8 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
     # the state folder may sit inside a documents folder (`overlay build . --home state`): never ingest it
     passages, problems = load_paths(paths, chunk_size=chunk_size, chunk_overlap=chunk_overlap, exclude=[state.home],
                                     on_problem=on_problem)
-    if not passages and not problems:  # only empty folders (or hidden files), or only the state folder itself
+    if not passages and all(why in (THIS_STATE_FOLDER, OTHER_STATE_FOLDER) for _, why in problems):
+        # only empty folders (or hidden files), or only the state folder itself
         home_dir = state.home.expanduser().resolve()
         inside = [p for p in paths if home_dir == (r := Path(p).expanduser().resolve()) or home_dir in r.parents]
         if inside:
@@ -797,9 +817,10 @@ def build_documents(paths: Iterable[str | Path], home: str | Path | None = None,
                               f"--home {utf8_safe(str(folder / '.overlay'))} (hidden folders are not read)")
         raise CorpusError(f"no document found in {', '.join(utf8_safe(str(p)) for p in paths)} (empty, or only hidden "
                           "files); give files or folders holding .txt, .md, .html or .pdf files")
-    if not passages:
-        shown = "; ".join(f"{f}: {why}" for f, why in problems[:3]) + ("; …" if len(problems) > 3 else "")
-        raise CorpusError(f"none of the {len(problems)} file(s) given could be loaded ({shown}); "
+    files_lost = [(f, why) for f, why in problems if why not in (THIS_STATE_FOLDER, OTHER_STATE_FOLDER)]
+    if not passages and files_lost:
+        shown = "; ".join(f"{f}: {why}" for f, why in files_lost[:3]) + ("; …" if len(files_lost) > 3 else "")
+        raise CorpusError(f"none of the {len(files_lost)} file(s) given could be loaded ({shown}); "
                           "give .txt, .md, .html or .pdf files with text")
     language = unread = None
     if asked is None and (rebuild or recorded_embedder(home) is None) and server_url is None:

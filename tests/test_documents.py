@@ -291,7 +291,10 @@ def test_rerun_ingests_only_what_changed_and_forgets_what_is_gone(tmp_path, monk
     (d / "a.md").write_text("# Alpha\n\nAlpha was written by Ann.\n")
     (d / "b.txt").write_text("Beta was written by Bob.\n")
     first = build_documents([d], home)
-    assert first["ingest"]["added"] == 2 and not first["cached"] and first["skipped"] == []
+    # named once as left out (a fresh user's walk: it was silent, and another build of the folder listed its files)
+    assert first["ingest"]["added"] == 2 and not first["cached"] and [
+        (Path(s["file"]).name, s["why"]) for s in first["skipped"]] == [
+        ("state", "the state folder of this build, left out; keep it outside the documents folder")]
     assert {Path(f["file"]).name: f["status"] for f in first["files"]} == {"a.md": "new", "b.txt": "new"}
     assert build_documents([d], home)["cached"] is True
 
@@ -309,7 +312,7 @@ def test_rerun_ingests_only_what_changed_and_forgets_what_is_gone(tmp_path, monk
     (d / "c.html").write_bytes(b"\x00\x01\x02")  # now binary: skipped, and its old passage goes too
     gone = build_documents([d], home)
     assert sorted(Path(f["file"]).name for f in gone["removed_files"]) == ["b.txt", "c.html"]
-    assert [Path(s["file"]).name for s in gone["skipped"]] == ["c.html"]
+    assert [Path(s["file"]).name for s in gone["skipped"]] == ["state", "c.html"]
     kb = get_knowledge_base(state_paths(home).chroma)
     texts = [p.text for p in kb.get(list(kb.metadata({"file_type": {"$in": ["html", "markdown", "text"]}})))]
     assert texts == ["Alpha: Alpha was rewritten by Ada."] and gone["store_count"] == 1 == kb.count()
@@ -317,6 +320,11 @@ def test_rerun_ingests_only_what_changed_and_forgets_what_is_gone(tmp_path, monk
     monkeypatch.chdir(d)  # a relative spelling of the same folder: same passages, nothing new in the store
     again = build_documents(["."], home)
     assert again["cached"] is True and kb.count() == 1
+    # built into another state folder, the folder's own state folder is one line, not its files
+    other = build_documents([d], tmp_path / "other")
+    assert [(Path(s["file"]).name, s["why"].split(":")[0]) for s in other["skipped"]] == [
+        ("state", "an Overlay state folder, not documents"),
+        ("c.html", "a binary file with a text extension (it holds NUL bytes); not ingested")]
 
 
 def test_build_from_documents_then_ask_a_factoid_question(docs, tmp_path):
