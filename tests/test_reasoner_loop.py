@@ -668,3 +668,22 @@ def test_an_answer_that_stops_at_a_lists_first_item_reads_on_the_other_items():
     classes = ("Types: It has one of the following storage classes:\n\nNULL. The value is a NULL value.\n\n"
                "INTEGER. The value is a signed integer.")
     assert listed(classes, "NULL.") is None
+
+
+def test_an_expansion_in_a_sentence_that_opens_with_the_acronym_is_as_sure_as_a_label():
+    """"PSU: Power Supply Unit, the module that converts mains current for the amplifier." — "What does PSU stand
+    for?" was answered "PSU stands for the amplifier." ("for the" is in the passage, "for Power" in no table): the
+    expansion now carries relevance 1 (a fresh user's walk)."""
+    from overlay_core.questions import analyze
+    from overlay_core.stages.reading import expansions, read_evidence
+
+    def found(text):
+        passages = [RetrievedPassage("p1", text, 0.2, {"source": "TEST"})]
+        q = "What does PSU stand for?"
+        ev = read_evidence(None, q, analyze(q), passages, ReasonerSettings(cross_encoder=False))
+        return {" ".join(w): rel for w, _, rel in expansions(analyze(q), passages, ev)}
+
+    glossary = "Glossary: PSU: Power Supply Unit, the module that converts mains current for the amplifier."
+    assert found(glossary) == {"Power Supply Unit": 1.0}
+    inner = "Glossary: The amplifier is fed by its Power Supply Unit (PSU), which converts mains current."
+    assert 0.5 <= found(inner)["Power Supply Unit"] < 1.0

@@ -121,7 +121,8 @@ def next_in_bearing_sentence(cursor: set[Position], ev: Evidence, s: ReasonerSet
 def expansions(form: QuestionForm, passages, ev: Evidence) -> list[tuple[tuple[str, ...], int, float]]:
     """Expansions of the acronym ``form.subject`` found in the passages' text, labels and aliases.
 
-    Returns ``(words, passage rank, relevance)`` triples; an alias or label counts with relevance 1.
+    Returns ``(words, passage rank, relevance)`` triples; an alias or label counts with relevance 1, and so does an
+    expansion in a sentence that opens with the acronym.
     """
     if not form.subject:
         return []
@@ -141,6 +142,9 @@ def expansions(form: QuestionForm, passages, ev: Evidence) -> list[tuple[tuple[s
                 out.setdefault(tuple(nw), (r, 1.0))
         for x in ev.sentences[r]:
             sent = ev.toks[r][x.start:x.end]
+            # in a sentence that opens with the acronym ("PSU: Power Supply Unit, the module …", "PSU stands for …")
+            # the expansion is as sure as a label's
+            sure = E.opens_with(form.subject, sent)
             for a, b in E.expansions(form.subject, sent):
-                out.setdefault(tuple(sent[a:b]), (r, max(x.relevance, 0.5)))
+                out.setdefault(tuple(sent[a:b]), (r, 1.0 if sure else max(x.relevance, 0.5)))
     return [(w, r, rel) for w, (r, rel) in out.items()]
