@@ -513,11 +513,13 @@ def uncounted_verdicts(t: Trace) -> list[tuple[Step, Candidate]]:
 
 
 def _overruled_text(st: Step) -> str:
-    """"N: vd_… chose 'No,' where the rule said: …" for a step whose rule reviewers' verdicts overruled
-    (``extra["overruled"]``: ``{"word", "rule", "verdicts"}``, a yes/no step)."""
+    """"N: vd_… chose 'No,' where the rule said: … (…)" for a step whose rule reviewers' verdicts overruled
+    (``extra["overruled"]``: ``{"word", "rule", "verdicts"}``, a yes/no step), with what the reviewer may need to
+    judge next: "No, the V-420 is waterproof …" still copies the passage's sentence after the turned word."""
     o = st.extra["overruled"]
     return (f"{st.step}: {', '.join(o.get('verdicts') or [])} chose {o.get('word')!r} where the rule said: "
-            f"{o.get('rule')}")
+            f"{o.get('rule')} (the words after it are still the passage's sentence: judge those steps too if they "
+            "now contradict it)")
 
 
 def _clip(text: str, n: int) -> str:

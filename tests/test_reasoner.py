@@ -12,6 +12,7 @@ from overlay_core.stages.base import Draft as _Cand
 from overlay_core.stages.base import Turn
 from overlay_core.stages.ranking import rank_passages
 from overlay_core.text import SENTENCE_END, words
+from overlay_core.trace import to_text
 from overlay_core.verification import ReviewStore
 
 
@@ -160,6 +161,7 @@ def test_a_reviewers_no_to_a_yes_no_answer_counts_on_that_question_only(home_cop
     assert second["answer"].startswith("No,")
     assert second["trace"][0]["overruled"]["verdicts"] == [vid] and second["trace"][0]["overruled"]["word"] == "No,"
     assert "affirms the question" in second["trace"][0]["overruled"]["rule"]
+    assert "judge those steps too if they now contradict it" in to_text(second)  # "No, … is waterproof …"
     assert make_reasoner(home_copy).answer(other_q)["answer"] == other["answer"]
     store.revert(vid, reviewer="alice")
     store.apply(acc, save=True)
