@@ -655,7 +655,9 @@ def iter_files(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (
                     yield f, "a symbolic link to a file that does not exist"
             # a state folder inside the documents (this build's, or another's) is named once, not file by file
             top = p.resolve()
-            states = {e for e in skip if top in e.parents} | {
+            # (a hidden one, e.g. --home docs/.overlay, is not read anyway: nothing to say)
+            states = {e for e in skip if top in e.parents
+                      and not any(part.startswith(".") for part in e.relative_to(top).parts)} | {
                 f.parent.resolve() for f in inside if f.name in _STATE_MARKS
                 and ((f.parent / "chroma").is_dir() or (f.parent / "adjacency.safetensors").is_file())}
             for d in sorted(states - named):
