@@ -214,7 +214,7 @@ def expansions(acronym: str, toks: list[str], max_words: int = 8) -> list[tuple[
 def _type_match(form: QuestionForm, sent: list[str]) -> bool:
     t = form.answer_type
     if t == "year":
-        return any(_YEAR.match(w) for w in sent)
+        return names_year(sent)
     if t == "number":
         return any(_NUMBER.match(w) or w.casefold() in _NUMBER_WORDS for w in sent)
     if t == "person":
@@ -268,7 +268,7 @@ _RELATIVE_TIME = re.compile(
 def dated_before(sent: list[str]) -> bool:
     """True when ``sent`` (word tokens) names no year itself and opens with a time counted from the sentence before
     it ("Three years later the town opened its first school."): the year it means is written there."""
-    return bool(_RELATIVE_TIME.match(" ".join(sent[:6]))) and not any(_YEAR.match(w) for w in sent)
+    return bool(_RELATIVE_TIME.match(" ".join(sent[:6]))) and not names_year(sent)
 
 
 def names_year(sent: list[str]) -> bool:

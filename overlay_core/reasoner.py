@@ -238,12 +238,12 @@ class Reasoner:
             words = [*words, *listed["words"]]
             result.extra["list_items"] = listed
         # "He designed the Kestrel Lamp K7." answers "Who designed …?" only with the name the sentence before gives
-        referent = O.pronoun_referent(form, words, ev, passages)
+        referent = O.pronoun_referent(form, words, turn.cursor, ev, passages)
         if referent:
             words = [*referent["name"], *words[1:]]
             result.extra["referent"] = referent
         # "Three years later the town opened its first school." answers "When …?" only with the year before it
-        dated = O.year_before(form, words, ev, passages)
+        dated = O.year_before(form, words, turn.cursor, ev, passages)
         if dated:
             words = [*dated["words"], *words]
             result.extra["year_before"] = dated

@@ -576,6 +576,12 @@ def test_a_sentence_denies_the_question_only_when_its_negation_governs_a_questio
                   "well in devices that must operate without expert human support.") is None
 
 
+def _copied_to(ev, answer: str) -> set:
+    """The reasoner's cursor after copying ``answer`` from passage 0: its last word's position (empty if absent)."""
+    words, toks = [w.casefold() for w in T.words(answer)], [w.casefold() for w in ev.toks[0]]
+    return next(({(0, a + len(words) - 1)} for a in range(len(toks)) if toks[a:a + len(words)] == words), set())
+
+
 def test_a_who_answer_that_opens_with_a_pronoun_names_the_person_the_passage_named_before():
     """"Who designed the Kestrel Lamp K7?" was answered "He designed the Kestrel Lamp K7." (a fresh user's walk):
     the name is in the sentence before, or — when only "He …" sentences come before — the section's heading."""
@@ -587,7 +593,7 @@ def test_a_who_answer_that_opens_with_a_pronoun_names_the_person_the_passage_nam
         passages = [RetrievedPassage("p1", text, 0.2, {"source": "TEST", "headings": headings})]
         form = analyze(question)
         ev = read_evidence(None, question, form, passages, ReasonerSettings(cross_encoder=False))
-        return pronoun_referent(form, T.words(answer), ev, passages)
+        return pronoun_referent(form, T.words(answer), _copied_to(ev, answer), ev, passages)
 
     bio = ("Tomas Erland was born in Marrowby in 1931. He later taught at the technical school. He designed the "
            "Kestrel Lamp K7.")
@@ -626,7 +632,7 @@ def test_a_when_answer_counted_from_the_sentence_before_holds_that_sentence_too(
         passages = [RetrievedPassage("p1", text, 0.2, {"source": "TEST"})]
         form = analyze(question)
         ev = read_evidence(None, question, form, passages, ReasonerSettings(cross_encoder=False))
-        return year_before(form, T.words(answer), ev, passages)
+        return year_before(form, T.words(answer), _copied_to(ev, answer), ev, passages)
 
     town = ("Marrowby was founded in 1790. The town built its harbour wall in 1850. Three years later the town "
             "opened its first school.")

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from .. import evidence as E
 from .. import text as T
-from ..questions import STOP_WORDS, QuestionForm
+from ..questions import QuestionForm
 from ..questions_ru import STOP_WORDS_RU
 from ..settings import ReasonerSettings
 from ..trace import Step
@@ -18,7 +18,7 @@ from .features import best_of, candidate_row, step_record
 from .prompting import continuation
 from .ranking import about, yes_no_name
 from .reading import MULTILINGUAL_EMBEDDERS, bears, expansions
-from .sources import common_word
+from .sources import FUNCTION_WORDS, common_word
 
 _ARTICLES = {"a", "an", "the"}
 #: The answer of a declined question, in the question's language (``QuestionForm.lang``).
@@ -267,28 +267,28 @@ def subject_prefix(subject: str, passages, table, *, article: str | None = None)
     return prefix + ["is"]
 
 
-def _answer_sentence(words: list[str], ev: Evidence) -> tuple[int, int] | None:
-    """``(passage rank, sentence index)`` of the first passage sentence that opens with the answer's first words (up
-    to four, case-folded): the sentence the answer was copied from; None when none does."""
-    k = min(len(words), 4)
-    key = [w.casefold() for w in words[:k]]
-    for r, ss in enumerate(ev.sentences):
-        toks = ev.toks[r]
-        j = next((j for j, x in enumerate(ss) if [w.casefold() for w in toks[x.start:x.start + k]] == key), None)
-        if j is not None:
+def _copied_sentence(words: list[str], cursor, ev: Evidence) -> tuple[int, int] | None:
+    """``(passage rank, sentence index)`` of the sentence the answer was copied from, when the answer opens with that
+    sentence's first word: the sentence holding ``cursor`` (``Turn.cursor``: where the answer's last word was copied
+    from, ``{(passage rank, token index)}``); None when the answer copied nothing or opened elsewhere (a frame from
+    the question)."""
+    for r, i in sorted(cursor):
+        j = ev.sentence_of[r][i] if 0 <= i < len(ev.sentence_of[r]) else -1
+        if j >= 0 and words and ev.toks[r][ev.sentences[r][j].start].casefold() == words[0].casefold():
             return r, j
     return None
 
 
-def year_before(form: QuestionForm, words: list[str], ev: Evidence, passages) -> dict | None:
+def year_before(form: QuestionForm, words: list[str], cursor, ev: Evidence, passages) -> dict | None:
     """The sentence that dates a when-answer copied from a sentence that counts from it: "When did the town open its
     first school?" — "Three years later the town opened its first school." means a year only with "The town built
     its harbour wall in 1850." before it. Returns ``{"words": [str], "passage": id, "sentence": str}`` (the sentence
     before, in the same passage, when it holds a year; :func:`overlay_core.evidence.dated_before`) or None. The
-    answer then holds both sentences, each copied: the reader counts, Overlay does not."""
+    answer then holds both sentences, each copied: the reader counts, Overlay does not. ``words``, ``cursor``: the
+    answer's words and where its last word was copied from (:func:`_copied_sentence`)."""
     if (form.kind != "when" and form.answer_type != "year") or len(words) < 2:  # «Когда …?» expects any answer
         return None
-    at = _answer_sentence(words, ev)
+    at = _copied_sentence(words, cursor, ev)
     if at is None or at[1] == 0:
         return None
     r, j = at
@@ -340,16 +340,16 @@ def list_items(cursor, ev: Evidence, passages, room: int) -> dict | None:
     return None
 
 
-def pronoun_referent(form: QuestionForm, words: list[str], ev: Evidence, passages) -> dict | None:
+def pronoun_referent(form: QuestionForm, words: list[str], cursor, ev: Evidence, passages) -> dict | None:
     """Whom a who-question's answer names when its sentence opens with a personal pronoun: "Who designed the
     Kestrel Lamp K7?" — "He designed the Kestrel Lamp K7." says who only with the sentence before it ("Tomas Erland
     was born in 1931."). Returns ``{"pronoun": str, "name": [str], "passage": id, "sentence": str}`` or None.
 
-    ``words``: the answer's words; its sentence is :func:`_answer_sentence`. The name opens the nearest sentence
-    before it in that passage that does not itself open with a pronoun (:func:`overlay_core.evidence.leading_name`:
-    a run of "He …" sentences goes back to the one that names him; a sentence that opens otherwise ends the search:
-    the pronoun may mean something else), or, when only pronoun sentences come before, the passage's last heading
-    written as such a name ("## Tomas Erland").
+    ``words``, ``cursor``: the answer's words and where its last word was copied from; its sentence is
+    :func:`_copied_sentence`. The name opens the nearest sentence before it in that passage that does not itself
+    open with a pronoun (:func:`overlay_core.evidence.leading_name`: a run of "He …" sentences goes back to the one
+    that names him; a sentence that opens otherwise ends the search: the pronoun may mean something else), or, when
+    only pronoun sentences come before, the passage's last heading written as such a name ("## Tomas Erland").
     A name whose first word is a function word ("In March …", «В марте …») or, in Latin script, a word the passages
     also write in lower case ("Early Tuesday …") is not a name.
     """
@@ -358,10 +358,10 @@ def pronoun_referent(form: QuestionForm, words: list[str], ev: Evidence, passage
 
     def named(name: list[str] | None) -> bool:
         first = name[0] if name else ""
-        return (bool(name) and first.casefold() not in STOP_WORDS | STOP_WORDS_RU
+        return (bool(name) and first.casefold() not in FUNCTION_WORDS
                 and (T.is_cyrillic(first) or not common_word(first, ev)))
 
-    at = _answer_sentence(words, ev)
+    at = _copied_sentence(words, cursor, ev)
     if at is None:
         return None
     r, j = at
