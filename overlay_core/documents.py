@@ -49,6 +49,7 @@ from typing import Any
 from .errors import CorpusError
 from .evidence import LABEL_WINDOW
 from .ingest import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE, Passage, _splitter, passage_id
+from .knowledge import STATE_MARKERS, is_state_folder
 from .text import join as join_tokens
 from .text import normalize, utf8_safe
 from .text import words as word_tokens
@@ -630,8 +631,6 @@ def load_file(path: str | Path) -> list[Section]:
     return sections
 
 
-#: The files that mark an Overlay state folder (with its ``chroma`` folder or adjacency table beside them).
-_STATE_MARKS = ("knowledge.json", "build.incomplete")
 #: Why :func:`iter_files` leaves a state folder inside the documents out: this build's, another build's.
 THIS_STATE_FOLDER = "the state folder of this build, left out; keep it outside the documents folder"
 OTHER_STATE_FOLDER = ("an Overlay state folder, not documents: left out (keep state folders outside the documents "
@@ -642,7 +641,8 @@ def iter_files(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (
     """Every file named or inside a named folder (recursively, sorted; hidden files and folders skipped, and
     anything inside an ``exclude`` folder, e.g. the state folder; each file once, as its resolved absolute path):
     ``(path, problem)``; ``problem`` is None or why it is not a file. An ``exclude`` folder or another Overlay state
-    folder (:data:`_STATE_MARKS`) inside a named folder is given once as ``(folder, why it is left out)``."""
+    folder (:func:`overlay_core.knowledge.is_state_folder`) inside a named folder is given once as ``(folder, why it
+    is left out)``."""
     seen: set[Path] = set()
     skip = [Path(e).expanduser().resolve() for e in exclude]
     named: set[Path] = set()  # state folders already named
@@ -658,13 +658,11 @@ def iter_files(paths: Iterable[str | Path], *, exclude: Iterable[str | Path] = (
             # (a hidden one, e.g. --home docs/.overlay, is not read anyway: nothing to say)
             states = {e for e in skip if top in e.parents
                       and not any(part.startswith(".") for part in e.relative_to(top).parts)} | {
-                f.parent.resolve() for f in inside if f.name in _STATE_MARKS
-                and ((f.parent / "chroma").is_dir() or (f.parent / "adjacency.safetensors").is_file())}
+                f.parent.resolve() for f in inside if f.name in STATE_MARKERS and is_state_folder(f.parent)}
             for d in sorted(states - named):
                 named.add(d)
                 yield d, THIS_STATE_FOLDER if d in skip else OTHER_STATE_FOLDER
-            files = [f for f in inside if f.is_file() and not any(d == f.resolve() or d in f.resolve().parents
-                                                                  for d in states)]
+            files = [f for f in inside if f.is_file() and not any(d in f.resolve().parents for d in states)]
         elif p.is_file():
             files = [p]
         elif p.is_symlink():

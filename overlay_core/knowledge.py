@@ -37,6 +37,17 @@ from .errors import CorpusError, InputError, ModelError, OverlayError, StateFile
 
 
 
+#: Entries whose presence marks a folder as an Overlay state folder (see :class:`StatePaths`).
+STATE_MARKERS = ("chroma", "adjacency.safetensors", "knowledge.json", "build.incomplete", "accumulator.safetensors",
+                 "reviews.sqlite3")
+
+
+def is_state_folder(folder: Path) -> bool:
+    """True when ``folder`` holds two or more of :data:`STATE_MARKERS` (one alone may be a user's file of that
+    name)."""
+    return sum((folder / m).exists() for m in STATE_MARKERS) >= 2
+
+
 @dataclass(frozen=True)
 class StatePaths:
     """Paths of one Overlay state folder (see module docstring)."""

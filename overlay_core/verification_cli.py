@@ -38,7 +38,7 @@ from rich.console import Console
 
 from .cli_errors import HomeOpt, fail as _fail
 from .errors import InputError, OverlayError, StateFileError
-from .knowledge import state_paths
+from .knowledge import STATE_MARKERS, state_paths
 from .text import shell_quote, utf8_safe
 
 review_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -215,9 +215,6 @@ def _looks_like_safetensors(head: bytes) -> bool:
 STATE_FILE_NAMES = frozenset({"knowledge.json", "build.incomplete", "adjacency.safetensors", "accumulator.safetensors",
                               "accumulator.safetensors.lock", "reviews.sqlite3", "reviews.sqlite3-wal",
                               "reviews.sqlite3-shm", "reviews.sqlite3-journal"})
-#: Entries whose presence marks a folder as an Overlay state folder.
-_STATE_MARKERS = ("chroma", "adjacency.safetensors", "knowledge.json", "build.incomplete", "accumulator.safetensors",
-                  "reviews.sqlite3")
 
 
 def _state_file(path: Path) -> str | None:
@@ -227,7 +224,7 @@ def _state_file(path: Path) -> str | None:
     from .retrieval import LOCK_FILE
 
     folder = Path(os.path.abspath(path)).parent
-    if path.name in STATE_FILE_NAMES and any((folder / m).exists() for m in _STATE_MARKERS if m != path.name):
+    if path.name in STATE_FILE_NAMES and any((folder / m).exists() for m in STATE_MARKERS if m != path.name):
         return f"{path.name} is an Overlay state file of the state folder {folder}"
     if not os.path.lexists(path):
         return None  # a new file next to the store's files replaces none of them
