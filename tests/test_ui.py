@@ -14,9 +14,9 @@ Deselect with ``-m "not browser"``.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
-import sys
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -172,6 +172,15 @@ def _check_drawn(browser, flow_path, nodes, edges):
         assert not missing, f"{node_id}: fields not drawn: {missing}"
 
 
+def _gen_flows():
+    """scripts/gen_flows.py as a module (loaded once; it is a script, not a package module)."""
+    spec = importlib.util.spec_from_file_location("gen_flows", ROOT / "scripts" / "gen_flows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+GEN_FLOWS = _gen_flows()
 ZOOM_JS = """const vp = document.querySelector('.react-flow__viewport');
 return new DOMMatrixReadOnly(getComputedStyle(vp).transform).a;"""
 
@@ -181,16 +190,13 @@ def test_saved_flow_opens_at_a_readable_zoom(browser, langflow_server, flow_path
     """LangFlow opens a flow zoomed to fit every node (a saved viewport is not kept): the answer flows opened at
     30 % (issue 17). gen_flows stacks each column by the drawn heights it keeps (DRAWN_HEIGHT): check those are not
     smaller than what LangFlow draws (nodes would overlap) and that the flow opens at half size or larger."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from gen_flows import DRAWN_HEIGHT, MINIMIZED_HEIGHT
-
     flow = load_flow(flow_path)
     open_flow(browser, langflow_server, flow["id"], len(flow["data"]["nodes"]), f"2-zoom-{flow_path.stem}")
     zoom = settle(lambda: browser.execute_script(ZOOM_JS), lambda z: z is not None, 10)
     saved = {n["id"]: n["data"] for n in flow["data"]["nodes"]}
     for d in browser.execute_script(NODES_JS):
         data = saved[d["id"]]
-        room = DRAWN_HEIGHT.get(data["type"]) if data.get("showNode", True) else MINIMIZED_HEIGHT
+        room = GEN_FLOWS.DRAWN_HEIGHT.get(data["type"]) if data.get("showNode", True) else GEN_FLOWS.MINIMIZED_HEIGHT
         assert room is None or d["h"] / zoom <= room, f"{d['id']} is drawn {d['h'] / zoom:.0f} px tall, room {room}"
     assert zoom >= 0.45, f"{flow_path.stem} opens at {zoom:.0%} (window {WINDOW})"
 
