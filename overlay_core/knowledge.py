@@ -360,26 +360,16 @@ def load_table(path: str | Path):
     """
     from .adjacency import get_adjacency_table
 
+    import shlex
+
     path = Path(path)
-    if not path.exists():
-        if not path.parent.exists():
-            import shlex
-
-            raise StateFileError(f"the state folder {path.parent} does not exist (check --home / $OVERLAY_HOME "
-                                 "for a typo); to build the knowledge there: `overlay build --home "
-                                 f"{shlex.quote(str(path.parent))} [PATH…]` (your documents, or none for FOLDOC; or "
-                                 "run the Build Knowledge flow)")
-        import shlex
-
-        # the folder is named: a bare `overlay build` would build into ./.overlay, not where this answer looks
-        raise StateFileError(f"no adjacency table at {path}; build the knowledge there first: `overlay build --home "
-                             f"{shlex.quote(str(path.parent))} [PATH…]` (your documents, or none for FOLDOC; or run "
-                             "the Build Knowledge flow)")
+    home = shlex.quote(str(path.parent))
+    if not path.parent.exists():
+        raise StateFileError(f"the state folder {path.parent} does not exist (check --home / $OVERLAY_HOME "
+                             f"for a typo); to build the knowledge there: `overlay build --home {home} [PATH…]` (your "
+                             "documents, or none for FOLDOC; or run the Build Knowledge flow)")
     marker = state_paths(path.parent).build_marker
-    if marker.exists():
-        import shlex
-
-        home = shlex.quote(str(path.parent))
+    if marker.exists():  # before "no table": a first build that was killed has none yet, and its hint names it
         try:
             args = json.loads(marker.read_text()).get("build_args")
         except (OSError, ValueError, AttributeError):
@@ -392,6 +382,10 @@ def load_table(path: str | Path):
         raise StateFileError(f"the last build in {path.parent} did not finish (it was interrupted or is still "
                              f"running: {marker.name} is there); run {again} (or the Build Knowledge flow) and let "
                              "it finish")
+    if not path.exists():
+        # the folder is named: a bare `overlay build` would build into ./.overlay, not where this answer looks
+        raise StateFileError(f"no adjacency table at {path}; build the knowledge there first: `overlay build --home "
+                             f"{home} [PATH…]` (your documents, or none for FOLDOC; or run the Build Knowledge flow)")
     table = get_adjacency_table(path)
     if not table.tokenization_current:
         raise StateFileError(f"{path} was built by an older Overlay with other word-token rules "

@@ -201,6 +201,13 @@ def test_an_interrupted_build_is_named_as_such_by_ask(home_copy):
         load_table(paths.adjacency)
     paths.build_marker.unlink()
     load_table(paths.adjacency)
+    # a first build killed before its table: the same hint, not "no adjacency table … [PATH…]" (a fresh user's walk)
+    table = paths.adjacency.read_bytes()
+    paths.adjacency.unlink()
+    paths.build_marker.write_text(json.dumps({"build_args": ["/my docs/a.md"]}))
+    with pytest.raises(StateFileError, match=r"did not finish .* run `overlay build '/my docs/a.md' --home "):
+        load_table(paths.adjacency)
+    paths.adjacency.write_bytes(table)
     # a build that finishes removes its marker
     build_knowledge(home_copy, headwords=SUBSET, order=3)
     assert not paths.build_marker.exists()
