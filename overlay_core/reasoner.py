@@ -232,7 +232,7 @@ class Reasoner:
         result.stop_reason = self._loop(turn, prompt, first_step, result, times)
         words = turn.answer_words
         # "The guide app runs on these systems: Android 10 or later." goes on with the list's other items
-        listed = (O.list_items(turn.cursor, ev, passages, s.max_words + s.finish_sentence - turn.generated)
+        listed = (O.list_items(turn.cursor, ev, passages, s.max_words + s.finish_sentence - turn.generated, words)
                   if result.stop_reason == StopReason.SENTENCE_END else None)
         if listed:
             words = [*words, *listed["words"]]

@@ -654,12 +654,12 @@ def test_an_answer_that_stops_at_a_lists_first_item_reads_on_the_other_items():
     from overlay_core.stages.opening import list_items
     from overlay_core.stages.reading import read_evidence
 
-    def listed(text, answer_end, room=30):
+    def listed(text, answer_end, room=30, answer=""):
         passages = [RetrievedPassage("p1", text, 0.2, {"source": "TEST"})]
         q = "Which systems does the guide app run on?"
         ev = read_evidence(None, q, analyze(q), passages, ReasonerSettings(cross_encoder=False))
         end = next(i for i in range(len(ev.toks[0])) if T.join(ev.toks[0][:i + 1]).endswith(answer_end))
-        return list_items({(0, end)}, ev, passages, room)
+        return list_items({(0, end)}, ev, passages, room, T.words(answer))
 
     # a document passage opens with its section's label ("Guide app: "), as overlay build writes it
     app = ("Guide app: The guide app runs on these systems:\n\nAndroid 10 or later.\n\niOS 15 or later.\n\n"
@@ -668,6 +668,14 @@ def test_an_answer_that_stops_at_a_lists_first_item_reads_on_the_other_items():
     got = listed(app, "Android 10 or later.")
     assert T.join(got["words"]) == "iOS 15 or later. HarmonyOS 3." and (got["items"], got["more"]) == (2, 0)
     assert listed(app, "Android 10 or later.", room=6)["more"] == 1
+    # a short paragraph after the list that names the app again is not an item (a fresh user's walk)
+    after = app.replace("\n\nThe app needs", "\n\nThe guide app needs no account.\n\nThe app needs")
+    assert T.join(listed(after, "Android 10 or later.")["words"]) == "iOS 15 or later. HarmonyOS 3."
+    # an introduction that opens with "It": the answer's own subject ("Quillpad supports these formats:") counts
+    pad = ("Quillpad: Quillpad is a note-taking editor.\n\nIt supports these formats:\n\nMarkdown.\n\nOrg mode.\n\n"
+           "Quillpad does not support PDF export.")
+    got = listed(pad, "formats: Markdown.", answer="Quillpad supports these formats: Markdown.")
+    assert T.join(got["words"]) == "Org mode." and got["items"] == 1
     assert listed(app, "of free space, and it works offline once the city maps are downloaded.") is None
     # one sentence, no blocks; items that say more than a name
     assert listed("App: It runs on these systems: Android. It also runs on iOS.", "Android.") is None

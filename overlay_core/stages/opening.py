@@ -303,16 +303,17 @@ def year_before(form: QuestionForm, words: list[str], cursor, ev: Evidence, pass
 LIST_ITEM_WORDS = 8
 
 
-def list_items(cursor, ev: Evidence, passages, room: int) -> dict | None:
+def list_items(cursor, ev: Evidence, passages, room: int, answer: list[str] = ()) -> dict | None:
     """The rest of a list an answer stopped in: "The guide app runs on these systems: Android 10 or later." — the
     document lists "iOS 15 or later" and "HarmonyOS 3" as the next items. Returns ``{"words": [str], "passage": id,
     "items": int, "more": int}`` or None.
 
-    ``cursor``: the positions ``(passage rank, token index)`` the answer's last word was copied from. The answer's
-    sentence must be a list's introduction and its first item: its ``:`` ends a block of the passage's text
-    (``"…systems:\n\nAndroid 10 or later."``) and what follows the colon is one short item. The next sentences are
-    read on while each is a block of its own of at most :data:`LIST_ITEM_WORDS` words, as long as ``room`` (words
-    the answer may still take) allows; ``more`` counts the items left out for room. A list of items that are
+    ``cursor``: the positions ``(passage rank, token index)`` the answer's last word was copied from; ``answer``: its
+    words (their first content word is a subject too). The answer's sentence must be a list's introduction and its
+    first item: its ``:`` ends a block of the passage's text (``"…systems:\n\nAndroid 10 or later."``) and what
+    follows the colon is one short item. The next sentences are read on while each is a block of its own of at most
+    :data:`LIST_ITEM_WORDS` words, as long as ``room`` (words the answer may still take) allows, and while none names
+    the introduction's subject again; ``more`` counts the items left out for room. A list of items that are
     sentences ("NULL. The value is a NULL value.") is not read on."""
     for r, i in sorted(cursor):
         x = ev.sentence_at(r, i)
@@ -325,11 +326,17 @@ def list_items(cursor, ev: Evidence, passages, room: int) -> dict | None:
         if T.join(toks[max(x.start, colon - 3):colon + 1]) + "\n\n" not in text:
             continue
         j = ev.sentence_of[r][i]
+        # the introduction's subject ("Quillpad" of "Quillpad supports these formats:"): a short paragraph after the
+        # list that names it again ("Quillpad does not support PDF export.") is a sentence, not an item
+        # (or the answer's, when the introduction opens with "It": "Quillpad supports these formats:")
+        subjects = {next((w.casefold() for w in ws if w.casefold() not in FUNCTION_WORDS), None)
+                    for ws in (toks[x.start:colon], answer)} - {None}
         words, items, more = [], 0, 0
         for y in ev.sentences[r][j + 1:]:
             item = toks[y.start:y.end]
             block = T.join(item)
-            if len(item) > LIST_ITEM_WORDS + 1 or not (f"\n\n{block}\n\n" in text or text.endswith("\n\n" + block)):
+            if len(item) > LIST_ITEM_WORDS + 1 or not (f"\n\n{block}\n\n" in text or text.endswith("\n\n" + block)) \
+                    or subjects & {w.casefold() for w in item}:
                 break
             if len(words) + len(item) > room:
                 more += 1
